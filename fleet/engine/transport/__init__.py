@@ -1,0 +1,83 @@
+"""Transports by URL: `sqlite://` (the default), `redis://`/`rediss://`/`unix://`, `memory://`.
+
+`open_transport(url)` returns the implementation for the URL's scheme, importing it only then
+(so a SQLite user never imports redis).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from fleet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fleet.engine.transport.base import Transport
+
+_SCHEMES = {
+    "sqlite": "fleet.engine.transport.sqlite:SQLiteTransport",
+    "redis": "fleet.engine.transport.redis:RedisTransport",
+    "rediss": "fleet.engine.transport.redis:RedisTransport",
+    "unix": "fleet.engine.transport.redis:RedisTransport",
+    "memory": "fleet.engine.transport.memory:MemoryTransport",
+}
+
+
+def state_dir() -> Path:
+    """Where fleet keeps per-user state: the default broker, multi's records, logs.
+
+    `$FLEET_STATE_DIR` if set; as root `/var/lib/fleet`; otherwise `$XDG_STATE_HOME/fleet`
+    (default `~/.local/state/fleet`).
+    """
+    explicit = os.environ.get("FLEET_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/fleet")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser() / "fleet"
+
+
+def default_broker_url() -> str:
+    """The embedded SQLite broker used when no broker is configured."""
+    return f"sqlite:///{state_dir() / 'broker.db'}"
+
+
+def scheme_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def open_transport(url: str, options: dict | None = None) -> Transport:
+    """Return a transport for `url`; a bad URL is a `ConfigError` naming the valid schemes."""
+    scheme = scheme_of(url)
+    target = _SCHEMES.get(scheme)
+    if target is None:
+        valid = ", ".join(f"{name}://" for name in ("sqlite", "redis", "rediss", "unix", "memory"))
+        raise ConfigError(
+            f"unsupported broker URL {mask_url(url)!r}",
+            f"use one of {valid}, e.g. sqlite:///path/to/fleet.db or redis://127.0.0.1:6379/0",
+        )
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(url, options)
+
+
+_PASSWORD = re.compile(r"^(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@.*)$",
+                       re.IGNORECASE)
+
+
+def mask_url(url: str | None) -> str:
+    """`redis://:secret@host/0` -> `redis://:********@host/0`; other URLs unchanged."""
+    if not url:
+        return ""
+    match = _PASSWORD.match(url)
+    if match and match.group("password"):
+        return f"{match.group('head')}********{match.group('tail')}"
+    parts = urlsplit(url)
+    if parts.query and "password=" in parts.query:
+        return re.sub(r"(password=)[^&]*", r"\1********", url)
+    return url

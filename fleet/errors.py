@@ -1,0 +1,69 @@
+"""Exit codes and the base error every fleet failure is reported through.
+
+A `FleetError` carries what happened (`message`), what to do about it (`hint`) and the exit
+code the CLI should use. The CLI prints ``fleet: <message> <hint>`` as one line on stderr.
+Exit codes live here, in one place, so scripts and supervisors can rely on them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  #: a command ran and something it did failed (a task failed, a node FAILED)
+EXIT_USAGE = 2  #: bad arguments, bad node specs, unknown options (click's own code too)
+EXIT_NOT_RUNNING = 3  #: `fleet multi status`: not every node is running (LSB convention)
+EXIT_APP_LOAD = 4  #: the app given with -A cannot be imported or found
+EXIT_UNAVAILABLE = 69  #: remote control: no node replied (sysexits EX_UNAVAILABLE)
+EXIT_SOFTWARE = 70  #: an internal error in fleet itself
+EXIT_CANT_CREATE = 73  #: a pid file is held by a running node, or a file cannot be created
+EXIT_BROKER = 75  #: the broker stayed unreachable (sysexits EX_TEMPFAIL: try again later)
+EXIT_PERMISSION = 77  #: a path we need is not writable (sysexits EX_NOPERM)
+EXIT_CONFIG = 78  #: invalid settings or configuration file (sysexits EX_CONFIG)
+
+
+class FleetError(Exception):
+    """An error meant for the operator: one line, with the fix."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+    def one_line(self) -> str:
+        """The message and hint as a single line (newlines folded) for stderr."""
+        text = f"{self.message}. {self.hint}" if self.hint else self.message
+        return " ".join(text.split())
+
+
+class UsageError(FleetError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(FleetError):
+    """A setting or configuration file is invalid (unknown key, wrong type, bad value)."""
+
+    exit_code = EXIT_CONFIG
+
+
+class AppLoadError(FleetError):
+    exit_code = EXIT_APP_LOAD
+
+
+class PermissionProblem(FleetError):
+    exit_code = EXIT_PERMISSION
+
+
+def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The candidate most like `word`, for did-you-mean hints (None when nothing is close)."""
+    import difflib
+
+    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None

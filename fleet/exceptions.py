@@ -1,0 +1,104 @@
+"""Exceptions raised by the task engine's public API (`fleet.exceptions.TimeoutError`, ...).
+
+They all derive from `fleet.errors.FleetError`, so the CLI reports any of them as one clear
+line with an exit code.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+from fleet.errors import (
+    EXIT_BROKER,
+    AppLoadError,
+    ConfigError,
+    FleetError,
+    UsageError,
+)
+
+__all__ = [
+    "AppLoadError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "EncodeError",
+    "FleetError",
+    "MessageDecodeError",
+    "NotRegistered",
+    "RemoteError",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "TaskRevokedError",
+    "Terminated",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "UsageError",
+    "WorkerLostError",
+]
+
+
+class TimeoutError(FleetError, builtins.TimeoutError):  # noqa: A001 - the documented public name
+    """`AsyncResult.get(timeout=...)` gave up waiting."""
+
+
+class EncodeError(FleetError, TypeError):
+    """Task arguments or a task's return value cannot be encoded as JSON."""
+
+
+class MessageDecodeError(FleetError):
+    """A message on a queue is not a valid fleet message (moved to the dead-letter queue)."""
+
+
+class NotRegistered(FleetError, KeyError):
+    """No task of that name is registered with the app."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return FleetError.__str__(self)
+
+
+class BrokerUnavailable(FleetError, ConnectionError):
+    """The broker could not be reached (after retrying, where retrying applies)."""
+
+    exit_code = EXIT_BROKER
+
+
+class RemoteError(FleetError):
+    """A task failed with an exception whose type cannot be imported on this side.
+
+    Carries the remote type name, its message and the remote traceback text.
+    """
+
+    def __init__(self, exc_type: str, exc_message: str, traceback: str | None = None):
+        super().__init__(f"{exc_type}: {exc_message}" if exc_message else exc_type)
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.traceback = traceback
+
+
+class WorkerLostError(FleetError):
+    """The process running the task died (killed, out of memory, node shut down cold)."""
+
+
+class TaskRevokedError(FleetError):
+    """The task was revoked before or while it ran."""
+
+
+class Retry(Exception):  # noqa: N818 - the conventional name, raised by `task.retry()`
+    """Raised inside a task by `self.retry()`: the worker schedules the next attempt."""
+
+    def __init__(self, message: str = "", exc: BaseException | None = None,
+                 when: float | None = None):
+        super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))
+        self.exc = exc
+        self.when = when
+
+
+class SoftTimeLimitExceeded(Exception):  # noqa: N818 - celery users know this name
+    """Raised inside a task when its soft time limit passes; the task may catch it."""
+
+
+class TimeLimitExceeded(FleetError):  # noqa: N818
+    """The task ran past its hard time limit and its process was killed."""
+
+
+class Terminated(BaseException):  # noqa: N818 - BaseException so `except Exception` can't eat it
+    """Raised inside a task whose process was asked to stop it (revoke with terminate)."""
