@@ -1,0 +1,177 @@
+"""Daemon plumbing: pid files with locks, directories we need, and process hygiene.
+
+Pid files are written for the operator and for `fleet multi`:
+* written atomically (a temporary file, fully written and locked, hard-linked into place),
+  so nobody ever reads a half-written pid;
+* the pid on its own line, followed by the node name on the second line;
+* locked (flock) for the node's lifetime: a pid file nobody holds a lock on is stale, whatever
+  pid it contains, so a recycled pid is never mistaken for a running node;
+* removed at exit only while it still holds our own pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
+
+log = logging.getLogger("fleet.daemon")
+
+PR_SET_PDEATHSIG = 1
+
+
+def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> Path:
+    """Create `path` (and parents) if missing; report permission problems with the fix."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=mode)
+    except PermissionError:
+        what = f" for {purpose}" if purpose else ""
+        raise PermissionProblem(
+            f"cannot create directory {directory}{what}: permission denied",
+            f"create it with `sudo install -d -m {mode:o} -o $USER {directory}` "
+            "or choose another path",
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionProblem(f"directory {directory} is not writable by this user",
+                                f"fix its owner or mode (e.g. `sudo chown $USER {directory}`)"
+                                " or choose another path")
+    return directory
+
+
+def open_log_file(path: Path | str, mode: int = 0o640) -> int:
+    """Open (create) a log file for appending; return the fd. Parent dirs are created."""
+    log_path = Path(path)
+    ensure_directory(log_path.parent, purpose="log files")
+    try:
+        return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+    except PermissionError:
+        raise PermissionProblem(f"cannot write log file {log_path}: permission denied",
+                                "fix its owner or mode, or choose another --logfile") from None
+
+
+@dataclass
+class PidFileContents:
+    pid: int
+    node: str | None = None
+
+
+def read_pidfile(path: Path | str) -> PidFileContents | None:
+    """The pid (and node name) in a pid file; None if missing, empty or garbage."""
+    try:
+        text = Path(path).read_text()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip().isdigit():
+        return None
+    node = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return PidFileContents(int(lines[0].strip()), node)
+
+
+def pidfile_is_locked(path: Path | str) -> bool:
+    """True if some process holds the pid file's lock (so its node is running)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class PidFile:
+    """A node's pid file: created atomically, locked while the node runs."""
+
+    def __init__(self, path: Path | str, node: str = ""):
+        self.path = Path(path).expanduser().absolute()
+        self.node = node
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        ensure_directory(self.path.parent, purpose="pid files")
+        for _attempt in range(5):
+            if self._try_create():
+                return
+            self._check_existing()
+        raise FleetError(f"could not create pid file {self.path} (it keeps changing)",
+                         "is another node starting with the same --pidfile?",
+                         exit_code=EXIT_CANT_CREATE)
+
+    def _try_create(self) -> bool:
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, f"{os.getpid()}\n{self.node}\n".encode())
+            os.fsync(fd)
+            try:
+                os.link(temporary, self.path)
+            except FileExistsError:
+                os.close(fd)
+                return False
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        self._fd = fd
+        return True
+
+    def _check_existing(self) -> None:
+        """The pid file exists: refuse if its node runs, remove it if stale."""
+        contents = read_pidfile(self.path)
+        if pidfile_is_locked(self.path):
+            pid = contents.pid if contents else "?"
+            raise FleetError(
+                f"pid file {self.path} is held by a running node (pid {pid})",
+                "stop that node first (`fleet multi stop` or `kill -TERM "
+                f"{pid}`), or give this one another --pidfile",
+                exit_code=EXIT_CANT_CREATE,
+            )
+        if contents is not None and contents.pid == os.getpid():
+            log.info("Taking over pid file %s (restarted in place)", self.path)
+        elif contents is None:
+            log.warning("Removing broken pid file %s (it held no pid)", self.path)
+        else:
+            log.warning("Removing stale pid file %s (pid %s is not a running node)",
+                        self.path, contents.pid)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def release(self) -> None:
+        """Remove the pid file if it still holds our pid, then drop the lock."""
+        if self._fd is None:
+            return
+        contents = read_pidfile(self.path)
+        if contents is not None and contents.pid == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def set_parent_death_signal(signum: int = signal.SIGKILL) -> None:
+    """Linux: have the kernel send `signum` to this process when its parent dies, so a pool
+    child never outlives a node whose main process was SIGKILLed."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", errno.errorcode.get(ctypes.get_errno()))

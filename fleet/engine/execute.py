@@ -1,0 +1,128 @@
+"""Run one task in this process and describe what happened, ready for the result store.
+
+Used by pool children (and by tests directly). Knows nothing about pipes or brokers: it takes
+a message, returns an `Outcome` whose `meta` is the JSON text to store as the result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fleet.engine import message as codec
+from fleet.engine import states
+from fleet.engine.results import exception_meta, format_exception, success_meta
+from fleet.engine.task import Request, _current
+from fleet.exceptions import EncodeError, Retry, SoftTimeLimitExceeded, Terminated
+
+if TYPE_CHECKING:
+    from fleet.engine.app import Fleet
+    from fleet.engine.message import TaskMessage
+
+SUMMARY_LIMIT = 200
+
+
+@dataclass
+class Outcome:
+    """What running a task produced. `meta` is the encoded result (None: nothing to store)."""
+
+    id: str
+    state: str
+    runtime: float
+    summary: str  #: short text for the log line: the return value's repr or "Type: message"
+    meta: str | None = None
+    retry: dict[str, Any] = field(default_factory=dict)  #: eta, args, kwargs for a retry
+    terminated: bool = False
+
+    def header(self) -> dict:
+        header = {"id": self.id, "state": self.state, "runtime": self.runtime,
+                  "summary": self.summary}
+        if self.retry:
+            header["retry"] = self.retry
+        if self.terminated:
+            header["terminated"] = True
+        return header
+
+
+def request_for(msg: TaskMessage, node: str, delivery_info: dict) -> Request:
+    return Request(
+        id=msg.id, task=msg.task, args=msg.args, kwargs=msg.kwargs, retries=msg.retries,
+        eta=msg.eta, expires=msg.expires, root_id=msg.root_id, parent_id=msg.parent_id,
+        group_id=msg.group_id, headers=msg.headers, callbacks=msg.callbacks, hostname=node,
+        delivery_info=delivery_info, options=msg.options,
+    )
+
+
+def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
+    """Run the task of `msg`; never raises (except to let the process die on KILL)."""
+    task = app.tasks[msg.task]
+    request = request_for(msg, node, delivery_info)
+    extra = {"task": msg.task, "node": node, "retries": msg.retries}
+    _current.append((task, request))
+    started = time.perf_counter()
+    try:
+        value = task.run(*msg.args, **msg.kwargs)
+        runtime = time.perf_counter() - started
+        return _success(msg.id, value, runtime, extra)
+    except Retry as signal:
+        return _retry(msg, signal, time.perf_counter() - started, extra)
+    except Terminated as exc:
+        outcome = _failure(msg.id, states.REVOKED, exc, time.perf_counter() - started, extra)
+        outcome.terminated = True
+        return outcome
+    except BaseException as exc:  # the task's own failure, whatever it is
+        runtime = time.perf_counter() - started
+        if task.autoretry_for and isinstance(exc, task.autoretry_for) and \
+                not isinstance(exc, SoftTimeLimitExceeded):
+            limit = task.max_retries
+            if limit is None or msg.retries < limit:
+                when = time.time() + task.backoff_delay(msg.retries)
+                return _retry(msg, Retry(exc=exc, when=when), runtime, extra)
+        return _failure(msg.id, states.FAILURE, exc, runtime, extra)
+    finally:
+        _current.pop()
+
+
+def _success(task_id: str, value: Any, runtime: float, extra: dict) -> Outcome:
+    meta = success_meta(task_id, value, **extra)
+    try:
+        encoded = codec.dumps(meta)
+    except EncodeError:
+        exc = EncodeError(f"the task returned {type(value).__name__} {_clip(repr(value))}, "
+                          "which cannot be encoded as JSON",
+                          "return numbers, strings, booleans, None, lists or dicts")
+        return _failure(task_id, states.FAILURE, exc, runtime, extra)
+    return Outcome(task_id, states.SUCCESS, runtime, _clip(repr(value)), encoded)
+
+
+def _failure(task_id: str, state: str, exc: BaseException, runtime: float,
+             extra: dict) -> Outcome:
+    meta = exception_meta(task_id, state, exc, format_exception(exc), **extra)
+    return Outcome(task_id, state, runtime, describe_exception(exc), codec.dumps(meta))
+
+
+def _retry(msg: TaskMessage, signal: Retry, runtime: float, extra: dict) -> Outcome:
+    cause = signal.exc or signal
+    meta = exception_meta(msg.id, states.RETRY, cause, format_exception(cause), **extra)
+    retry = {"eta": signal.when}
+    for key, attr in (("args", "args_override"), ("kwargs", "kwargs_override")):
+        value = getattr(signal, attr, None)
+        if value is not None:
+            retry[key] = list(value) if key == "args" else dict(value)
+    try:
+        codec.dumps(retry)
+    except EncodeError as exc:
+        return _failure(msg.id, states.FAILURE, exc, runtime, extra)
+    summary = f"retry in {max(0.0, (signal.when or time.time()) - time.time()):.1f}s: " \
+              f"{describe_exception(cause)}"
+    return Outcome(msg.id, states.RETRY, runtime, summary, codec.dumps(meta), retry=retry)
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = str(exc)
+    return _clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SUMMARY_LIMIT else text[:SUMMARY_LIMIT - 3] + "..."

@@ -1,0 +1,74 @@
+"""Logging for nodes: the node name and process role in every line, to a file or stderr.
+
+    [2026-11-22 10:00:00,123: INFO/w1@host main] Task proj.tasks.add[7c6e...] received
+
+Each process of a node (main, and every pool child) opens the log file itself, after
+expanding `%i`/`%I` with its own pool index, so `--logfile=%n%I.log` gives `w1.log` for the
+main process and `w1-1.log`, `w1-2.log` for the children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from fleet.nodenames import format_node
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
+          "fatal": logging.CRITICAL}
+
+
+def parse_level(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    try:
+        return LEVELS[name.lower()]
+    except KeyError:
+        from fleet.errors import UsageError
+
+        raise UsageError(f"unknown log level {name!r}",
+                         f"use one of {', '.join(sorted(set(LEVELS) - {'warn', 'fatal'}))}"
+                         ) from None
+
+
+class _FdStream:
+    """A minimal text stream over a raw fd (O_APPEND): one write() per log record."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+    def flush(self) -> None:
+        return None
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def setup_logging(nodename: str, role: str, level: int, logfile_template: str | None,
+                  index: int = 0) -> int | None:
+    """Configure the root logger for one process of a node; return the log file's fd."""
+    from fleet.daemon import open_log_file
+
+    fd = None
+    if logfile_template:
+        fd = open_log_file(format_node(logfile_template, nodename, index))
+        stream = _FdStream(fd)
+    else:
+        stream = sys.stderr
+    handler = logging.StreamHandler(stream)
+    label = f"{nodename} {role}".replace("%", "%%")
+    handler.setFormatter(logging.Formatter(f"[%(asctime)s: %(levelname)s/{label}] %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return fd

@@ -1,0 +1,377 @@
+"""The prefork pool: child processes that execute tasks, and the pipes to talk to them.
+
+The node's main process forks each child (the app is already imported, so children start in
+milliseconds) and keeps two pipes per child: it writes one task at a time into the child's
+task pipe, and reads outcomes from the child's result pipe. A child never talks to the broker
+for the node; it only runs tasks (a task that sends other tasks opens its own connection).
+
+Frames on both pipes: a 4-byte big-endian length, then a JSON header line, a newline, and an
+optional payload (a raw message body going in, an encoded result coming out), so the main
+process never re-encodes what it only forwards.
+
+Child lifecycle: the child sends an "up" frame once ready; after each task it may announce it
+is retiring (max tasks or max memory reached) and exits; the main process reaps it and forks
+a replacement into the same slot (the `%i` index stays stable). Children ignore SIGINT (a
+Ctrl-C goes to the main process, which decides) and turn SIGTERM into `Terminated` and
+SIGUSR1 into `SoftTimeLimitExceeded` inside the running task; SIGUSR2 dumps their stacks.
+They die with the main process (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fleet.engine import message as codec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fleet.engine.app import Fleet
+
+log = logging.getLogger("fleet.pool")
+
+_LENGTH = struct.Struct("!I")
+MAX_FRAME = 512 * 1024 * 1024
+
+#: Signals blocked around fork: the child must not run the parent's handlers.
+FORK_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD}
+
+
+def encode_frame(header: dict, payload: bytes | str = b"") -> bytes:
+    if isinstance(payload, str):
+        payload = payload.encode()
+    data = codec.dumps(header).encode() + b"\n" + payload
+    return _LENGTH.pack(len(data)) + data
+
+
+def decode_frame(data: bytes) -> tuple[dict, bytes]:
+    head, _, payload = data.partition(b"\n")
+    return codec.loads(head), payload
+
+
+def split_frames(buffer: bytearray) -> list[tuple[dict, bytes]]:
+    """Take every complete frame off the front of `buffer`."""
+    frames = []
+    while len(buffer) >= 4:
+        (length,) = _LENGTH.unpack_from(buffer)
+        if length > MAX_FRAME:
+            raise ValueError(f"frame of {length} bytes is too large")
+        if len(buffer) < 4 + length:
+            break
+        frames.append(decode_frame(bytes(buffer[4:4 + length])))
+        del buffer[:4 + length]
+    return frames
+
+
+@dataclass
+class ChildSettings:
+    """What a child needs to know, fixed when it is forked."""
+
+    app: Fleet
+    nodename: str
+    loglevel: int
+    logfile: str | None
+    max_tasks: int | None
+    max_memory_kib: int | None
+    #: Called in the child right after fork, to close the parent's descriptors.
+    after_fork: Callable[[], None] | None = None
+
+
+@dataclass
+class Child:
+    slot: int
+    pid: int
+    task_fd: int
+    result_fd: int
+    born: float = field(default_factory=time.monotonic)
+    up: bool = False
+    job: Any = None
+    tasks_done: int = 0
+    retiring: str | None = None
+    buffer: bytearray = field(default_factory=bytearray)
+    #: Why the main process killed it (so reaping doesn't call it "lost").
+    killed_for: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.up and self.job is None and self.retiring is None and self.task_fd >= 0
+
+
+class Pool:
+    """The main process's view of its children: spawn, dispatch, read, reap."""
+
+    def __init__(self, settings: ChildSettings, concurrency: int):
+        self.settings = settings
+        self.concurrency = concurrency
+        self.children: dict[int, Child] = {}  # pid -> child
+
+    # -- spawning ---------------------------------------------------------------------------
+
+    def free_slots(self) -> list[int]:
+        used = {child.slot for child in self.children.values()}
+        return [slot for slot in range(1, self.concurrency + 1) if slot not in used]
+
+    def spawn(self, slot: int) -> Child:
+        task_r, task_w = os.pipe2(os.O_CLOEXEC)
+        result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, which exits via os._exit
+                os.close(task_w)
+                os.close(result_r)
+                _child_main(self.settings, slot, task_r, result_w, previous, self)
+        finally:
+            if pid:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        os.close(task_r)
+        os.close(result_w)
+        os.set_blocking(result_r, False)
+        child = Child(slot, pid, task_w, result_r)
+        self.children[pid] = child
+        log.debug("Started child %d (pid %d)", slot, pid)
+        return child
+
+    # -- talking to children ------------------------------------------------------------------
+
+    def send(self, child: Child, header: dict, payload: bytes | str = b"") -> None:
+        data = encode_frame(header, payload)
+        view = memoryview(data)
+        while view:
+            written = os.write(child.task_fd, view)
+            view = view[written:]
+
+    def read(self, child: Child) -> tuple[list[tuple[dict, bytes]], bool]:
+        """Frames available from `child`, and whether its result pipe reached EOF."""
+        eof = False
+        while True:
+            try:
+                chunk = os.read(child.result_fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            child.buffer += chunk
+            if len(chunk) < 1 << 16:
+                break
+        return split_frames(child.buffer), eof
+
+    def retire(self, child: Child) -> None:
+        """Ask an idle child to exit by closing its task pipe (it sees EOF)."""
+        if child.task_fd >= 0:
+            os.close(child.task_fd)
+            child.task_fd = -1
+
+    def kill(self, child: Child, signum: int, reason: str | None = None) -> None:
+        if reason and not child.killed_for:
+            child.killed_for = reason
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # -- reaping ----------------------------------------------------------------------------
+
+    def reap(self) -> list[tuple[Child, int]]:
+        """Collect every exited child (ours) as (child, wait status); close its pipes."""
+        exited = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue  # not a pool child (e.g. a grandchild adopted as subreaper)
+            self.retire(child)
+            exited.append((child, status))
+        return exited
+
+    def close_result_pipe(self, child: Child) -> None:
+        if child.result_fd >= 0:
+            os.close(child.result_fd)
+            child.result_fd = -1
+
+    def pids(self) -> list[int]:
+        return sorted(self.children)
+
+    def busy(self) -> list[Child]:
+        return [child for child in self.children.values() if child.job is not None]
+
+
+# -- the child side ----------------------------------------------------------------------------
+
+class _ChildState:
+    in_task = False
+
+
+def _raise_in_task(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
+    """A child's signal handler that interrupts the running task (and nothing else).
+
+    This is the one deliberate exception to "handlers only record": its whole purpose is to
+    raise inside the task's frame, as a soft time limit or a terminate request must.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        if _ChildState.in_task:
+            raise exc_type()
+
+    return handler
+
+
+def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int,
+                mask: Any, pool: Pool) -> None:  # pragma: no cover - covered by integration
+    code = 0
+    try:
+        _child_setup(settings, slot, pool, task_fd, result_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _child_loop(settings, slot, task_fd, result_fd)
+    except BaseException:
+        logging.getLogger("fleet.pool").exception("Child %d crashed", slot)
+        code = 70
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
+                 result_fd: int) -> None:
+    from fleet.daemon import set_parent_death_signal
+    from fleet.engine.log import setup_logging
+
+    signal.set_wakeup_fd(-1)
+    for child in pool.children.values():  # the siblings' pipes belong to the main process
+        for fd in (child.task_fd, child.result_fd):
+            if fd >= 0 and fd not in (task_fd, result_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+    pool.children.clear()
+    if settings.after_fork:
+        settings.after_fork()
+    for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
+                   signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    from fleet.exceptions import SoftTimeLimitExceeded, Terminated
+
+    signal.signal(signal.SIGTERM, _raise_in_task(Terminated))
+    signal.signal(signal.SIGUSR1, _raise_in_task(SoftTimeLimitExceeded))
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() == 1:  # the main process died before PDEATHSIG was armed
+        os._exit(0)
+    _set_title(f"fleet worker {settings.nodename} child {slot}")
+    log_fd = setup_logging(settings.nodename, f"child {slot}", settings.loglevel,
+                           settings.logfile, index=slot)
+    faulthandler.register(signal.SIGUSR2, file=log_fd if log_fd is not None else sys.stderr,
+                          all_threads=True, chain=False)
+
+
+def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int) -> None:
+    from fleet.engine.execute import execute
+
+    _write_all(result_fd, encode_frame({"t": "up", "slot": slot, "pid": os.getpid()}))
+    reader = _FrameReader(task_fd)
+    done = 0
+    while True:
+        frame = reader.next()
+        if frame is None:
+            return  # the main process closed our task pipe: exit quietly
+        header, body = frame
+        msg = codec.decode(body)
+        _ChildState.in_task = True
+        try:
+            outcome = execute(settings.app, msg, settings.nodename, header.get("delivery", {}))
+        finally:
+            _ChildState.in_task = False
+        done += 1
+        retiring = _retire_reason(settings, done)
+        reply = outcome.header()
+        if retiring:
+            reply["retiring"] = retiring
+        _write_all(result_fd, encode_frame(reply, outcome.meta or b""))
+        if retiring:
+            return
+
+
+def _retire_reason(settings: ChildSettings, done: int) -> str | None:
+    if settings.max_tasks and done >= settings.max_tasks:
+        return f"reached its limit of {settings.max_tasks} tasks"
+    if settings.max_memory_kib:
+        rss_kib = _rss_kib()
+        if rss_kib is not None and rss_kib > settings.max_memory_kib:
+            return (f"uses {rss_kib} KiB of resident memory, over the limit of "
+                    f"{settings.max_memory_kib} KiB")
+    return None
+
+
+def _rss_kib() -> int | None:
+    """Current resident memory of this process in KiB (not the peak: that never goes down)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _FrameReader:
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def next(self) -> tuple[dict, bytes] | None:
+        while True:
+            frames = split_frames_one(self.buffer)
+            if frames is not None:
+                return frames
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+
+def split_frames_one(buffer: bytearray) -> tuple[dict, bytes] | None:
+    if len(buffer) < 4:
+        return None
+    (length,) = _LENGTH.unpack_from(buffer)
+    if len(buffer) < 4 + length:
+        return None
+    frame = decode_frame(bytes(buffer[4:4 + length]))
+    del buffer[:4 + length]
+    return frame
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - a declared dependency
+        return
+    setproctitle.setproctitle(title)

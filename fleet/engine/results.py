@@ -1,0 +1,272 @@
+"""Results: what a task returned or raised, stored as JSON under `result:<task id>`.
+
+A stored result ("meta") looks like::
+
+    {"id": "...", "state": "SUCCESS", "result": 4, "task": "proj.tasks.add",
+     "node": "w1@host", "date_done": 1732300000.5, "retries": 0,
+     "exc_type": null, "exc_module": null, "exc_message": null, "exc_args": null,
+     "traceback": null}
+
+Failures carry the exception's type, module, message, arguments (when JSON can hold them)
+and the traceback text, so `get()` re-raises the same type where it is importable here and a
+`RemoteError` carrying the remote type name, message and traceback otherwise. Unknown ids are
+PENDING, as are results that expired (`result_expires`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import time
+import traceback as tb
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fleet.engine import message as codec
+from fleet.engine import states
+from fleet.engine.transport.base import StoredResult
+from fleet.exceptions import RemoteError, TimeoutError
+
+if TYPE_CHECKING:
+    from fleet.engine.app import Fleet
+    from fleet.engine.transport.base import Transport
+
+RESULT_PREFIX = "result:"
+
+
+def result_key(task_id: str) -> str:
+    return RESULT_PREFIX + task_id
+
+
+def pending_meta(task_id: str) -> dict:
+    return {"id": task_id, "state": states.PENDING, "result": None, "traceback": None}
+
+
+def success_meta(task_id: str, value: Any, **extra: Any) -> dict:
+    return {"id": task_id, "state": states.SUCCESS, "result": value, "traceback": None,
+            "date_done": time.time(), **extra}
+
+
+def exception_meta(task_id: str, state: str, exc: BaseException, traceback_text: str | None,
+                   **extra: Any) -> dict:
+    """Describe an exception in JSON terms (type, module, message, args, traceback)."""
+    exc_type = type(exc)
+    args = list(exc.args)
+    try:
+        codec.dumps(args)
+    except Exception:
+        args = None
+    return {
+        "id": task_id,
+        "state": state,
+        "result": None,
+        "exc_type": exc_type.__qualname__,
+        "exc_module": exc_type.__module__,
+        "exc_message": str(exc),
+        "exc_args": args,
+        "traceback": traceback_text,
+        "date_done": time.time(),
+        **extra,
+    }
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def exception_from_meta(meta: dict) -> BaseException:
+    """Rebuild the task's exception: the same type if importable here, else RemoteError.
+
+    Only modules already imported in this process are looked in (a result never makes us
+    import code), which covers the task's own module whenever the caller imported the task.
+    """
+    name = meta.get("exc_type") or "Exception"
+    module_name = meta.get("exc_module") or "builtins"
+    message = meta.get("exc_message") or ""
+    remote_tb = meta.get("traceback")
+    cls = _lookup_exception_class(module_name, name)
+    exc: BaseException | None = None
+    if cls is not None:
+        exc = _instantiate(cls, meta.get("exc_args"), message)
+    if exc is None:
+        shown = name if module_name in ("builtins", "__main__") else f"{module_name}.{name}"
+        exc = RemoteError(shown, message, remote_tb)
+    elif remote_tb:
+        exc.add_note(f"Remote traceback (from the worker):\n{remote_tb.rstrip()}")
+    return exc
+
+
+def _lookup_exception_class(module_name: str, name: str) -> type[BaseException] | None:
+    module = builtins if module_name == "builtins" else sys.modules.get(module_name)
+    obj: Any = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def _instantiate(cls: type[BaseException], args: list | None, message: str) -> BaseException | None:
+    for attempt in (args, [message] if message else [], None):
+        if attempt is None:
+            continue
+        try:
+            return cls(*attempt)
+        except Exception:
+            continue
+    try:
+        return cls()
+    except Exception:
+        return None
+
+
+class ResultBackend:
+    """Stores and reads results in a transport's value store, with `result_expires`."""
+
+    def __init__(self, app: Fleet, store: Transport):
+        self.app = app
+        self.store = store
+
+    @property
+    def ttl(self) -> float | None:
+        expires = self.app.conf.result_expires
+        return float(expires) if expires else None
+
+    def stored(self, meta: dict) -> StoredResult:
+        """A meta ready for `Transport.commit`/`set_values` (encoded, with expiry)."""
+        return StoredResult(result_key(meta["id"]), codec.dumps(meta), self.ttl)
+
+    def store_encoded(self, task_id: str, encoded_meta: str) -> StoredResult:
+        return StoredResult(result_key(task_id), encoded_meta, self.ttl)
+
+    def save(self, metas: Sequence[dict]) -> None:
+        self.store.set_values([self.stored(meta) for meta in metas])
+
+    def get_meta(self, task_id: str) -> dict:
+        text = self.store.get_value(result_key(task_id))
+        if text is None:
+            return pending_meta(task_id)
+        return codec.loads(text)
+
+    def get_metas(self, task_ids: Sequence[str]) -> list[dict]:
+        texts = self.store.get_values([result_key(task_id) for task_id in task_ids])
+        return [pending_meta(task_id) if text is None else codec.loads(text)
+                for task_id, text in zip(task_ids, texts, strict=True)]
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self.store.delete_values([result_key(task_id) for task_id in task_ids])
+
+    def wait(self, task_id: str, timeout: float | None, interval: float) -> dict:
+        """Poll until the task is ready; quick polls first, then every `interval` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.002, interval)
+        while True:
+            meta = self.get_meta(task_id)
+            if meta["state"] in states.READY_STATES:
+                return meta
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(
+                    f"task {task_id} is still {meta['state']} after {timeout:g}s",
+                    "a worker consuming its queue may not be running "
+                    "(unknown or expired ids stay PENDING)",
+                )
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - now))
+            time.sleep(pause)
+            delay = min(delay * 2, interval)
+
+
+class AsyncResult:
+    """A handle on a task's result: `state`, `ready()`, `get()`, ..."""
+
+    def __init__(self, task_id: str, app: Fleet, parent: AsyncResult | None = None):
+        self.id = task_id
+        self.app = app
+        self.parent = parent
+        self._cache: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    def _meta(self) -> dict:
+        if self._cache is not None:
+            return self._cache
+        meta = self.app.backend.get_meta(self.id)
+        if meta["state"] in states.READY_STATES:
+            self._cache = meta  # a ready result never changes
+        return meta
+
+    @property
+    def state(self) -> str:
+        return self._meta()["state"]
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value when SUCCESS, the exception when failed, else None."""
+        meta = self._meta()
+        if meta["state"] in states.EXCEPTION_STATES and meta.get("exc_type"):
+            return exception_from_meta(meta)
+        return meta.get("result")
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._meta().get("traceback")
+
+    @property
+    def date_done(self) -> float | None:
+        return self._meta().get("date_done")
+
+    @property
+    def name(self) -> str | None:
+        return self._meta().get("task")
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float = 0.1) -> Any:
+        """Wait for the result and return it; re-raise the task's exception if it failed.
+
+        `timeout` (seconds) raises `fleet.exceptions.TimeoutError`; None waits forever.
+        With `propagate=False` a failure returns the exception instead of raising it.
+        """
+        meta = self._cache or self.app.backend.wait(self.id, timeout, interval)
+        self._cache = meta
+        if meta["state"] == states.SUCCESS:
+            return meta.get("result")
+        exc = exception_from_meta(meta)
+        if propagate:
+            raise exc
+        return exc
+
+    wait = get
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._cache = None
+        self.app.backend.forget([self.id])
+
+    def as_dict(self) -> dict:
+        return dict(self._meta())

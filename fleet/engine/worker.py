@@ -1,0 +1,933 @@
+"""A node's main process: one single-threaded loop that alone talks to the broker.
+
+Each turn of the loop waits (selectors) on: the signal pipe, every child's result pipe, and
+the broker subscription (broadcasts and new-message wakeups), with a timeout set by the next
+thing due (an ETA, a time limit, a heartbeat). Then it:
+
+1. handles what arrived: signals, task outcomes from children, broadcasts;
+2. moves due ETA tasks to the ready buffer and enforces time limits;
+3. dispatches ready tasks to idle children, one task per child, honouring rate limits;
+4. reserves more messages when the buffer runs low (prefetch = concurrency x multiplier);
+5. commits everything the turn produced (results, acks, retries) in one batch.
+
+Delivery: a reserved message stays reserved until its task finished and its result is
+stored; early-acked tasks are only marked started (so a dead node's running task is reported
+lost, not re-run), acks-late tasks are re-run. Shutdown returns every unstarted message.
+"""
+
+from __future__ import annotations
+
+import collections
+import faulthandler
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fleet import __version__
+from fleet.engine import message as codec
+from fleet.engine import states
+from fleet.engine.pool import Child, ChildSettings, Pool
+from fleet.engine.ratelimit import TokenBucket, parse_rate
+from fleet.engine.results import exception_meta
+from fleet.engine.transport.base import Batch, ConsumerInfo, Delivery, Outgoing
+from fleet.exceptions import (
+    BrokerUnavailable,
+    MessageDecodeError,
+    NotRegistered,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from fleet.signals import SignalRecorder, describe_wait_status, signal_name
+
+if TYPE_CHECKING:
+    from fleet.engine.app import Fleet
+    from fleet.engine.message import TaskMessage
+    from fleet.engine.task import Task
+
+log = logging.getLogger("fleet.worker")
+
+RUNNING, WARM, COLD, STOPPED = "running", "warm shutdown", "cold shutdown", "stopped"
+REDELIVERY_HEADER = "x-fleet-redeliveries"
+MAX_BOOT_FAILURES = 5
+CLEANUP_INTERVAL = 60.0
+PROGRESS_INTERVAL = 5.0
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+
+
+@dataclass
+class NodeOptions:
+    nodename: str
+    queues: list[str]
+    concurrency: int
+    loglevel: int = logging.WARNING
+    logfile: str | None = None
+    pidfile: str | None = None
+    prefetch_multiplier: int = 4
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    send_events: bool = False
+    #: Called once the node is consuming (readiness handshakes: detach, sd_notify).
+    on_ready: list[Callable[[Node], None]] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    delivery: Delivery
+    message: TaskMessage
+    task: Task
+    received: float
+    acks_late: bool
+    ignore_result: bool
+    child: Child | None = None
+    started: float | None = None
+    soft_deadline: float | None = None
+    hard_deadline: float | None = None
+    soft_limit: float | None = None
+    hard_limit: float | None = None
+    soft_sent: bool = False
+    terminate: int | None = None  #: signal a remote terminate asked for
+
+    @property
+    def label(self) -> str:
+        return f"{self.message.task}[{self.message.id}]"
+
+
+class Node:
+    """One node: run it with `Node(app, options).run()`, which returns the exit code."""
+
+    def __init__(self, app: Fleet, options: NodeOptions):
+        self.app = app
+        self.options = options
+        self.name = options.nodename
+        self.conf = app.conf
+        self.state = RUNNING
+        self.exit_code = 0
+        self.restart_requested = False
+        self.consumer_id = f"{self.name}#{uuid.uuid4().hex[:10]}"
+        self.queues = list(dict.fromkeys(options.queues))
+        self.buffer: collections.deque[Job] = collections.deque()
+        self.scheduled: list[tuple[float, int, Job]] = []  # heap of ETA jobs held here
+        self.active: dict[str, Job] = {}  # delivery id -> job running in a child
+        self.batch = Batch()
+        self.buckets: dict[str, TokenBucket | None] = {}
+        self.revoked: set[str] = set()
+        self.processed: collections.Counter[str] = collections.Counter()
+        self.started_at = time.time()
+        self._sequence = itertools.count()
+        self._want_fetch = True
+        self._last_fetch = 0.0
+        self._next_heartbeat = 0.0
+        self._next_cleanup = 0.0
+        self._next_progress = 0.0
+        self._broker_retry_at = 0.0
+        self._broker_failures = 0
+        self._boot_failures = 0
+        self._cold_deadline: float | None = None
+        self._ready = False
+        self._log_fd: int | None = None
+        self.selector = selectors.DefaultSelector()
+        self.signals = SignalRecorder()
+        self.pidfile = None
+        self.subscription = None
+        self.broker = None
+        self.backend = None
+        self.pool: Pool | None = None
+        self.broadcast_handlers: list[Callable[[Node, str, str], None]] = []
+
+    # == lifecycle =============================================================================
+
+    def run(self) -> int:
+        """Start, loop until shut down, clean up; return the exit code."""
+        try:
+            self.start()
+            self.loop()
+        finally:
+            self.close()
+        if self.restart_requested and self.exit_code == 0:
+            restart_in_place()
+        return self.exit_code
+
+    def start(self) -> None:
+        from fleet.daemon import PidFile
+        from fleet.engine.log import setup_logging
+
+        set_title(f"fleet worker {self.name} main")
+        self._log_fd = setup_logging(self.name, "main", self.options.loglevel,
+                                     self.options.logfile, index=0)
+        self.signals.install(HANDLED_SIGNALS)
+        self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
+        if self.options.pidfile:
+            self.pidfile = PidFile(self.options.pidfile, self.name)
+            self.pidfile.acquire()
+        self.broker = connect_with_retry(self.app, self.signals)
+        self.backend = self.app.backend
+        self.broker.register(self.consumer_info())
+        self.subscription = self.broker.subscribe(self.channels(), self.queues)
+        self._watch_subscription()
+        self._recover_dead_nodes()
+        self.pool = Pool(self.child_settings(), self.options.concurrency)
+        for slot in self.pool.free_slots():
+            self._spawn(slot)
+        self.print_banner()
+
+    def channels(self) -> list[str]:
+        """Broadcast channels this node listens to (remote control adds its own)."""
+        return []
+
+    def child_settings(self) -> ChildSettings:
+        return ChildSettings(
+            app=self.app, nodename=self.name, loglevel=self.options.loglevel,
+            logfile=self.options.logfile, max_tasks=self.options.max_tasks_per_child,
+            max_memory_kib=self.options.max_memory_per_child, after_fork=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a new child: drop the main process's selector, pipes and log fd."""
+        self.selector.close()
+        self.signals.close()
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+
+    def loop(self) -> None:
+        while self.state != STOPPED:
+            timeout = self._timeout()
+            for key, _ in self.selector.select(timeout):
+                key.data()
+            self._turn()
+
+    def close(self) -> None:
+        """Final cleanup, whatever happened: return what we hold, release the pid file."""
+        if self.pool is not None:
+            for child in list(self.pool.children.values()):
+                self.pool.kill(child, signal.SIGKILL, "node exit")
+            deadline = time.monotonic() + 2.0
+            while self.pool.children and time.monotonic() < deadline:
+                self.pool.reap()
+                time.sleep(0.01)
+        if self.broker is not None:
+            self._return_unstarted()
+            self._flush(final=True)
+            try:
+                self.broker.unregister(self.consumer_id)
+            except Exception as exc:
+                log.warning("Could not unregister from the broker: %s", exc)
+            if self.subscription is not None:
+                self.subscription.close()
+        if self.pidfile is not None:
+            self.pidfile.release()
+        self.signals.restore()
+        if self.state == STOPPED:
+            log.info("%s stopped.", self.name)
+
+    # == the loop's turn ========================================================================
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [self._next_heartbeat]
+        if self.scheduled:
+            deadlines.append(now + max(0.0, self.scheduled[0][0] - time.time()))
+        if self.active:
+            deadlines += [d for job in self.active.values()
+                          for d in (job.soft_deadline, job.hard_deadline) if d is not None]
+        if self.state == RUNNING and self._has_capacity():
+            deadlines.append(self._last_fetch + self._poll_interval())
+        if self.buffer and any(self._idle_children()):
+            deadlines.append(now + self._rate_wait())
+        if self._cold_deadline is not None:
+            deadlines.append(self._cold_deadline)
+        if self.state != RUNNING:
+            deadlines.append(now + 0.5)
+        return max(0.0, min(min(deadlines) - now, 1.0))
+
+    def _poll_interval(self) -> float:
+        return self.subscription.poll_interval if self.subscription else 1.0
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._heartbeat(now)
+        self._release_due_etas()
+        if self.active:
+            self._enforce_time_limits(now)
+        self._dispatch()
+        if self.state == RUNNING:
+            self._fetch(now)
+        self._flush()
+        if self.state != RUNNING:
+            self._shutdown_progress(now)
+
+    # == receiving ==============================================================================
+
+    def _has_capacity(self) -> bool:
+        return len(self.buffer) + len(self.active) < self.prefetch_limit
+
+    @property
+    def prefetch_limit(self) -> int:
+        return max(1, self.options.concurrency * self.options.prefetch_multiplier)
+
+    def _fetch(self, now: float) -> None:
+        if not self._ready or now < self._broker_retry_at:
+            return
+        wanted = self.prefetch_limit - len(self.buffer) - len(self.active)
+        if wanted <= 0:
+            return
+        if not self._want_fetch and now - self._last_fetch < self._poll_interval():
+            return
+        # Batch: wait until a good chunk is free unless children would go idle.
+        if wanted < self.prefetch_limit // 2 and self.buffer:
+            return
+        self._last_fetch = now
+        try:
+            deliveries = self.broker.reserve(self.consumer_id, self.queues, wanted,
+                                             self.conf.worker_eta_horizon)
+        except self.broker_errors() as exc:
+            self._broker_trouble("reserve", exc)
+            return
+        self._broker_ok()
+        self._want_fetch = len(deliveries) == wanted
+        for delivery in deliveries:
+            self._receive(delivery)
+
+    def _receive(self, delivery: Delivery) -> None:
+        try:
+            msg = codec.decode(delivery.body)
+        except MessageDecodeError as exc:
+            self._dead_letter(delivery, f"undecodable message: {exc.one_line()}")
+            return
+        task = self.app.tasks.get(msg.task)
+        if task is None:
+            self._unknown_task(delivery, msg)
+            return
+        options = msg.options
+        job = Job(delivery, msg, task, time.monotonic(),
+                  acks_late=_first(options.get("acks_late"), task.acks_late),
+                  ignore_result=_first(options.get("ignore_result"), task.ignore_result))
+        log.info("Task %s received", job.label)
+        if msg.eta is not None and msg.eta > time.time():
+            heapq.heappush(self.scheduled, (msg.eta, next(self._sequence), job))
+        else:
+            self.buffer.append(job)
+
+    def _unknown_task(self, delivery: Delivery, msg: TaskMessage) -> None:
+        registered = ", ".join(sorted(self.app.tasks)) or "none"
+        reason = (f"unknown task {msg.task!r} (id {msg.id}); this node has: {registered}. "
+                  "Likely cause: the sender runs other code than this node, or the module "
+                  "defining the task is not imported by the worker (add it to include=[...])")
+        self._dead_letter(delivery, reason)
+        exc = NotRegistered(f"unknown task {msg.task!r}: no node consuming {delivery.queue!r} "
+                            "has it registered", "see the dead-letter queue fleet.dead")
+        self._store_meta(exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                        node=self.name))
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        log.error("Moved message %s from queue %r to the dead-letter queue: %s. Its body "
+                  "starts with: %.200r", delivery.id, delivery.queue, reason, delivery.body)
+        self._flush()  # the dead letter must not overtake earlier acks
+        try:
+            self.broker.dead_letter(self.consumer_id, delivery, reason)
+        except self.broker_errors() as exc:
+            self._broker_trouble("dead-letter", exc)
+            self.batch.requeues.append(delivery.id)
+
+    def _release_due_etas(self) -> None:
+        now = time.time()
+        while self.scheduled and self.scheduled[0][0] <= now:
+            _, _, job = heapq.heappop(self.scheduled)
+            self.buffer.append(job)
+
+    # == dispatching ============================================================================
+
+    def _idle_children(self) -> list[Child]:
+        return [child for child in self.pool.children.values() if child.idle] if self.pool \
+            else []
+
+    def _dispatch(self) -> None:
+        if not self.buffer or self.state == COLD:
+            return
+        idle = self._idle_children()
+        if not idle:
+            return
+        postponed = []
+        while idle and self.buffer:
+            job = self.buffer.popleft()
+            if self._refuse(job):
+                continue
+            bucket = self._bucket(job.task)
+            if bucket is not None and not bucket.take():
+                postponed.append(job)
+                continue
+            self._start(job, idle.pop())
+        self.buffer.extendleft(reversed(postponed))
+
+    def _refuse(self, job: Job) -> bool:
+        """Revoked or expired tasks are not run: REVOKED result, message acked."""
+        msg = job.message
+        if msg.id in self.revoked:
+            reason = "revoked"
+        elif msg.expires is not None and msg.expires < time.time():
+            reason = "expired"
+        else:
+            return False
+        log.info("Task %s %s: not running it", job.label, reason)
+        exc = TaskRevokedError(f"task {msg.id} was {reason} before it ran")
+        self._finish(job, exception_meta(msg.id, states.REVOKED, exc, None, task=msg.task,
+                                         node=self.name))
+        return True
+
+    def _bucket(self, task: Task) -> TokenBucket | None:
+        if task.name not in self.buckets:
+            self.set_rate_limit(task, task.rate_limit or self.conf.task_default_rate_limit)
+        return None if self.conf.worker_disable_rate_limits else self.buckets[task.name]
+
+    def set_rate_limit(self, task: Task, rate: str | float | None) -> None:
+        per_second = parse_rate(rate)
+        self.buckets[task.name] = TokenBucket(per_second) if per_second else None
+
+    def _rate_wait(self) -> float:
+        waits = [bucket.wait_time() for job in self.buffer
+                 if (bucket := self.buckets.get(job.task.name)) is not None]
+        return min(waits) if waits else 0.0
+
+    def _start(self, job: Job, child: Child) -> None:
+        msg = job.message
+        now = time.monotonic()
+        job.child, child.job, job.started = child, job, now
+        self.active[job.delivery.id] = job
+        job.soft_limit = _first(msg.options.get("soft_time_limit"), job.task.soft_time_limit,
+                                self.options.soft_time_limit, self.conf.task_soft_time_limit)
+        job.hard_limit = _first(msg.options.get("time_limit"), job.task.time_limit,
+                                self.options.time_limit, self.conf.task_time_limit)
+        job.soft_deadline = now + job.soft_limit if job.soft_limit else None
+        job.hard_deadline = now + job.hard_limit if job.hard_limit else None
+        delivery = job.delivery
+        header = {"delivery": {"queue": delivery.queue, "priority": delivery.priority,
+                               "redelivered": delivery.redelivered}}
+        self.pool.send(child, header, delivery.body)
+        if not job.acks_late:
+            self.batch.started.append(delivery.id)
+        if _first(msg.options.get("track_started"), job.task.track_started) and \
+                not job.ignore_result:
+            self._store_meta({"id": msg.id, "state": states.STARTED, "result": None,
+                              "task": msg.task, "node": self.name, "pid": child.pid,
+                              "started_at": time.time()})
+
+    # == outcomes ===============================================================================
+
+    def _on_child_readable(self, child: Child) -> None:
+        frames, eof = self.pool.read(child)
+        for header, payload in frames:
+            self._on_frame(child, header, payload)
+        if eof:
+            self._forget_child_pipe(child)
+
+    def _on_frame(self, child: Child, header: dict, payload: bytes) -> None:
+        if header.get("t") == "up":
+            child.up = True
+            self._boot_failures = 0
+            if not self._ready and all(c.up for c in self.pool.children.values()):
+                self._become_ready()
+            return
+        job = child.job
+        if job is None or header.get("id") != job.message.id:
+            return  # the job was already settled (hard limit, cold shutdown)
+        child.job = None
+        child.tasks_done += 1
+        del self.active[job.delivery.id]
+        if header.get("retiring"):
+            log.info("Child %d (pid %d) %s: replacing it", child.slot, child.pid,
+                     header["retiring"])
+            child.retiring = header["retiring"]
+        self._settle(job, header, payload)
+        if child.retiring or self.state != RUNNING:
+            self.pool.retire(child)
+
+    def _settle(self, job: Job, header: dict, payload: bytes) -> None:
+        state, runtime = header["state"], header["runtime"]
+        msg = job.message
+        self.processed[msg.task] += 1
+        if header.get("terminated") or (job.terminate and state == states.REVOKED):
+            log.warning("Task %s terminated after %.3fs", job.label, runtime)
+        elif state == states.SUCCESS:
+            log.info("Task %s succeeded in %.4fs: %s", job.label, runtime, header["summary"])
+        elif state == states.RETRY:
+            log.info("Task %s %s", job.label, header["summary"])
+            self._put_retry(job, header["retry"])
+        else:
+            log.error("Task %s failed in %.4fs: %s", job.label, runtime, header["summary"])
+        if not job.ignore_result and payload:
+            self.batch.results.append(self.backend.store_encoded(msg.id, payload.decode()))
+        self.batch.acks.append(job.delivery.id)
+
+    def _put_retry(self, job: Job, retry: dict) -> None:
+        msg = job.message
+        again = codec.TaskMessage(**{**_message_fields(msg), "retries": msg.retries + 1,
+                                     "eta": retry.get("eta"),
+                                     "args": retry.get("args", msg.args),
+                                     "kwargs": retry.get("kwargs", msg.kwargs)})
+        self.batch.puts.append(Outgoing(codec.new_id(), job.delivery.queue, again.encode(),
+                                        job.delivery.priority, again.eta))
+
+    def _finish(self, job: Job, meta: dict) -> None:
+        """Settle a job without an outcome from a child (revoked, lost, time limit)."""
+        if not job.ignore_result or meta["state"] != states.SUCCESS:
+            self._store_meta(meta)
+        self.batch.acks.append(job.delivery.id)
+
+    def _store_meta(self, meta: dict) -> None:
+        self.batch.results.append(self.backend.stored(meta))
+
+    # == children ===============================================================================
+
+    def _spawn(self, slot: int) -> None:
+        child = self.pool.spawn(slot)
+        self.selector.register(child.result_fd, selectors.EVENT_READ,
+                               lambda: self._on_child_readable(child))
+
+    def _forget_child_pipe(self, child: Child) -> None:
+        if child.result_fd >= 0:
+            try:
+                self.selector.unregister(child.result_fd)
+            except (KeyError, ValueError):
+                pass
+            self.pool.close_result_pipe(child)
+
+    def _reap(self) -> None:
+        for child, status in self.pool.reap():
+            if child.result_fd >= 0:
+                self._on_child_readable(child)  # an outcome written just before exiting
+            self._forget_child_pipe(child)
+            if child.job is not None:
+                self._job_lost(child, status)
+            elif not child.up:
+                self._boot_failed(child, status)
+            elif not (child.retiring or child.killed_for or self.state != RUNNING):
+                log.warning("Child %d (pid %d) %s while idle: replacing it", child.slot,
+                            child.pid, describe_wait_status(status))
+        self._fill_pool()
+
+    def _fill_pool(self) -> None:
+        if self.state != RUNNING:
+            return
+        for slot in self.pool.free_slots():
+            self._spawn(slot)
+
+    def _boot_failed(self, child: Child, status: int) -> None:
+        self._boot_failures += 1
+        log.error("Child %d (pid %d) %s before it was ready", child.slot, child.pid,
+                  describe_wait_status(status))
+        if self._boot_failures >= MAX_BOOT_FAILURES:
+            log.critical("Children keep dying at start (%d in a row): stopping the node. "
+                         "See the errors above.", self._boot_failures)
+            self.exit_code = 1
+            self.begin_shutdown(COLD)
+
+    def _job_lost(self, child: Child, status: int) -> None:
+        job = child.job
+        child.job = None
+        self.active.pop(job.delivery.id, None)
+        how = describe_wait_status(status)
+        msg = job.message
+        if job.terminate is not None:
+            log.warning("Task %s terminated (%s)", job.label, how)
+            exc = TaskRevokedError(f"task {msg.id} was terminated with signal "
+                                   f"{signal_name(job.terminate)}")
+            self._finish(job, exception_meta(msg.id, states.REVOKED, exc, None,
+                                             task=msg.task, node=self.name))
+            return
+        redeliveries = int(msg.headers.get(REDELIVERY_HEADER, 0))
+        if job.acks_late and redeliveries < self.conf.worker_lost_max_redeliveries:
+            log.error("Task %s lost: its process %s. Acks-late task: sent back to queue %r "
+                      "(redelivery %d of at most %d)", job.label, how, job.delivery.queue,
+                      redeliveries + 1, self.conf.worker_lost_max_redeliveries)
+            again = codec.TaskMessage(**{**_message_fields(msg), "headers": {
+                **msg.headers, REDELIVERY_HEADER: redeliveries + 1}})
+            self.batch.puts.append(Outgoing(codec.new_id(), job.delivery.queue, again.encode(),
+                                            job.delivery.priority))
+            self.batch.acks.append(job.delivery.id)
+            return
+        detail = f"the process running it (pid {child.pid}) {how}"
+        if job.acks_late:
+            detail += f"; it was already redelivered {redeliveries} times: giving up"
+        log.error("Task %s lost: %s", job.label, detail)
+        exc = WorkerLostError(f"worker lost: {detail}")
+        self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                         node=self.name))
+
+    def _enforce_time_limits(self, now: float) -> None:
+        for job in list(self.active.values()):
+            if job.hard_deadline is not None and now >= job.hard_deadline:
+                self._hard_limit(job)
+            elif job.soft_deadline is not None and now >= job.soft_deadline and \
+                    not job.soft_sent:
+                job.soft_sent = True
+                log.warning("Soft time limit (%gs) exceeded for %s", job.soft_limit, job.label)
+                self.pool.kill(job.child, signal.SIGUSR1)
+
+    def _hard_limit(self, job: Job) -> None:
+        child = job.child
+        log.error("Hard time limit (%gs) exceeded for %s: killing its process (pid %d)",
+                  job.hard_limit, job.label, child.pid)
+        child.job = None
+        child.retiring = "killed: hard time limit"
+        self.active.pop(job.delivery.id, None)
+        self.pool.kill(child, signal.SIGKILL, "hard time limit")
+        msg = job.message
+        exc = TimeLimitExceeded(f"hard time limit ({job.hard_limit:g}s) exceeded")
+        self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                         node=self.name))
+
+    def grow(self, n: int = 1) -> None:
+        self.options.concurrency += n
+        self.pool.concurrency = self.options.concurrency
+        log.info("Pool grows to %d children", self.options.concurrency)
+        self._fill_pool()
+
+    def shrink(self, n: int = 1) -> None:
+        target = max(1, self.options.concurrency - n)
+        self.options.concurrency = self.pool.concurrency = target
+        log.info("Pool shrinks to %d children", target)
+        for child in self.pool.children.values():
+            if child.slot > target and not child.retiring:
+                child.retiring = "pool shrank"
+                if child.job is None:
+                    self.pool.retire(child)
+
+    # == signals ================================================================================
+
+    def _on_signals(self) -> None:
+        for signum in self.signals.drain():
+            handler = getattr(self, f"handle_{signal_name(signum).lower()}", None)
+            if handler is not None:
+                handler()
+
+    def handle_chld(self) -> None:
+        self._reap()
+
+    def handle_term(self) -> None:
+        self.begin_shutdown(WARM, "TERM")
+
+    def handle_int(self) -> None:
+        if self.state == RUNNING:
+            log.warning("Warm shutdown (INT): press Ctrl-C again for a cold shutdown that "
+                        "stops running tasks")
+            self.begin_shutdown(WARM, "INT")
+        else:
+            self.begin_shutdown(COLD, "second INT")
+
+    def handle_quit(self) -> None:
+        self.begin_shutdown(COLD, "QUIT")
+
+    def handle_hup(self) -> None:
+        if self.state == RUNNING:
+            log.warning("Restarting in place (HUP): warm shutdown, then the same command again")
+            self.restart_requested = True
+            self.begin_shutdown(WARM, "HUP")
+
+    def handle_usr1(self) -> None:
+        stream = self._log_fd if self._log_fd is not None else sys.stderr.fileno()
+        log.warning("Stack dump requested (USR1): main process below, children in their logs")
+        faulthandler.dump_traceback(file=stream, all_threads=True)
+        for child in self.pool.children.values():
+            self.pool.kill(child, signal.SIGUSR2)
+
+    def handle_ttin(self) -> None:
+        self.grow(1)
+
+    def handle_ttou(self) -> None:
+        self.shrink(1)
+
+    # == shutdown ===============================================================================
+
+    def begin_shutdown(self, how: str, why: str = "") -> None:
+        if how == WARM and self.state != RUNNING:
+            log.info("Already in %s; ignoring %s", self.state, why or "the request")
+            return
+        if how == COLD and self.state in (COLD, STOPPED):
+            return
+        previous, self.state = self.state, how
+        log.warning("%s%s", how.capitalize(), f" ({why})" if why else "")
+        self._return_unstarted()
+        if how == WARM:
+            for child in list(self.pool.children.values()) if self.pool else []:
+                if child.job is None:
+                    self.pool.retire(child)
+            if self.active:
+                log.warning("Waiting for %d running task(s) to finish: %s", len(self.active),
+                            ", ".join(job.label for job in self.active.values()))
+        else:
+            self._stop_running_tasks(previous)
+        self._next_progress = time.monotonic() + PROGRESS_INTERVAL
+
+    def _return_unstarted(self) -> None:
+        """Send prefetched, ETA-held and rate-limited messages back to their queues."""
+        jobs = list(self.buffer) + [job for _, _, job in self.scheduled]
+        self.buffer.clear()
+        self.scheduled.clear()
+        if jobs:
+            log.info("Returning %d unstarted message(s) to their queues", len(jobs))
+            self.batch.requeues += [job.delivery.id for job in jobs]
+
+    def _stop_running_tasks(self, previous: str) -> None:
+        for job in list(self.active.values()):
+            child = job.child
+            child.job = None
+            self.active.pop(job.delivery.id)
+            if job.acks_late:
+                log.warning("Cold shutdown: stopping %s; acks-late, so it goes back to its "
+                            "queue", job.label)
+                self.batch.requeues.append(job.delivery.id)
+            else:
+                log.warning("Cold shutdown: stopping %s (marked failed)", job.label)
+                msg = job.message
+                exc = WorkerLostError(f"worker lost: node {self.name} shut down cold while "
+                                      "the task ran")
+                self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None,
+                                                 task=msg.task, node=self.name))
+        for child in list(self.pool.children.values()) if self.pool else []:
+            self.pool.retire(child)
+            self.pool.kill(child, signal.SIGTERM, "cold shutdown")
+        self._cold_deadline = time.monotonic() + self.conf.worker_shutdown_grace
+
+    def _shutdown_progress(self, now: float) -> None:
+        if self.pool is None or not self.pool.children:
+            self.state = STOPPED
+            return
+        if self._cold_deadline is not None and now >= self._cold_deadline:
+            for child in list(self.pool.children.values()):
+                self.pool.kill(child, signal.SIGKILL, "cold shutdown")
+            self._cold_deadline = None
+        if now >= self._next_progress and self.active:
+            self._next_progress = now + PROGRESS_INTERVAL
+            log.warning("Still waiting for %d running task(s): %s", len(self.active),
+                        ", ".join(job.label for job in self.active.values()))
+
+    # == broker =================================================================================
+
+    def broker_errors(self) -> tuple[type[BaseException], ...]:
+        return getattr(self.broker, "transient_errors", ()) or (BrokerUnavailable,)
+
+    def _broker_trouble(self, action: str, exc: BaseException) -> None:
+        self._broker_failures += 1
+        delay = min(self.conf.broker_connection_retry_max_delay,
+                    self.conf.broker_connection_retry_delay * 2 ** (self._broker_failures - 1))
+        self._broker_retry_at = time.monotonic() + delay
+        log.error("Broker error during %s (%s: %s); retrying in %.1fs", action,
+                  type(exc).__name__, exc, delay)
+
+    def _broker_ok(self) -> None:
+        if self._broker_failures:
+            log.warning("Broker reachable again after %d failed attempt(s)",
+                        self._broker_failures)
+            self._broker_failures = 0
+            self._broker_retry_at = 0.0
+
+    def _flush(self, final: bool = False) -> None:
+        if not self.batch or (not final and time.monotonic() < self._broker_retry_at):
+            return
+        batch, self.batch = self.batch, Batch()
+        try:
+            self.broker.commit(self.consumer_id, batch)
+        except self.broker_errors() as exc:
+            self._broker_trouble("commit", exc)
+            # keep the work for the next attempt, in order
+            for name in ("results", "puts", "started", "acks", "requeues"):
+                getattr(batch, name).extend(getattr(self.batch, name))
+            self.batch = batch
+            return
+        self._broker_ok()
+
+    def _watch_subscription(self) -> None:
+        fd = self.subscription.fileno()
+        if fd is not None:
+            self.selector.register(fd, selectors.EVENT_READ, self._on_subscription)
+
+    def _on_subscription(self) -> None:
+        try:
+            broadcasts, woken = self.subscription.poll()
+        except self.broker_errors() as exc:
+            self._broker_trouble("subscription", exc)
+            self._resubscribe()
+            return
+        if woken:
+            self._want_fetch = True
+        for channel, payload in broadcasts:
+            for handler in self.broadcast_handlers:
+                handler(self, channel, payload)
+
+    def _resubscribe(self) -> None:
+        fd = self.subscription.fileno()
+        if fd is not None:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        try:
+            self.subscription.close()
+        except Exception:
+            pass
+        try:
+            self.subscription = self.broker.subscribe(self.channels(), self.queues)
+        except self.broker_errors():
+            return
+        self._watch_subscription()
+
+    def consumer_info(self) -> ConsumerInfo:
+        from fleet.nodenames import gethostname
+
+        return ConsumerInfo(self.consumer_id, self.name, self.queues, os.getpid(),
+                            gethostname(), self.heartbeat_info())
+
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {"active": len(self.active), "processed": sum(self.processed.values()),
+                "concurrency": self.options.concurrency, "state": self.state,
+                "loadavg": list(os.getloadavg()), "started": self.started_at,
+                "version": __version__}
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_heartbeat = now + self.conf.worker_heartbeat_interval
+        if self.subscription is not None and self.subscription.fileno() is None:
+            self._on_subscription()  # transports without a descriptor are polled
+        try:
+            self.broker.heartbeat(self.consumer_info())
+            self._recover_dead_nodes()
+            if now >= self._next_cleanup:
+                self._next_cleanup = now + CLEANUP_INTERVAL
+                self.broker.cleanup()
+                if self.app.result_store is not self.broker:
+                    self.app.result_store.cleanup()
+        except self.broker_errors() as exc:
+            self._broker_trouble("heartbeat", exc)
+
+    def _recover_dead_nodes(self) -> None:
+        report = self.broker.recover(self.conf.worker_heartbeat_timeout)
+        for consumer_id in report.dead_consumers:
+            log.warning("Node %s stopped sending heartbeats: recovered its messages "
+                        "(%d returned to their queues)", consumer_id, report.requeued)
+        for consumer_id, delivery in report.lost:
+            self._report_lost(consumer_id, delivery)
+
+    def _report_lost(self, consumer_id: str, delivery: Delivery) -> None:
+        try:
+            msg = codec.decode(delivery.body)
+        except MessageDecodeError:
+            return
+        log.error("Task %s[%s] was running on %s when it died: marked failed", msg.task, msg.id,
+                  consumer_id)
+        exc = WorkerLostError(f"worker lost: node {consumer_id.split('#')[0]} died while the "
+                              "task ran")
+        self._store_meta(exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                        node=consumer_id.split("#")[0]))
+
+    # == readiness and banner ===================================================================
+
+    def _become_ready(self) -> None:
+        self._ready = True
+        log.warning("%s ready: consuming %s with %d children", self.name,
+                    ", ".join(self.queues), len(self.pool.children))
+        for hook in self.options.on_ready:
+            hook(self)
+
+    def print_banner(self) -> None:
+        from fleet.engine.transport import mask_url
+
+        results = self.app.result_backend_url
+        lines = [
+            f" -------------- fleet {__version__}",
+            f" node:         {self.name}",
+            f" app:          {self.app.main or '__main__'}",
+            f" broker:       {mask_url(self.app.broker_url)}",
+            f" results:      {'(the broker)' if results == self.app.broker_url else mask_url(results)}",
+            f" concurrency:  {self.options.concurrency} (prefork)",
+            f" queues:       {', '.join(self.queues)}",
+            f" pid:          {os.getpid()}",
+            "",
+            "[tasks]",
+            *[f"  . {name}" for name in sorted(self.app.tasks)],
+            "",
+        ]
+        text = "\n".join(lines) + "\n"
+        if self._log_fd is not None:
+            os.write(self._log_fd, text.encode())
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _message_fields(msg: TaskMessage) -> dict[str, Any]:
+    return {name: getattr(msg, name) for name in msg.__slots__}
+
+
+def connect_with_retry(app: Fleet, signals: SignalRecorder | None = None) -> Any:
+    """Open the broker, retrying with backoff while logging; give up with BrokerUnavailable.
+
+    A TERM/INT/QUIT during the wait stops retrying at once (never stuck in a backoff sleep).
+    """
+    conf = app.conf
+    attempts = conf.broker_connection_max_retries + 1
+    delay = conf.broker_connection_retry_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            broker = app.broker
+            broker.ping()
+            if app.result_store is not broker:
+                app.result_store.ping()
+            return broker
+        except BrokerUnavailable as exc:
+            if attempt == attempts:
+                raise BrokerUnavailable(
+                    f"cannot reach the broker after {attempts} attempt(s): {exc.message}",
+                    "check that it is running and that the URL (-b / broker_url) is right",
+                ) from None
+            log.error("Cannot reach the broker (%s); retrying in %.1fs (attempt %d of %d)",
+                      exc.message, delay, attempt, attempts)
+            if _interrupted_during(delay, signals):
+                raise BrokerUnavailable("stopped while waiting for the broker") from None
+            delay = min(delay * 2, conf.broker_connection_retry_max_delay)
+    raise AssertionError("unreachable")
+
+
+def _interrupted_during(delay: float, signals: SignalRecorder | None) -> bool:
+    if signals is None:
+        time.sleep(delay)
+        return False
+    with selectors.DefaultSelector() as waiter:
+        waiter.register(signals, selectors.EVENT_READ)
+        if not waiter.select(delay):
+            return False
+    return any(s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) for s in signals.drain())
+
+
+def restart_in_place() -> None:
+    """Replace this process with the same command (same pid): HUP's warm restart."""
+    argv = [sys.executable, "-m", "fleet", *sys.argv[1:]]
+    log.warning("Restarting: %s", " ".join(argv))
+    logging.shutdown()
+    os.execv(sys.executable, argv)
+
+
+def set_title(title: str) -> None:
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - a declared dependency
+        return
+    setproctitle.setproctitle(title)
