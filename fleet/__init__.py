@@ -19,7 +19,7 @@ _EXPORTS = {
     "states": "fleet.engine.states",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["AsyncResult", "Fleet", "Task", "__version__", "states"]  # = _EXPORTS + version
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleet.engine import states

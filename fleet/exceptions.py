@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class TimeoutError(FleetError, builtins.TimeoutError):  # noqa: A001 - the documented public name
+class TimeoutError(FleetError, builtins.TimeoutError):  # the documented public name
     """`AsyncResult.get(timeout=...)` gave up waiting."""
 
 
@@ -82,7 +82,7 @@ class TaskRevokedError(FleetError):
     """The task was revoked before or while it ran."""
 
 
-class Retry(Exception):  # noqa: N818 - the conventional name, raised by `task.retry()`
+class Retry(Exception):  # the conventional name, raised by `task.retry()`
     """Raised inside a task by `self.retry()`: the worker schedules the next attempt."""
 
     def __init__(self, message: str = "", exc: BaseException | None = None,
@@ -92,13 +92,13 @@ class Retry(Exception):  # noqa: N818 - the conventional name, raised by `task.r
         self.when = when
 
 
-class SoftTimeLimitExceeded(Exception):  # noqa: N818 - celery users know this name
+class SoftTimeLimitExceeded(Exception):  # celery users know this name
     """Raised inside a task when its soft time limit passes; the task may catch it."""
 
 
-class TimeLimitExceeded(FleetError):  # noqa: N818
+class TimeLimitExceeded(FleetError):  # celery users know this name
     """The task ran past its hard time limit and its process was killed."""
 
 
-class Terminated(BaseException):  # noqa: N818 - BaseException so `except Exception` can't eat it
+class Terminated(BaseException):  # BaseException so `except Exception` can't eat it
     """Raised inside a task whose process was asked to stop it (revoke with terminate)."""

@@ -13,6 +13,7 @@ The same tokens mean the same thing in `fleet multi` option values, in `fleet wo
 
 `%i`/`%I` are only known inside a node's processes: `format_node` leaves them untouched
 when no index is given, so a log file template can be expanded later by each child.
+`preformat_node` is the first of two passes (multi, then the node): it also keeps `%%`.
 """
 
 from __future__ import annotations
@@ -69,15 +70,17 @@ def valid_tokens_text() -> str:
 def expand(template: str, values: dict[str, str], *, keep: str = "") -> str:
     """Replace `%x` tokens from `values`; tokens in `keep` are left as they are.
 
-    An unknown token is a `UsageError` that lists the valid ones.
+    `keep` may include "%" to leave `%%` escaped, for a template that is expanded again later.
+    An unknown token (or a lone % at the end) is a `UsageError` that lists the valid ones.
     """
 
     def replace(match: re.Match) -> str:
         token = match.group(1)
+        # `token and`: a lone % at the end has token "", and "" is in every string.
+        if token and token in keep:
+            return match.group(0)
         if token == "%":
             return "%"
-        if token in keep:
-            return match.group(0)
         if token in values:
             return values[token]
         shown = f"%{token}" if token else "a lone % at the end"
@@ -89,15 +92,31 @@ def expand(template: str, values: dict[str, str], *, keep: str = "") -> str:
     return _TOKEN.sub(replace, template)
 
 
+def _node_values(nodename: str) -> dict[str, str]:
+    short, host = split_node(nodename)
+    return {"p": f"{short}@{host}", "n": short, "h": host, "d": domain_of(host)}
+
+
 def format_node(template: str, nodename: str, index: int | None = None) -> str:
     """Expand `template` for the node `nodename` (and pool index `index`, if known)."""
-    short, host = split_node(nodename)
-    values = {"p": f"{short}@{host}", "n": short, "h": host, "d": domain_of(host)}
+    values = _node_values(nodename)
     if index is None:
         return expand(template, values, keep="iI")
     values["i"] = str(index)
     values["I"] = f"-{index}" if index else ""
     return expand(template, values)
+
+
+def preformat_node(template: str, nodename: str) -> str:
+    """Expand what `fleet multi` knows about a node and leave a template for the node itself.
+
+    For values the node expands again (its `--pidfile` and `--logfile`): `%i`, `%I` and `%%`
+    are left as they are, and a `%` inside a substituted value is escaped, so the node's own
+    `format_node` pass gives the same path. (With `format_node`, `%%` would reach the node as a
+    lone `%` and break or change its expansion.)
+    """
+    escaped = {token: value.replace("%", "%%") for token, value in _node_values(nodename).items()}
+    return expand(template, escaped, keep="iI%")
 
 
 def host_format(name: str, hostname: str | None = None) -> str:
