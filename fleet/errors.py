@@ -63,7 +63,7 @@ class PermissionProblem(FleetError):
 
 def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
     """The candidate most like `word`, for did-you-mean hints (None when nothing is close)."""
-    import difflib  # noqa: PLC0415 - only needed on the error path; keeps startup fast
+    import difflib  # only needed on the error path; keeps startup fast
 
     matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None

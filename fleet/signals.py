@@ -8,6 +8,7 @@ process management ever happens inside a handler (gunicorn's deadlocks taught th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterable
@@ -99,10 +100,8 @@ class SignalRecorder:
 
     def close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 def _record_only(signum: int, frame: object) -> None:

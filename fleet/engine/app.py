@@ -134,7 +134,7 @@ class Fleet:
 
     # -- results ----------------------------------------------------------------------------
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - celery's spelling
+    def AsyncResult(self, task_id: str) -> AsyncResult:
         from fleet.engine.results import AsyncResult
 
         return AsyncResult(task_id, app=self)

@@ -6,6 +6,7 @@ a message, returns an `Outcome` whose `meta` is the JSON text to store as the re
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -98,13 +99,13 @@ def _success(task_id: str, value: Any, runtime: float, extra: dict) -> Outcome:
 
 def _failure(task_id: str, state: str, exc: BaseException, runtime: float,
              extra: dict) -> Outcome:
-    meta = exception_meta(task_id, state, exc, format_exception(exc), **extra)
+    meta = exception_meta(task_id, state, exc, format_task_exception(exc), **extra)
     return Outcome(task_id, state, runtime, describe_exception(exc), codec.dumps(meta))
 
 
 def _retry(msg: TaskMessage, signal: Retry, runtime: float, extra: dict) -> Outcome:
     cause = signal.exc or signal
-    meta = exception_meta(msg.id, states.RETRY, cause, format_exception(cause), **extra)
+    meta = exception_meta(msg.id, states.RETRY, cause, format_task_exception(cause), **extra)
     retry = {"eta": signal.when}
     for key, attr in (("args", "args_override"), ("kwargs", "kwargs_override")):
         value = getattr(signal, attr, None)
@@ -117,6 +118,19 @@ def _retry(msg: TaskMessage, signal: Retry, runtime: float, extra: dict) -> Outc
     summary = f"retry in {max(0.0, (signal.when or time.time()) - time.time()):.1f}s: " \
               f"{describe_exception(cause)}"
     return Outcome(msg.id, states.RETRY, runtime, summary, codec.dumps(meta), retry=retry)
+
+
+_OWN_FRAMES = (os.sep + os.path.join("fleet", "engine", "execute.py"),
+               os.sep + os.path.join("fleet", "engine", "task.py"))
+
+
+def format_task_exception(exc: BaseException) -> str:
+    """The traceback from the task's own code on: fleet's calling frames say nothing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and \
+            tb.tb_frame.f_code.co_filename.endswith(_OWN_FRAMES):
+        tb = tb.tb_next
+    return format_exception(exc.with_traceback(tb))
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ They die with the main process (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -178,10 +179,8 @@ class Pool:
     def kill(self, child: Child, signum: int, reason: str | None = None) -> None:
         if reason and not child.killed_for:
             child.killed_for = reason
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     # -- reaping ----------------------------------------------------------------------------
 
@@ -258,10 +257,8 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
     for child in pool.children.values():  # the siblings' pipes belong to the main process
         for fd in (child.task_fd, child.result_fd):
             if fd >= 0 and fd not in (task_fd, result_fd):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
     pool.children.clear()
     if settings.after_fork:
         settings.after_fork()

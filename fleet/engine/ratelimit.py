@@ -15,7 +15,7 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 def parse_rate(rate: str | float | int | None) -> float:
     """Tasks per second; 0 means no limit."""
-    if rate is None or rate == "" or rate == 0:
+    if rate is None or rate in ("", 0):
         return 0.0
     if isinstance(rate, int | float):
         value, unit = float(rate), "s"

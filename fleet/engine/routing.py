@@ -33,10 +33,7 @@ def route_from_table(routes: Any, name: str) -> str | None:
     if not routes:
         return None
     for router in routes if isinstance(routes, list | tuple) else [routes]:
-        if callable(router):
-            found = router(name)
-        else:
-            found = _match(router, name)
+        found = router(name) if callable(router) else _match(router, name)
         if found:
             return found if isinstance(found, str) else found.get("queue")
     return None

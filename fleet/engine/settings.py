@@ -325,7 +325,7 @@ class Settings(Mapping):
 
     def masked(self, only_changed: bool = False) -> dict[str, Any]:
         """Settings with secrets (passwords in URLs) masked, for reports and `inspect conf`."""
-        from fleet.engine.transport import mask_url  # noqa: PLC0415 - keeps imports light
+        from fleet.engine.transport import mask_url
 
         names = self.changes() if only_changed else SETTINGS
         shown = {}

@@ -18,6 +18,7 @@ lost, not re-run), acks-late tasks are re-run. Shutdown returns every unstarted 
 from __future__ import annotations
 
 import collections
+import contextlib
 import faulthandler
 import heapq
 import itertools
@@ -459,14 +460,16 @@ class Node:
         msg = job.message
         self.processed[msg.task] += 1
         if header.get("terminated") or (job.terminate and state == states.REVOKED):
-            log.warning("Task %s terminated after %.3fs", job.label, runtime)
+            log.warning("Task %s terminated after %s", job.label, format_runtime(runtime))
         elif state == states.SUCCESS:
-            log.info("Task %s succeeded in %.4fs: %s", job.label, runtime, header["summary"])
+            log.info("Task %s succeeded in %s: %s", job.label, format_runtime(runtime),
+                     header["summary"])
         elif state == states.RETRY:
             log.info("Task %s %s", job.label, header["summary"])
             self._put_retry(job, header["retry"])
         else:
-            log.error("Task %s failed in %.4fs: %s", job.label, runtime, header["summary"])
+            log.error("Task %s failed in %s: %s", job.label, format_runtime(runtime),
+                      header["summary"])
         if not job.ignore_result and payload:
             self.batch.results.append(self.backend.store_encoded(msg.id, payload.decode()))
         self.batch.acks.append(job.delivery.id)
@@ -498,10 +501,8 @@ class Node:
 
     def _forget_child_pipe(self, child: Child) -> None:
         if child.result_fd >= 0:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(child.result_fd)
-            except (KeyError, ValueError):
-                pass
             self.pool.close_result_pipe(child)
 
     def _reap(self) -> None:
@@ -770,14 +771,10 @@ class Node:
     def _resubscribe(self) -> None:
         fd = self.subscription.fileno()
         if fd is not None:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-        try:
+        with contextlib.suppress(Exception):  # the connection is already broken
             self.subscription.close()
-        except Exception:
-            pass
         try:
             self.subscription = self.broker.subscribe(self.channels(), self.queues)
         except self.broker_errors():
@@ -824,12 +821,12 @@ class Node:
             msg = codec.decode(delivery.body)
         except MessageDecodeError:
             return
+        node = consumer_id.split("#", maxsplit=1)[0]
         log.error("Task %s[%s] was running on %s when it died: marked failed", msg.task, msg.id,
                   consumer_id)
-        exc = WorkerLostError(f"worker lost: node {consumer_id.split('#')[0]} died while the "
-                              "task ran")
+        exc = WorkerLostError(f"worker lost: node {node} died while the task ran")
         self._store_meta(exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
-                                        node=consumer_id.split("#")[0]))
+                                        node=node))
 
     # == readiness and banner ===================================================================
 
@@ -844,12 +841,13 @@ class Node:
         from fleet.engine.transport import mask_url
 
         results = self.app.result_backend_url
+        shown_results = "(the broker)" if results == self.app.broker_url else mask_url(results)
         lines = [
             f" -------------- fleet {__version__}",
             f" node:         {self.name}",
             f" app:          {self.app.main or '__main__'}",
             f" broker:       {mask_url(self.app.broker_url)}",
-            f" results:      {'(the broker)' if results == self.app.broker_url else mask_url(results)}",
+            f" results:      {shown_results}",
             f" concurrency:  {self.options.concurrency} (prefork)",
             f" queues:       {', '.join(self.queues)}",
             f" pid:          {os.getpid()}",
@@ -864,6 +862,15 @@ class Node:
         else:
             sys.stdout.write(text)
             sys.stdout.flush()
+
+
+def format_runtime(seconds: float) -> str:
+    """0.000042 -> '42us', 0.0123 -> '12.3ms', 4.5 -> '4.50s'."""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f}ms"
+    return f"{seconds:.2f}s"
 
 
 def _first(*values: Any) -> Any:

@@ -344,6 +344,6 @@ class Transport(abc.ABC):
 
     def describe(self) -> str:
         """The URL with any password masked, for banners, logs and reports."""
-        from fleet.engine.transport import mask_url  # noqa: PLC0415 - the package imports us
+        from fleet.engine.transport import mask_url  # the package imports this module
 
         return mask_url(self.url)

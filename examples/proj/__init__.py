@@ -1,0 +1,1 @@
+"""An example fleet app: `cd examples && fleet worker -A proj -l info`."""

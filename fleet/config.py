@@ -1,0 +1,122 @@
+"""fleet.toml: the app, its engine settings, its fleet and its schedule, in one file.
+
+fleet reads `--config PATH`, else `$FLEET_CONFIG`, else `./fleet.toml` if present. The file
+is only ever read, never rewritten. Precedence, lowest first:
+
+    defaults < the app's own code < fleet.toml < FLEET_* environment variables < CLI flags
+
+Layout (see the repository's top-level fleet.toml for a documented example)::
+
+    app = "proj"                  # what -A would say
+    broker = "redis://127.0.0.1:6379/0"
+    result_backend = "..."        # optional
+
+    [settings]                    # engine settings: the same keys as app.conf
+    task_routes = { "proj.tasks.resize_*" = "images" }
+
+    [multi]                       # the fleet `fleet multi start` starts with no arguments
+    [beat.schedule.NAME]          # periodic tasks
+
+Every unknown key is an error naming the file, the key and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleet.engine.settings import SETTINGS, validate
+from fleet.errors import ConfigError, closest
+
+TOP_LEVEL_KEYS = {"app", "broker", "result_backend", "settings", "multi", "beat"}
+DEFAULT_NAME = "fleet.toml"
+
+
+@dataclass
+class FileConfig:
+    """What a fleet.toml says, validated (settings already type-checked)."""
+
+    path: Path | None = None
+    app: str | None = None
+    broker: str | None = None
+    result_backend: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    multi: dict[str, Any] = field(default_factory=dict)
+    beat: dict[str, Any] = field(default_factory=dict)
+
+    def engine_settings(self) -> dict[str, Any]:
+        """Settings for the app's "file" layer (broker and backend included)."""
+        values = dict(self.settings)
+        if self.broker:
+            values["broker_url"] = self.broker
+        if self.result_backend:
+            values["result_backend"] = self.result_backend
+        schedule = self.beat.get("schedule")
+        if schedule:
+            values["beat_schedule"] = schedule
+        return values
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The config file to read: --config, $FLEET_CONFIG, or ./fleet.toml if it exists."""
+    given = explicit or os.environ.get("FLEET_CONFIG")
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else "FLEET_CONFIG"
+            raise ConfigError(f"config file {path} (from {source}) does not exist",
+                              "check the path, or leave it out to use ./fleet.toml")
+        return path
+    default = Path(DEFAULT_NAME)
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None) -> FileConfig:
+    if path is None:
+        return FileConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror})") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
+    where = f"{path}: " if path else ""
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown(where, key, TOP_LEVEL_KEYS, "top-level key")
+    config = FileConfig(path=path)
+    for key in ("app", "broker", "result_backend"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}{key} = {value!r}: expected a string")
+        setattr(config, key, value)
+    settings = _table(data, "settings", where)
+    for name, value in settings.items():
+        if name not in SETTINGS:
+            raise _unknown(where, f"settings.{name}", {f"settings.{s}" for s in SETTINGS},
+                           "setting")
+        config.settings[name] = validate(name, value, f"{where}[settings] ")
+    config.multi = _table(data, "multi", where)
+    config.beat = _table(data, "beat", where)
+    return config
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key} must be a table ([{key}]), not {type(value).__name__}")
+    return value
+
+
+def _unknown(where: str, key: str, valid: set[str], what: str) -> ConfigError:
+    hint = closest(key, valid)
+    return ConfigError(f"{where}unknown {what} {key!r}",
+                       f"did you mean {hint!r}?" if hint else
+                       f"valid: {', '.join(sorted(valid))}")
