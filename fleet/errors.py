@@ -39,7 +39,7 @@ class FleetError(Exception):
 
     def one_line(self) -> str:
         """The message and hint as a single line (newlines folded) for stderr."""
-        text = f"{self.message}. {self.hint}" if self.hint else self.message
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
         return " ".join(text.split())
 
 

@@ -35,6 +35,9 @@ class Outcome:
     meta: str | None = None
     retry: dict[str, Any] = field(default_factory=dict)  #: eta, args, kwargs for a retry
     terminated: bool = False
+    #: Messages to put when the node settles this task, in the same commit as its result
+    #: and ack: [{"queue", "body", "priority", "eta"}] (workflow callbacks use this).
+    send: list[dict[str, Any]] = field(default_factory=list)
 
     def header(self) -> dict:
         header = {"id": self.id, "state": self.state, "runtime": self.runtime,
@@ -43,6 +46,8 @@ class Outcome:
             header["retry"] = self.retry
         if self.terminated:
             header["terminated"] = True
+        if self.send:
+            header["send"] = self.send
         return header
 
 

@@ -147,7 +147,14 @@ class Node:
         self.broker = None
         self.backend = None
         self.pool: Pool | None = None
-        self.broadcast_handlers: list[Callable[[Node, str, str], None]] = []
+        #: Extension points, called in the main loop (never from a signal handler):
+        #: "ready"(node), "received"(node, job), "started"(node, job),
+        #: "settled"(node, job, state, header), "broadcast"(node, channel, payload),
+        #: "heartbeat"(node), "shutdown"(node, how). Remote control, events and workflows
+        #: plug in here instead of growing the loop.
+        self.hooks: dict[str, list[Callable[..., None]]] = collections.defaultdict(list)
+        #: Broadcast channels to listen to (remote control adds its own before start).
+        self.channels: list[str] = []
 
     # == lifecycle =============================================================================
 
@@ -177,7 +184,7 @@ class Node:
         self.broker = connect_with_retry(self.app, self.signals)
         self.backend = self.app.backend
         self.broker.register(self.consumer_info())
-        self.subscription = self.broker.subscribe(self.channels(), self.queues)
+        self.subscription = self.broker.subscribe(self.channels, self.queues)
         self._watch_subscription()
         self._recover_dead_nodes()
         self.pool = Pool(self.child_settings(), self.options.concurrency)
@@ -185,9 +192,9 @@ class Node:
             self._spawn(slot)
         self.print_banner()
 
-    def channels(self) -> list[str]:
-        """Broadcast channels this node listens to (remote control adds its own)."""
-        return []
+    def emit(self, event: str, *args: Any) -> None:
+        for hook in self.hooks.get(event, ()):
+            hook(self, *args)
 
     def child_settings(self) -> ChildSettings:
         return ChildSettings(
@@ -317,6 +324,7 @@ class Node:
                   acks_late=_first(options.get("acks_late"), task.acks_late),
                   ignore_result=_first(options.get("ignore_result"), task.ignore_result))
         log.info("Task %s received", job.label)
+        self.emit("received", job)
         if msg.eta is not None and msg.eta > time.time():
             heapq.heappush(self.scheduled, (msg.eta, next(self._sequence), job))
         else:
@@ -417,6 +425,7 @@ class Node:
         header = {"delivery": {"queue": delivery.queue, "priority": delivery.priority,
                                "redelivered": delivery.redelivered}}
         self.pool.send(child, header, delivery.body)
+        self.emit("started", job)
         if not job.acks_late:
             self.batch.started.append(delivery.id)
         if _first(msg.options.get("track_started"), job.task.track_started) and \
@@ -472,7 +481,11 @@ class Node:
                       header["summary"])
         if not job.ignore_result and payload:
             self.batch.results.append(self.backend.store_encoded(msg.id, payload.decode()))
+        for item in header.get("send", ()):  # follow-up messages (workflow callbacks)
+            self.batch.puts.append(Outgoing(codec.new_id(), item["queue"], item["body"],
+                                            item.get("priority", 0), item.get("eta")))
         self.batch.acks.append(job.delivery.id)
+        self.emit("settled", job, state, header)
 
     def _put_retry(self, job: Job, retry: dict) -> None:
         msg = job.message
@@ -488,6 +501,8 @@ class Node:
         if not job.ignore_result or meta["state"] != states.SUCCESS:
             self._store_meta(meta)
         self.batch.acks.append(job.delivery.id)
+        self.emit("settled", job, meta["state"], {"id": meta["id"], "state": meta["state"],
+                                                  "meta": meta})
 
     def _store_meta(self, meta: dict) -> None:
         self.batch.results.append(self.backend.stored(meta))
@@ -660,6 +675,7 @@ class Node:
             return
         previous, self.state = self.state, how
         log.warning("%s%s", how.capitalize(), f" ({why})" if why else "")
+        self.emit("shutdown", how)
         self._return_unstarted()
         if how == WARM:
             for child in list(self.pool.children.values()) if self.pool else []:
@@ -765,8 +781,7 @@ class Node:
         if woken:
             self._want_fetch = True
         for channel, payload in broadcasts:
-            for handler in self.broadcast_handlers:
-                handler(self, channel, payload)
+            self.emit("broadcast", channel, payload)
 
     def _resubscribe(self) -> None:
         fd = self.subscription.fileno()
@@ -776,7 +791,7 @@ class Node:
         with contextlib.suppress(Exception):  # the connection is already broken
             self.subscription.close()
         try:
-            self.subscription = self.broker.subscribe(self.channels(), self.queues)
+            self.subscription = self.broker.subscribe(self.channels, self.queues)
         except self.broker_errors():
             return
         self._watch_subscription()
@@ -798,6 +813,7 @@ class Node:
         if self.subscription is not None and self.subscription.fileno() is None:
             self._on_subscription()  # transports without a descriptor are polled
         try:
+            self.emit("heartbeat")
             self.broker.heartbeat(self.consumer_info())
             self._recover_dead_nodes()
             if now >= self._next_cleanup:
@@ -836,6 +852,7 @@ class Node:
                     ", ".join(self.queues), len(self.pool.children))
         for hook in self.options.on_ready:
             hook(self)
+        self.emit("ready")
 
     def print_banner(self) -> None:
         from fleet.engine.transport import mask_url

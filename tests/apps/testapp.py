@@ -1,0 +1,93 @@
+"""The app the integration tests run nodes with (`fleet worker -A testapp`, cwd tests/apps).
+
+The broker comes from FLEET_BROKER_URL in the node's environment; in the test process the
+fixtures point `app` at the same broker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from fleet import Fleet
+
+app = Fleet("testapp")
+app.conf.update(task_routes={"testapp.route_*": "routed"})
+
+
+class CustomError(Exception):
+    """An exception type the test process can import too."""
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+@app.task
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task
+def fail(message="boom"):
+    raise ValueError(message)
+
+
+@app.task
+def fail_custom(message="custom"):
+    raise CustomError(message)
+
+
+@app.task
+def unencodable():
+    return {1, 2, 3}
+
+
+@app.task
+def sleep(seconds, marker=None):
+    """Sleep, then (optionally) create `marker` so tests can see the task finished."""
+    if marker:
+        Path(marker + ".started").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    return seconds
+
+
+@app.task(acks_late=True)
+def late_sleep(seconds, marker=None):
+    if marker:
+        with open(marker + ".runs", "a") as runs:
+            runs.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(ignore_result=True)
+def quiet(x):
+    return x
+
+
+@app.task
+def route_me(x):
+    return x
+
+
+@app.task(queue="pinned")
+def pinned(x):
+    return x
+
+
+@app.task(bind=True, max_retries=5, default_retry_delay=0.05)
+def flaky(self, failures):
+    if self.request.retries < failures:
+        raise self.retry(exc=RuntimeError(f"attempt {self.request.retries + 1}"))
+    return self.request.retries
+
+
+@app.task(bind=True)
+def whoami(self):
+    return {"id": self.request.id, "hostname": self.request.hostname,
+            "queue": self.request.delivery_info.get("queue"), "pid": os.getpid()}
