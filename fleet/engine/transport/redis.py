@@ -70,7 +70,7 @@ from fleet.engine.transport.base import (
     Transport,
     clamp_priority,
 )
-from fleet.exceptions import BrokerUnavailable
+from fleet.exceptions import BrokerUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,7 @@ class RedisTransport(Transport):
         self._token_base = secrets.token_hex(3)
         #: (consumer id, token) of reserve calls whose outcome is unknown; see `reserve`.
         self._rollbacks: list[tuple[str, str]] = []
+        self._client, self._pid = self._connect(), os.getpid()  # checks URL and options now
 
     # -- connection -----------------------------------------------------------------------
 
@@ -255,9 +256,23 @@ class RedisTransport(Transport):
         return client
 
     def _connect(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True,
-                                    socket_connect_timeout=self.connect_timeout,
-                                    **self._client_options)
+        """A client (no connection is made until first use); a bad URL or an option
+        redis-py does not know is a ConfigError."""
+        try:
+            client = redis.Redis.from_url(self.url, decode_responses=True,
+                                          socket_connect_timeout=self.connect_timeout,
+                                          **self._client_options)
+            # The pool passes options on only when it connects: build one connection
+            # object (no socket) so a misspelt option fails here, not at the first call.
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+            return client
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"invalid Redis broker URL or option for {self.describe()}: {exc}",
+                "check broker_url and broker_transport_options (prefix, connect_timeout, "
+                "and any redis-py client option such as socket_keepalive)",
+            ) from None
 
     def ping(self) -> None:
         try:
@@ -364,23 +379,37 @@ class RedisTransport(Transport):
                            if cid != consumer_id or tok not in done]
 
     def commit(self, consumer_id: str, batch: Batch) -> None:
-        """One MULTI/EXEC round trip: the results, the puts, then one script call for the
-        started marks, acks and requeues, in the contract's order. All or nothing, so a
-        dropped connection leaves the batch either applied or not at all."""
+        """One round trip: the results, the puts, then one script call for the started
+        marks, acks and requeues, in the contract's order. Several commands go in one
+        MULTI/EXEC, all or nothing, so a dropped connection leaves the batch applied or
+        not at all; a lone command (the usual batch of acks) is atomic by itself."""
         if batch:
             self._with_scripts(lambda: self._commit(consumer_id, batch))
 
     def _commit(self, consumer_id: str, batch: Batch) -> None:
+        commands = self._batch_commands(consumer_id, batch)
+        if len(commands) == 1:
+            self.client.execute_command(*commands[0])
+            return
         pipe = self.client.pipeline(transaction=True)
-        for result in batch.results:
-            pipe.set(self._key("v", result.key), result.value, px=_ttl_ms(result.ttl))
-        for chunk in _chunks(batch.puts, PUT_CHUNK):
-            pipe.evalsha(_scripts().sha["put"], 1, self.prefix, *self._put_args(chunk))
-        if batch.started or batch.acks or batch.requeues:
-            pipe.evalsha(_scripts().sha["settle"], 1, self.prefix, consumer_id,
-                         len(batch.started), len(batch.acks),
-                         *batch.started, *batch.acks, *batch.requeues)
+        for command in commands:
+            pipe.execute_command(*command)
         pipe.execute()
+
+    def _batch_commands(self, consumer_id: str, batch: Batch) -> list[tuple[Any, ...]]:
+        commands: list[tuple[Any, ...]] = []
+        for result in batch.results:
+            ms = _ttl_ms(result.ttl)
+            expiry = ("PX", ms) if ms is not None else ()
+            commands.append(("SET", self._key("v", result.key), result.value, *expiry))
+        for chunk in _chunks(batch.puts, PUT_CHUNK):
+            commands.append(("EVALSHA", _scripts().sha["put"], 1, self.prefix,
+                             *self._put_args(chunk)))
+        if batch.started or batch.acks or batch.requeues:
+            commands.append(("EVALSHA", _scripts().sha["settle"], 1, self.prefix, consumer_id,
+                             len(batch.started), len(batch.acks),
+                             *batch.started, *batch.acks, *batch.requeues))
+        return commands
 
     @staticmethod
     def _put_args(messages: Sequence[Outgoing]) -> list[Any]:

@@ -34,6 +34,22 @@ local function reservation_value(started, redelivered, score, eta, token, queue)
         .. '|' .. eta .. '|' .. token .. '|' .. queue
 end
 
+-- redis.call(command, key, items...) in slices, as Lua's unpack() has a stack limit;
+-- returns the replies (when they are lists, as of HMGET) joined in order.
+local function call_each_slice(command, key, items)
+    local replies = {}
+    for first = 1, #items, 1000 do
+        local last = math.min(first + 999, #items)
+        local reply = redis.call(command, key, unpack(items, first, last))
+        if type(reply) == 'table' then
+            for i = 1, #reply do
+                replies[#replies + 1] = reply[i]
+            end
+        end
+    end
+    return replies
+end
+
 -- Split a scheduled member "<score>|<id>" (the score never holds "|", an id may).
 local function split_member(member)
     local bar = string.find(member, '|', 1, true)

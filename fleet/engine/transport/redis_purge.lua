@@ -8,18 +8,18 @@ local prefix, queue, batch = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local ready_key, delayed_key = prefix .. ':q:' .. queue, prefix .. ':delayed:' .. queue
 local ids = redis.call('ZRANGE', ready_key, 0, batch - 1)
 if #ids > 0 then
-    redis.call('ZREM', ready_key, unpack(ids))
+    call_each_slice('ZREM', ready_key, ids)
 end
 local members = redis.call('ZRANGE', delayed_key, 0, batch - 1)
 if #members > 0 then
-    redis.call('ZREM', delayed_key, unpack(members))
+    call_each_slice('ZREM', delayed_key, members)
 end
 for _, member in ipairs(members) do
     local _, id = split_member(member)
     ids[#ids + 1] = id
 end
 if #ids > 0 then
-    redis.call('HDEL', prefix .. ':msg', unpack(ids))
-    redis.call('SREM', prefix .. ':redelivered', unpack(ids))
+    call_each_slice('HDEL', prefix .. ':msg', ids)
+    call_each_slice('SREM', prefix .. ':redelivered', ids)
 end
 return #ids

@@ -19,9 +19,6 @@ local rollbacks = tonumber(ARGV[5])
 local now = server_now()
 local reserved_key = prefix .. ':reserved:' .. cid
 
--- Reserving makes the consumer known, so its reservations can never be stranded.
-redis.call('ZADD', prefix .. ':consumers', 'NX', now, cid)
-
 local function roll_back(tokens)
     local held = redis.call('HGETALL', reserved_key)
     for i = 1, #held, 2 do
@@ -44,7 +41,7 @@ local function promote(queue)
         redis.call('ZADD', prefix .. ':q:' .. queue, score, id)
     end
     if #due > 0 then
-        redis.call('ZREM', delayed, unpack(due))
+        call_each_slice('ZREM', delayed, due)
     end
     return #due > 0
 end
@@ -53,7 +50,7 @@ local function gather(queue, candidates)
     local ready = redis.call('ZRANGE', prefix .. ':q:' .. queue, 0, limit - 1, 'WITHSCORES')
     for i = 1, #ready, 2 do
         candidates[#candidates + 1] = {id = ready[i], score = ready[i + 1], eta = '',
-                                       queue = queue}
+                                       queue = queue, rank = tonumber(ready[i + 1])}
     end
     local delayed = prefix .. ':delayed:' .. queue
     local soon = redis.call('ZRANGEBYSCORE', delayed, '-inf', now + horizon, 'WITHSCORES',
@@ -61,16 +58,35 @@ local function gather(queue, candidates)
     for i = 1, #soon, 2 do
         local score, id = split_member(soon[i])
         candidates[#candidates + 1] = {id = id, score = score, eta = soon[i + 1],
-                                       queue = queue, member = soon[i]}
+                                       queue = queue, member = soon[i], rank = tonumber(score)}
     end
 end
 
-local function take(candidate)
-    if candidate.member then
-        redis.call('ZREM', prefix .. ':delayed:' .. candidate.queue, candidate.member)
-    else
-        redis.call('ZREM', prefix .. ':q:' .. candidate.queue, candidate.id)
+-- Take the chosen candidates off their sorted sets: one ZREM per set.
+local function take(chosen)
+    local members = {}
+    for _, candidate in ipairs(chosen) do
+        local key, member = prefix .. ':q:' .. candidate.queue, candidate.id
+        if candidate.member then
+            key, member = prefix .. ':delayed:' .. candidate.queue, candidate.member
+        end
+        members[key] = members[key] or {}
+        table.insert(members[key], member)
     end
+    for key, list in pairs(members) do
+        call_each_slice('ZREM', key, list)
+    end
+end
+
+-- Which chosen ids were redelivered; clears their marks. Usually the set is empty.
+local function redelivered_flags(chosen)
+    local flags = {}
+    if redis.call('SCARD', prefix .. ':redelivered') > 0 then
+        for i, candidate in ipairs(chosen) do
+            flags[i] = redis.call('SREM', prefix .. ':redelivered', candidate.id) == 1
+        end
+    end
+    return flags
 end
 
 if rollbacks > 0 then
@@ -88,31 +104,40 @@ for i = 6 + rollbacks, #ARGV do
     end
     gather(ARGV[i], candidates)
 end
-table.sort(candidates, function(a, b) return tonumber(a.score) < tonumber(b.score) end)
+table.sort(candidates, function(a, b) return a.rank < b.rank end)
 
 local chosen, ids = {}, {}
 for i = 1, math.min(limit, #candidates) do
     chosen[i] = candidates[i]
     ids[i] = candidates[i].id
-    take(candidates[i])
 end
 
 local result = {}
 if #ids > 0 then
-    local bodies = redis.call('HMGET', prefix .. ':msg', unpack(ids))
+    take(chosen)
+    local bodies = call_each_slice('HMGET', prefix .. ':msg', ids)
+    local flags = redelivered_flags(chosen)
+    local held = {}
     for i, candidate in ipairs(chosen) do
         -- A body can only be missing if an id was reused; such an entry is dropped.
         if bodies[i] then
-            local redelivered = redis.call('SREM', prefix .. ':redelivered', candidate.id) == 1
-            redis.call('HSET', reserved_key, candidate.id, reservation_value(
-                false, redelivered, candidate.score, candidate.eta, token, candidate.queue))
+            held[#held + 1] = candidate.id
+            held[#held + 1] = reservation_value(false, flags[i], candidate.score, candidate.eta,
+                                                token, candidate.queue)
             result[#result + 1] = candidate.id
             result[#result + 1] = candidate.queue
             result[#result + 1] = bodies[i]
             result[#result + 1] = priority_of(candidate.score)
-            result[#result + 1] = redelivered and 1 or 0
+            result[#result + 1] = flags[i] and 1 or 0
         end
     end
+    call_each_slice('HSET', reserved_key, held)  -- id/value pairs: slices stay paired
+end
+
+-- Holding messages makes the consumer known (as if it had registered), so recovery finds
+-- its reservations even if it never registered or was declared dead since.
+if #result > 0 then
+    redis.call('ZADD', prefix .. ':consumers', 'NX', now, cid)
 end
 
 -- Wake other consumers when promotion left due messages this call did not take.

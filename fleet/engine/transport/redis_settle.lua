@@ -11,31 +11,49 @@
 local prefix, cid = KEYS[1], ARGV[1]
 local started_count, ack_count = tonumber(ARGV[2]), tonumber(ARGV[3])
 local reserved_key = prefix .. ':reserved:' .. cid
-local now = nil
-local started, acked, requeued = 0, 0, 0
 
-for i = 4, 3 + started_count do
-    local value = redis.call('HGET', reserved_key, ARGV[i])
-    if value then
-        redis.call('HSET', reserved_key, ARGV[i], '1' .. string.sub(value, 2))
-        started = started + 1
+-- The ids of ARGV[first .. last] this consumer holds, with their reservation values.
+local function held(first, last)
+    local ids = {}
+    for i = first, last do
+        ids[#ids + 1] = ARGV[i]
     end
+    if #ids == 0 then
+        return {}, {}
+    end
+    local values = call_each_slice('HMGET', reserved_key, ids)
+    local found, found_values = {}, {}
+    for i, id in ipairs(ids) do
+        if values[i] then
+            found[#found + 1] = id
+            found_values[#found_values + 1] = values[i]
+        end
+    end
+    return found, found_values
 end
 
-for i = 4 + started_count, 3 + started_count + ack_count do
-    if redis.call('HDEL', reserved_key, ARGV[i]) == 1 then
-        redis.call('HDEL', prefix .. ':msg', ARGV[i])
-        acked = acked + 1
+local function mark_started(ids, values)
+    local pairs_ = {}
+    for i, id in ipairs(ids) do
+        pairs_[#pairs_ + 1] = id
+        pairs_[#pairs_ + 1] = '1' .. string.sub(values[i], 2)
     end
+    call_each_slice('HSET', reserved_key, pairs_)
 end
 
-for i = 4 + started_count + ack_count, #ARGV do
-    local value = redis.call('HGET', reserved_key, ARGV[i])
-    if value then
-        now = now or server_now()
-        redis.call('HDEL', reserved_key, ARGV[i])
-        requeue(prefix, ARGV[i], parse_reservation(value), now)
-        requeued = requeued + 1
+local started_ids, started_values = held(4, 3 + started_count)
+mark_started(started_ids, started_values)
+
+local acked = held(4 + started_count, 3 + started_count + ack_count)
+call_each_slice('HDEL', reserved_key, acked)
+call_each_slice('HDEL', prefix .. ':msg', acked)
+
+local requeued, requeued_values = held(4 + started_count + ack_count, #ARGV)
+if #requeued > 0 then
+    local now = server_now()
+    call_each_slice('HDEL', reserved_key, requeued)
+    for i, id in ipairs(requeued) do
+        requeue(prefix, id, parse_reservation(requeued_values[i]), now)
     end
 end
-return {started, acked, requeued}
+return {#started_ids, #acked, #requeued}
