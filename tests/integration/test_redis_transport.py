@@ -167,6 +167,18 @@ def test_put_of_many_messages_keeps_their_order_across_chunks(transport, monkeyp
     assert [d.id for d in transport.reserve("c#1", ["q"], limit=20)] == [m.id for m in sent]
 
 
+def test_out_of_range_priorities_are_clamped(transport):
+    """base.py says priorities are clamped to 0-9; this transport does it itself, as its
+    scores would otherwise leave the priority bands."""
+    over = message(priority=42)
+    under = message(priority=-3)
+    transport.put([under, over])
+
+    got = transport.reserve("c#1", ["q"], limit=10)
+
+    assert [(d.id, d.priority) for d in got] == [(over.id, 9), (under.id, 0)]
+
+
 def test_queue_names_may_hold_separators(transport):
     odd = "jobs|high:eu"
     sent = message(odd)

@@ -151,16 +151,6 @@ def test_reserve_takes_the_oldest_across_queues_not_queue_by_queue(transport):
     assert ids(got) == [out.id for out in sent[:3]]
 
 
-def test_out_of_range_priorities_are_clamped(transport):
-    over = message(priority=42)
-    under = message(priority=-3)
-    transport.put([under, over])
-
-    got = transport.reserve("c#1", ["q"], limit=10)
-
-    assert [(d.id, d.priority) for d in got] == [(over.id, 9), (under.id, 0)]
-
-
 def test_reserve_never_returns_more_than_limit(transport):
     transport.put([message() for _ in range(5)])
 

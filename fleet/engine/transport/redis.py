@@ -16,7 +16,9 @@ can share one Redis database. The whole layout:
     <p>:reserved:<cid>    hash    what consumer <cid> holds: id ->
                                   "<started>|<redelivered>|<score>|<eta>|<token>|<queue>"
                                   (see redis_lib.lua); a requeue restores score and eta
-    <p>:consumers         zset    consumer id, score = last heartbeat (the server's clock)
+    <p>:consumers         zset    consumer id, score = last heartbeat (the server's clock);
+                                  a consumer holding messages is added here even if it never
+                                  registered, so recovery always finds its reservations
     <p>:consumer:<cid>    string  JSON of the consumer's ConsumerInfo (node, queues, pid, ...)
     <p>:dead              list    dead letters, newest first, JSON {id, queue, body, reason,
                                   at}; capped at DEAD_LETTER_LIMIT
@@ -29,8 +31,13 @@ can share one Redis database. The whole layout:
 Everything that reads and then writes runs as a Lua script (the redis_*.lua files next to
 this module, each with redis_lib.lua prepended), so each step is atomic and every time
 comparison uses the server's clock: nodes on hosts whose clocks disagree still agree on
-heartbeats, recovery and due times. `reserve` is one script call and `commit` one
-MULTI/EXEC pipeline: one round trip each on the worker's hot path.
+heartbeats, recovery and due times. On the worker's hot path `reserve` is one script call
+and `commit` one round trip (a lone script call, or MULTI/EXEC when it also stores results
+or puts messages).
+
+`reserve` promotes due scheduled messages to their ready set in bounded batches, and takes
+messages due within its horizon straight from the delayed set, so a message held for its
+eta by one node never shows up early in another node's reserve.
 
 redis-py retries failed commands by default; this transport turns that off (unless the
 options pass a `retry`), because re-running a script whose reply was lost would reserve or
@@ -118,7 +125,8 @@ class _Scripts:
         for name in _SCRIPT_NAMES:
             text = lib + package.joinpath(f"redis_{name}.lua").read_text(encoding="utf-8")
             self.source[name] = text
-            self.sha[name] = hashlib.sha1(text.encode("utf-8")).hexdigest()
+            self.sha[name] = hashlib.sha1(text.encode("utf-8"),
+                                         usedforsecurity=False).hexdigest()
 
     def load(self, client: redis.Redis) -> None:
         """SCRIPT LOAD every script in one transaction (one round trip), so at any moment
@@ -229,14 +237,14 @@ class RedisTransport(Transport):
         self.connect_timeout = float(client_options.pop("connect_timeout", 4.0))
         client_options.setdefault("retry", Retry(NoBackoff(), 0))
         self._client_options = client_options
-        self._client: redis.Redis | None = None
-        self._pid = 0
         self._scripts_loaded = False
         self._tokens = itertools.count()
         self._token_base = secrets.token_hex(3)
         #: (consumer id, token) of reserve calls whose outcome is unknown; see `reserve`.
         self._rollbacks: list[tuple[str, str]] = []
-        self._client, self._pid = self._connect(), os.getpid()  # checks URL and options now
+        # Built now, so a bad URL or option fails at open; reconnects lazily on first use.
+        self._client: redis.Redis | None = self._connect()
+        self._pid = os.getpid()
 
     # -- connection -----------------------------------------------------------------------
 
