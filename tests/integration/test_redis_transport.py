@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -309,3 +311,51 @@ def test_subscription_without_channels_has_nothing_to_wait_on(transport):
     assert subscription.poll() == ([], False)
     assert subscription.poll_interval == 1.0
     subscription.close()
+
+
+def start_server(port: int, workdir) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return process
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail("redis-server did not start")
+
+
+def test_transport_and_subscription_work_again_after_the_server_restarts(redis_server,
+                                                                          tmp_path):
+    """Runs its own server (`redis_server` only makes it skip, or fail on CI, without one)."""
+    port = closed_port()
+    server = start_server(port, tmp_path)
+    try:
+        transport = open_transport(f"redis://127.0.0.1:{port}/0")
+        transport.put([message()])
+        subscription = transport.subscribe(["control"], wake_queues=["q"])
+        server.kill()
+        server.wait()
+
+        with pytest.raises(BrokerUnavailable):
+            transport.ping()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            subscription.poll()
+
+        server = start_server(port, tmp_path)  # empty, and without our scripts
+        sent = message()
+        transport.put([sent])
+        assert [d.id for d in transport.reserve("c#1", ["q"], limit=5)] == [sent.id]
+        subscription.poll()  # reconnects and subscribes again
+        transport.publish("control", "back")
+        assert select.select([subscription.fileno()], [], [], 5)[0]
+        assert subscription.poll() == ([("control", "back")], False)
+        subscription.close()
+    finally:
+        server.kill()
+        server.wait()
