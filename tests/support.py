@@ -109,10 +109,15 @@ class NodeFactory:
 
     def start(self, *args: str, name: str = "w1", app: str = "testapp", concurrency: int = 2,
               ready: bool = True, env: dict[str, str] | None = None,
-              loglevel: str = "info") -> NodeProcess:
-        log = self.workdir / f"{name}-{len(self.nodes)}.log"
+              loglevel: str = "info", logfile: str | None = None) -> NodeProcess:
+        """Start `fleet worker` with `args`; `logfile` is a --logfile template (default: a
+        file of its own in the test's directory)."""
+        from fleet.nodenames import format_node, host_format
+
+        template = logfile or str(self.workdir / f"{name}-{len(self.nodes)}.log")
+        log = Path(format_node(template, host_format(f"{name}@%h"), 0))
         command = [sys.executable, "-m", "fleet", "worker", "-A", app, "-n", f"{name}@%h",
-                   "-c", str(concurrency), "-l", loglevel, "--logfile", str(log), *args]
+                   "-c", str(concurrency), "-l", loglevel, "--logfile", template, *args]
         environment = fleet_env(self.broker_url, **{**self.env_extra, **(env or {})})
         with open(log.with_suffix(".err"), "w") as stderr:  # the child keeps its own copy
             proc = subprocess.Popen(command, cwd=APPS, env=environment, start_new_session=True,

@@ -39,7 +39,14 @@ from fleet.engine import states
 from fleet.engine.pool import Child, ChildSettings, Pool
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.results import exception_meta
-from fleet.engine.transport.base import Batch, ConsumerInfo, Delivery, Outgoing
+from fleet.engine.transport.base import (
+    Batch,
+    ConsumerInfo,
+    Delivery,
+    Outgoing,
+    Pending,
+    ReserveRequest,
+)
 from fleet.exceptions import (
     BrokerUnavailable,
     MessageDecodeError,
@@ -60,6 +67,11 @@ log = logging.getLogger("fleet.worker")
 RUNNING, WARM, COLD, STOPPED = "running", "warm shutdown", "cold shutdown", "stopped"
 REDELIVERY_HEADER = "x-fleet-redeliveries"
 MAX_BOOT_FAILURES = 5
+#: Commits are batched across loop turns while tasks keep finishing: a batch is written once
+#: it holds FLUSH_SIZE operations or is FLUSH_DELAY seconds old, and at once when the node
+#: has nothing running. One round trip then settles many tasks.
+FLUSH_SIZE = 64
+FLUSH_DELAY = 0.002
 CLEANUP_INTERVAL = 60.0
 PROGRESS_INTERVAL = 5.0
 
@@ -134,6 +146,11 @@ class Node:
         self._next_heartbeat = 0.0
         self._next_cleanup = 0.0
         self._next_progress = 0.0
+        self._batch_since: float | None = None
+        self._pending: Pending | None = None
+        self._pending_batch: Batch | None = None
+        self._pending_wanted = 0
+        self._pending_fd: int | None = None
         self._broker_retry_at = 0.0
         self._broker_failures = 0
         self._boot_failures = 0
@@ -250,12 +267,15 @@ class Node:
         if self.active:
             deadlines += [d for job in self.active.values()
                           for d in (job.soft_deadline, job.hard_deadline) if d is not None]
-        if self.state == RUNNING and self._has_capacity():
+        idle_broker = self._pending is None  # else its reply wakes us
+        if idle_broker and self.state == RUNNING and self._has_capacity():
             deadlines.append(self._last_fetch + self._poll_interval())
         if self.buffer and any(self._idle_children()):
             deadlines.append(now + self._rate_wait())
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
+        if idle_broker and self._batch_since is not None:
+            deadlines.append(self._batch_since + FLUSH_DELAY)
         if self.state != RUNNING:
             deadlines.append(now + 0.5)
         return max(0.0, min(min(deadlines) - now, 1.0))
@@ -271,9 +291,7 @@ class Node:
         if self.active:
             self._enforce_time_limits(now)
         self._dispatch()
-        if self.state == RUNNING:
-            self._fetch(now)
-        self._flush()
+        self._exchange(now)
         if self.state != RUNNING:
             self._shutdown_progress(now)
 
@@ -286,28 +304,83 @@ class Node:
     def prefetch_limit(self) -> int:
         return max(1, self.options.concurrency * self.options.prefetch_multiplier)
 
-    def _fetch(self, now: float) -> None:
-        if not self._ready or now < self._broker_retry_at:
+    def _exchange(self, now: float) -> None:
+        """Send this turn's batch and ask for more messages in one round trip, unless one is
+        under way already; its reply is read when it arrives (`_on_pending`), so the loop
+        keeps feeding children meanwhile."""
+        if self._pending is not None or now < self._broker_retry_at:
             return
+        reserve = self._reserve_request(now)
+        if reserve is None and not self._should_flush(now):
+            return
+        batch, self.batch, self._batch_since = self.batch, Batch(), None
+        if reserve is not None:
+            self._last_fetch = now
+        self._pending = self.broker.submit(self.consumer_id, batch, reserve)
+        self._pending_batch = batch
+        self._pending_wanted = reserve.limit if reserve else 0
+        fd = self._pending.fileno()
+        if fd is None:
+            self._on_pending()
+        else:
+            self.selector.register(fd, selectors.EVENT_READ, self._on_pending)
+            self._pending_fd = fd
+
+    def _reserve_request(self, now: float) -> ReserveRequest | None:
+        if self.state != RUNNING or not self._ready:
+            return None
         wanted = self.prefetch_limit - len(self.buffer) - len(self.active)
         if wanted <= 0:
-            return
+            return None
         if not self._want_fetch and now - self._last_fetch < self._poll_interval():
-            return
+            return None
         # Batch: wait until a good chunk is free unless children would go idle.
         if wanted < self.prefetch_limit // 2 and self.buffer:
-            return
-        self._last_fetch = now
+            return None
+        return ReserveRequest(self.queues, wanted, self.conf.worker_eta_horizon)
+
+    def _should_flush(self, now: float) -> bool:
+        batch = self.batch
+        if not batch:
+            return False
+        if self._batch_since is None:
+            self._batch_since = now
+        size = len(batch.results) + len(batch.puts) + len(batch.acks) + len(batch.started) + \
+            len(batch.requeues)
+        return size >= FLUSH_SIZE or now - self._batch_since >= FLUSH_DELAY or \
+            not self.active or self.state != RUNNING
+
+    def _on_pending(self) -> None:
+        pending, batch, wanted = self._pending, self._pending_batch, self._pending_wanted
+        if self._pending_fd is not None:
+            self.selector.unregister(self._pending_fd)
+            self._pending_fd = None
+        self._pending = self._pending_batch = None
         try:
-            deliveries = self.broker.reserve(self.consumer_id, self.queues, wanted,
-                                             self.conf.worker_eta_horizon)
+            deliveries = pending.result()
         except self.broker_errors() as exc:
-            self._broker_trouble("reserve", exc)
+            self._broker_trouble("commit/reserve", exc)
+            self._restore(batch)
             return
         self._broker_ok()
-        self._want_fetch = len(deliveries) == wanted
+        if wanted:
+            self._want_fetch = len(deliveries) == wanted
+        if self.state != RUNNING:  # reserved while we began shutting down: give them back
+            self.batch.requeues += [delivery.id for delivery in deliveries]
+            return
         for delivery in deliveries:
             self._receive(delivery)
+
+    def _restore(self, batch: Batch) -> None:
+        """Put a batch that failed back in front of the current one, in order."""
+        for name in ("results", "puts", "started", "acks", "requeues"):
+            getattr(batch, name).extend(getattr(self.batch, name))
+        self.batch = batch
+
+    def _wait_pending(self) -> None:
+        """Finish the round trip under way (before anything that must come after it)."""
+        if self._pending is not None:
+            self._on_pending()
 
     def _receive(self, delivery: Delivery) -> None:
         try:
@@ -752,17 +825,17 @@ class Node:
             self._broker_retry_at = 0.0
 
     def _flush(self, final: bool = False) -> None:
+        """Commit now, synchronously (after any round trip under way)."""
+        self._wait_pending()
         if not self.batch or (not final and time.monotonic() < self._broker_retry_at):
             return
         batch, self.batch = self.batch, Batch()
+        self._batch_since = None
         try:
             self.broker.commit(self.consumer_id, batch)
         except self.broker_errors() as exc:
             self._broker_trouble("commit", exc)
-            # keep the work for the next attempt, in order
-            for name in ("results", "puts", "started", "acks", "requeues"):
-                getattr(batch, name).extend(getattr(self.batch, name))
-            self.batch = batch
+            self._restore(batch)  # keep the work for the next attempt, in order
             return
         self._broker_ok()
 

@@ -359,3 +359,36 @@ def test_transport_and_subscription_work_again_after_the_server_restarts(redis_s
     finally:
         server.kill()
         server.wait()
+
+
+def test_submit_works_after_scripts_were_flushed_from_the_server(transport, raw):
+    from fleet.engine.transport.base import ReserveRequest
+
+    transport.put([message(), message()])
+    got = transport.reserve("w#1", ["q"], limit=1)
+    raw.script_flush()
+    pending = transport.submit("w#1", Batch(acks=[got[0].id]), ReserveRequest(["q"], 5))
+    assert select.select([pending.fileno()], [], [], 5)[0]
+    again = pending.result()
+    assert len(again) == 1 and again[0].id != got[0].id
+
+
+def test_submit_whose_reply_was_lost_is_rolled_back_by_the_next_reserve(transport):
+    from fleet.engine.transport.base import ReserveRequest
+
+    sent = [message(), message()]
+    transport.put(sent)
+    transport.register(consumer("w#1"))
+    pending = transport.submit("w#1", Batch(), ReserveRequest(["q"], 5))
+    original = pending.connection.read_response
+
+    def reply_lost(*args, **kwargs):
+        original(*args, **kwargs)  # the server ran it...
+        raise redis.exceptions.ConnectionError("Connection reset by peer")  # ...we never knew
+
+    pending.connection.read_response = reply_lost
+    with pytest.raises(transport.transient_errors):
+        pending.result()
+    del pending.connection.read_response
+    got = transport.reserve("w#1", ["q"], limit=5)
+    assert [(d.id, d.redelivered) for d in got] == [(m.id, False) for m in sent]

@@ -23,6 +23,8 @@ from fleet.engine.transport.base import (
     ConsumerInfo,
     Delivery,
     Outgoing,
+    Pending,
+    ReserveRequest,
     StoredResult,
     Subscription,
     Transport,
@@ -739,3 +741,32 @@ def test_forked_child_can_use_the_same_transport_object(transport_url, transport
     if shared_store:
         assert transport.get_value("child-ran") == "1"
         assert transport.reserve("parent#1", ["q"], limit=5) == []
+
+
+def finished(pending: Pending) -> list[Delivery]:
+    """Wait for a submit's reply the way a node does (readable fd), then take its result."""
+    fd = pending.fileno()
+    if fd is not None:
+        assert select.select([fd], [], [], DEADLINE)[0], "no reply to submit"
+    return pending.result()
+
+
+def test_submit_applies_the_batch_then_reserves_in_one_go(transport):
+    transport.put([message() for _ in range(3)])
+    [first] = transport.reserve("w#1", ["q"], limit=1)
+    pending = transport.submit("w#1", Batch(acks=[first.id], results=[StoredResult("k", "v")]),
+                               ReserveRequest(["q"], 5))
+    got = finished(pending)
+    assert len(got) == 2 and first.id not in {d.id for d in got}
+    assert transport.get_value("k") == "v"
+    [stats] = [s for s in transport.queue_stats() if s.name == "q"]
+    assert (stats.ready, stats.reserved) == (0, 2)
+
+
+def test_submit_without_a_reserve_request_only_commits(transport):
+    transport.put([message()])
+    pending = transport.submit("w#1", Batch(results=[StoredResult("k", "1")]))
+    assert finished(pending) == []
+    assert transport.get_value("k") == "1"
+    [stats] = [s for s in transport.queue_stats() if s.name == "q"]
+    assert stats.ready == 1

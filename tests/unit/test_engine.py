@@ -24,7 +24,7 @@ def test_unknown_setting_names_the_closest_valid_key():
     app = Fleet("x")
     with pytest.raises(ConfigError, match="did you mean 'task_acks_late'"):
         app.conf.update(task_ack_late=True)
-    with pytest.raises(AttributeError, match="result_expires"):
+    with pytest.raises(AttributeError, match=r"result_expires"):
         _ = app.conf.result_expire
 
 
@@ -68,7 +68,7 @@ def test_fleet_toml_sections_and_errors():
     assert config.engine_settings() == {"task_default_queue": "q", "broker_url": "redis://x/0"}
     with pytest.raises(ConfigError, match="did you mean 'settings'"):
         parse_config({"setings": {}})
-    with pytest.raises(ConfigError, match="did you mean 'settings.result_expires'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'settings\.result_expires'"):
         parse_config({"settings": {"result_expire": 1}})
 
 

@@ -21,8 +21,18 @@ Delivery semantics (the same for every transport)
   lost, so the caller can mark it failed. Messages never marked started (acks-late tasks, or
   prefetched ones) are requeued.
 * Ordering: higher `priority` (0-9) first, then first in, first out within a priority.
+  Callers clamp priorities to 0-9 (`clamp_priority`); a transport may clamp again.
+* A requeued message keeps its eta: it is due again only at `eta - horizon`.
+* Acks, started marks, requeues and dead-lettering only touch messages the consumer still
+  holds: a late ack from a consumer that was declared dead never deletes a message that was
+  requeued and reserved by someone else.
+* `reserve` registers a consumer it does not know (with what it knows), so whatever it holds
+  can always be recovered. Consumers still `register` first to publish their details.
 * `commit` applies a batch of acks, started marks, results and new messages in as few round
   trips as the store allows (one pipeline / one transaction). It is the worker's hot path.
+* `submit` does a commit and a reserve together without waiting: it returns a `Pending` the
+  node's loop waits on with its other descriptors, so the node keeps feeding its children
+  during a network round trip. Transports without a socket do the work at once.
 
 Consumers are identified by a `consumer_id` that is unique per node *process start*
 (`w1@host#3f2a9c`), so a node restarted under the same name never inherits, and so never
@@ -150,7 +160,7 @@ class QueueStats:
     ready: int = 0  #: waiting to be reserved (due now)
     scheduled: int = 0  #: waiting for their ETA, still in the broker
     reserved: int = 0  #: held by consumers (prefetched, running, or held for their ETA)
-    consumers: int = 0  #: live consumers of this queue
+    consumers: int = 0  #: registered consumers of this queue (until recovered)
 
 
 @dataclass(slots=True)
@@ -160,6 +170,43 @@ class DeadLetter:
     body: str
     reason: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    """What `submit` should reserve after applying its batch (see `Transport.reserve`)."""
+
+    queues: Sequence[str]
+    limit: int
+    horizon: float = 0.0
+
+
+class Pending(abc.ABC):
+    """A `submit` under way. Wait until `fileno()` is readable (None: done already), then
+    call `result()` once: the reserved deliveries, or the exception the work raised."""
+
+    @abc.abstractmethod
+    def fileno(self) -> int | None: ...
+
+    @abc.abstractmethod
+    def result(self) -> list[Delivery]: ...
+
+
+class Done(Pending):
+    """A `Pending` whose work is already done (or failed)."""
+
+    def __init__(self, deliveries: list[Delivery] | None = None,
+                 error: BaseException | None = None):
+        self.deliveries = deliveries or []
+        self.error = error
+
+    def fileno(self) -> int | None:
+        return None
+
+    def result(self) -> list[Delivery]:
+        if self.error is not None:
+            raise self.error
+        return self.deliveries
 
 
 class Subscription(abc.ABC):
@@ -194,6 +241,9 @@ class Transport(abc.ABC):
 
     #: URL scheme(s) this transport serves, e.g. ("sqlite",).
     schemes: tuple[str, ...] = ()
+    #: Exceptions that mean "the store is unreachable or busy right now": the worker backs off
+    #: and tries again instead of crashing.
+    transient_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, url: str, options: dict | None = None):
         self.url = url
@@ -228,6 +278,21 @@ class Transport(abc.ABC):
     def commit(self, consumer_id: str, batch: Batch) -> None:
         """Apply a batch (results, puts, started marks, acks, requeues) in one go."""
 
+    def submit(self, consumer_id: str, batch: Batch,
+               reserve: ReserveRequest | None = None) -> Pending:
+        """Apply `batch`, then reserve as `reserve` asks, without waiting for the store.
+
+        The default does both now and returns a `Done`; network transports override it to
+        send both in one round trip and return at once. Errors surface from `result()`.
+        """
+        try:
+            self.commit(consumer_id, batch)
+            deliveries = (self.reserve(consumer_id, reserve.queues, reserve.limit,
+                                       reserve.horizon) if reserve else [])
+        except Exception as exc:
+            return Done(error=exc)
+        return Done(deliveries)
+
     def ack(self, consumer_id: str, ids: Iterable[str]) -> None:
         self.commit(consumer_id, Batch(acks=list(ids)))
 
@@ -247,7 +312,9 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def queue_stats(self) -> list[QueueStats]:
-        """Every known queue (ever put to, or consumed by a live consumer), sorted by name."""
+        """Every known queue (ever put to, or consumed by a registered consumer), sorted by
+        name. `consumers` and `reserved` count registered consumers until they are
+        recovered, alive or not."""
 
     @abc.abstractmethod
     def dead_letter(self, consumer_id: str, delivery: Delivery, reason: str) -> None:
@@ -269,7 +336,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def unregister(self, consumer_id: str) -> None:
-        """A clean exit: forget the consumer. Any reservation it still holds is requeued."""
+        """A clean exit: forget the consumer. Any reservation it still holds is requeued,
+        started or not (the caller settles its running tasks before unregistering)."""
 
     @abc.abstractmethod
     def consumers(self) -> list[ConsumerRecord]:
@@ -324,7 +392,9 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        """Atomically add `amount` to an integer counter (missing = 0); return the new value."""
+        """Atomically add `amount` to an integer counter (missing = 0); return the new value.
+
+        A given `ttl` restarts the expiry; without one, the existing expiry is kept."""
 
     @abc.abstractmethod
     def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:

@@ -143,6 +143,10 @@ class MemoryTransport(Transport):
             ]
             candidates.sort(key=lambda msg: (-msg.priority, msg.seq))
             held = self.store.reserved.setdefault(consumer_id, {})
+            if candidates and consumer_id not in self.store.consumers:
+                info = ConsumerInfo(consumer_id, consumer_id.split("#", 1)[0], list(queues),
+                                    0, "")
+                self.store.consumers[consumer_id] = (info, time.time())
             deliveries = []
             for msg in candidates[:limit]:
                 self.store.ready.discard(msg.id)
@@ -214,9 +218,10 @@ class MemoryTransport(Transport):
 
     def dead_letter(self, consumer_id: str, delivery: Delivery, reason: str) -> None:
         with self.store.lock:
+            if self.store.reserved.get(consumer_id, {}).pop(delivery.id, None) is None:
+                return  # not ours (any more): someone else owns it now
             self.store.dead.appendleft(DeadLetter(delivery.id, delivery.queue, delivery.body,
                                                   reason, time.time()))
-            self.store.reserved.get(consumer_id, {}).pop(delivery.id, None)
             self.store.messages.pop(delivery.id, None)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -69,9 +69,12 @@ from fleet.engine.transport.base import (
     ConsumerRecord,
     DeadLetter,
     Delivery,
+    Done,
     Outgoing,
+    Pending,
     QueueStats,
     Recovery,
+    ReserveRequest,
     StoredResult,
     Subscription,
     Transport,
@@ -225,10 +228,77 @@ class RedisSubscription(Subscription):
             self._pubsub = None
 
 
+class _RedisPending(Pending):
+    """Replies of one `submit`, read in order once the socket is readable."""
+
+    def __init__(self, transport: RedisTransport, connection: Any, wire: list[tuple],
+                 consumer_id: str, batch: Batch, reserve: ReserveRequest | None,
+                 token: str | None, rollbacks: list[str]):
+        self.transport = transport
+        self.connection = connection
+        self.wire = wire
+        self.consumer_id = consumer_id
+        self.batch = batch
+        self.reserve = reserve
+        self.token = token
+        self.rollbacks = rollbacks
+
+    def fileno(self) -> int | None:
+        sock = self.connection._sock
+        return sock.fileno() if sock is not None else None
+
+    def result(self) -> list[Delivery]:
+        replies = []
+        try:
+            for _ in self.wire:
+                try:
+                    replies.append(self.connection.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    replies.append(exc)
+        except _CONNECTION_ERRORS:
+            self.connection.disconnect()
+            if self.token:
+                self.transport._rollbacks.append((self.consumer_id, self.token))
+            raise
+        errors = [reply for reply in _flatten(replies) if isinstance(reply, Exception)]
+        if any(isinstance(error, redis.exceptions.NoScriptError) for error in errors):
+            return self._again()  # the server lost our scripts: load them, redo it all
+        if errors:
+            raise errors[0]
+        if self.token is None:
+            return []
+        if self.rollbacks:
+            self.transport._forget_rollbacks(self.consumer_id, self.rollbacks)
+        flat = replies[-1]
+        return [Delivery(flat[i], flat[i + 1], flat[i + 2], int(flat[i + 3]), bool(flat[i + 4]))
+                for i in range(0, len(flat), 5)]
+
+    def _again(self) -> list[Delivery]:
+        """Redo the work synchronously (acks, results and requeues are idempotent)."""
+        transport = self.transport
+        logger.info("Redis at %s lost fleet's scripts; loading them again", transport.describe())
+        _scripts().load(transport.client)
+        transport.commit(self.consumer_id, self.batch)
+        if self.token is None:
+            return []
+        request = self.reserve
+        return transport.reserve(self.consumer_id, request.queues, request.limit,
+                                 request.horizon)
+
+
+def _flatten(replies: list[Any]) -> Iterator[Any]:
+    for reply in replies:
+        if isinstance(reply, list):
+            yield from _flatten(reply)
+        else:
+            yield reply
+
+
 class RedisTransport(Transport):
     """The Redis transport; see the module docstring for the key layout."""
 
     schemes = ("redis", "rediss", "unix")
+    transient_errors = (*_CONNECTION_ERRORS, BrokerUnavailable)
 
     def __init__(self, url: str, options: dict | None = None):
         super().__init__(url, options)
@@ -245,6 +315,8 @@ class RedisTransport(Transport):
         # Built now, so a bad URL or option fails at open; reconnects lazily on first use.
         self._client: redis.Redis | None = self._connect()
         self._pid = os.getpid()
+        #: The connection `submit` sends on and reads from (a node's hot path).
+        self._hot: Any = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -261,6 +333,7 @@ class RedisTransport(Transport):
             self._client, self._pid = client, os.getpid()
             self._scripts_loaded = False
             self._rollbacks = []
+            self._hot = None
         return client
 
     def _connect(self) -> redis.Redis:
@@ -294,6 +367,9 @@ class RedisTransport(Transport):
             ) from exc
 
     def close(self) -> None:
+        hot, self._hot = self._hot, None
+        if hot is not None and self._pid == os.getpid():
+            hot.disconnect()
         client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
             client.close()
@@ -378,6 +454,42 @@ class RedisTransport(Transport):
             self._forget_rollbacks(consumer_id, rollbacks)
         return [Delivery(flat[i], flat[i + 1], flat[i + 2], int(flat[i + 3]), bool(flat[i + 4]))
                 for i in range(0, len(flat), 5)]
+
+    def submit(self, consumer_id: str, batch: Batch,
+               reserve: ReserveRequest | None = None) -> Pending:
+        """Send the batch's commands and the reserve script in one write, on a connection
+        of its own, and return at once: the node reads the replies when they arrive."""
+        commands = self._batch_commands(consumer_id, batch) if batch else []
+        wire = [("MULTI",), *commands, ("EXEC",)] if len(commands) > 1 else list(commands)
+        token, rollbacks = None, []
+        queues = list(dict.fromkeys(reserve.queues)) if reserve else []
+        if reserve is not None and reserve.limit > 0 and queues:
+            token = f"{self._token_base}{next(self._tokens)}"
+            rollbacks = [tok for cid, tok in self._rollbacks if cid == consumer_id]
+            wire.append(("EVALSHA", _scripts().sha["reserve"], 1, self.prefix, consumer_id,
+                         reserve.limit, max(0.0, reserve.horizon), token, len(rollbacks),
+                         *rollbacks, *queues))
+        if not wire:
+            return Done()
+        self._ensure_scripts()
+        connection = self._hot_connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(wire), check_health=False)
+        except _CONNECTION_ERRORS as exc:
+            connection.disconnect()
+            if token:
+                self._rollbacks.append((consumer_id, token))
+            return Done(error=exc)
+        return _RedisPending(self, connection, wire, consumer_id, batch, reserve, token,
+                             rollbacks)
+
+    def _hot_connection(self) -> Any:
+        client = self.client  # resets `_hot` in a forked child
+        if self._hot is None:
+            self._hot = client.connection_pool.make_connection()
+        if self._hot._sock is None:
+            self._hot.connect()
+        return self._hot
 
     def _forget_rollbacks(self, consumer_id: str, tokens: list[str]) -> None:
         done = set(tokens)

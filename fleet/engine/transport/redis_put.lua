@@ -5,7 +5,8 @@
 -- Returns  the number of messages added.
 --
 -- A message whose eta is still ahead (server clock) goes to <p>:delayed:<queue>, any other
--- to <p>:q:<queue>. One INCRBY numbers the whole batch, so FIFO holds inside a batch, and
+-- to <p>:q:<queue>. Publishes <p>:wake:<queue> for delayed messages, and for ready ones when
+-- the queue was empty. One INCRBY numbers the whole batch, so FIFO holds inside a batch, and
 -- the writes are grouped: one HSET for the bodies, one ZADD per sorted set.
 local prefix = KEYS[1]
 local count = #ARGV / 5
@@ -41,8 +42,12 @@ for i = 0, count - 1 do
 end
 
 call_each_slice('HSET', prefix .. ':msg', bodies)
+-- Delayed messages always wake the queue's listeners (once per queue and call): a node
+-- holds ETA messages due within its horizon, so it must learn of them now, not at its next
+-- poll. They are rarer than plain messages (countdowns, ETAs, retries), so this is cheap.
 for key, group in pairs(delayed) do
     call_each_slice('ZADD', key, group)
+    redis.call('PUBLISH', prefix .. ':wake:' .. string.sub(key, #prefix + 10), '1')
 end
 -- Wake the queue's listeners only when it goes from empty to non-empty.
 for queue, group in pairs(ready) do

@@ -13,10 +13,11 @@ follows the contract in `base.py`; what makes it safe with many processes:
 
 Tables
 ------
-messages(seq, id, queue, priority, body, owner, started, redelivered)
-    Due messages. `seq` (AUTOINCREMENT) gives FIFO order and is kept on requeue, so a
-    requeued message goes back ahead of newer ones. `owner` is the consumer_id holding the
-    reservation (NULL: ready). `started` marks early-acked tasks that began running.
+messages(seq, id, queue, priority, eta, body, owner, started, redelivered)
+    Messages due now or within a node's horizon. `seq` (AUTOINCREMENT) gives FIFO order and
+    is kept on requeue, so a requeued message goes back ahead of newer ones. `owner` is the
+    consumer_id holding the reservation (NULL: ready). `started` marks early-acked tasks that
+    began running. `eta` is kept, so a requeued ETA message waits for it again.
 scheduled(id, queue, priority, eta, body)
     Messages with a future ETA; moved to `messages` by `reserve` once eta <= now + horizon.
 queues(name)                 every queue ever put to.
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS messages (
     id TEXT NOT NULL UNIQUE,
     queue TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
+    eta REAL,
     body TEXT NOT NULL,
     owner TEXT,
     started INTEGER NOT NULL DEFAULT 0,
@@ -155,6 +157,7 @@ class _SQLiteSubscription(Subscription):
 
 class SQLiteTransport(Transport):
     schemes = ("sqlite",)
+    transient_errors = (sqlite3.OperationalError, BrokerUnavailable)
 
     def __init__(self, url: str, options: dict | None = None):
         super().__init__(url, options)
@@ -277,29 +280,40 @@ class SQLiteTransport(Transport):
             for queue in queues:
                 rows += conn.execute(
                     "SELECT seq, id, queue, priority, body, redelivered FROM messages "
-                    "WHERE owner IS NULL AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
-                    (queue, limit)).fetchall()
+                    "WHERE owner IS NULL AND queue = ? AND (eta IS NULL OR eta <= ?) "
+                    "ORDER BY priority DESC, seq LIMIT ?", (queue, due_by, limit)).fetchall()
             rows.sort(key=lambda row: (-row[3], row[0]))
             rows = rows[:limit]
             if rows:
                 conn.executemany("UPDATE messages SET owner = ? WHERE seq = ?",
                                  [(consumer_id, row[0]) for row in rows])
+                self._register_unknown(conn, consumer_id, queues)
         return [Delivery(row[1], row[2], row[4], row[3], bool(row[5])) for row in rows]
 
     def _anything_due(self, queues: Sequence[str], due_by: float) -> bool:
         marks = ",".join("?" * len(queues))
         row = self.conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM messages WHERE owner IS NULL AND queue IN ({marks}))"
+            f"SELECT EXISTS (SELECT 1 FROM messages WHERE owner IS NULL AND queue IN ({marks})"
+            f" AND (eta IS NULL OR eta <= ?))"
             f" OR EXISTS (SELECT 1 FROM scheduled WHERE queue IN ({marks}) AND eta <= ?)",
-            (*queues, *queues, due_by)).fetchone()
+            (*queues, due_by, *queues, due_by)).fetchone()
         return bool(row[0])
+
+    @staticmethod
+    def _register_unknown(conn: sqlite3.Connection, consumer_id: str,
+                          queues: Sequence[str]) -> None:
+        """A consumer that holds messages is always registered, so they can be recovered."""
+        conn.execute("INSERT OR IGNORE INTO consumers (id, node, queues, pid, host, heartbeat) "
+                     "VALUES (?, ?, ?, 0, '', ?)",
+                     (consumer_id, consumer_id.split("#", 1)[0], json.dumps(list(queues)),
+                      time.time()))
 
     @staticmethod
     def _promote(conn: sqlite3.Connection, queues: Sequence[str], due_by: float) -> None:
         marks = ",".join("?" * len(queues))
         where = f"queue IN ({marks}) AND eta <= ?"
-        conn.execute(f"INSERT INTO messages (id, queue, priority, body) "
-                     f"SELECT id, queue, priority, body FROM scheduled WHERE {where} "
+        conn.execute(f"INSERT INTO messages (id, queue, priority, eta, body) "
+                     f"SELECT id, queue, priority, eta, body FROM scheduled WHERE {where} "
                      f"ORDER BY eta", (*queues, due_by))
         conn.execute(f"DELETE FROM scheduled WHERE {where}", (*queues, due_by))
 
@@ -339,14 +353,16 @@ class SQLiteTransport(Transport):
     def queue_stats(self) -> list[QueueStats]:
         conn = self.conn
         stats = {name: QueueStats(name) for (name,) in conn.execute("SELECT name FROM queues")}
-        for queue, ready, reserved in conn.execute(
-                "SELECT queue, SUM(owner IS NULL), SUM(owner IS NOT NULL) FROM messages "
-                "GROUP BY queue"):
+        now = time.time()
+        for queue, ready, held, reserved in conn.execute(
+                "SELECT queue, SUM(owner IS NULL AND (eta IS NULL OR eta <= ?)), "
+                "SUM(owner IS NULL AND IFNULL(eta, 0) > ?), SUM(owner IS NOT NULL) FROM messages "
+                "GROUP BY queue", (now, now)):
             entry = stats.setdefault(queue, QueueStats(queue))
-            entry.ready, entry.reserved = int(ready), int(reserved)
+            entry.ready, entry.scheduled, entry.reserved = int(ready), int(held), int(reserved)
         for queue, scheduled in conn.execute("SELECT queue, COUNT(*) FROM scheduled "
                                              "GROUP BY queue"):
-            stats.setdefault(queue, QueueStats(queue)).scheduled = scheduled
+            stats.setdefault(queue, QueueStats(queue)).scheduled += scheduled
         for (queues_json,) in conn.execute("SELECT queues FROM consumers"):
             for name in json.loads(queues_json):
                 stats.setdefault(name, QueueStats(name)).consumers += 1
@@ -357,11 +373,13 @@ class SQLiteTransport(Transport):
 
     def dead_letter(self, consumer_id: str, delivery: Delivery, reason: str) -> None:
         with self._write() as conn:
+            held = conn.execute("DELETE FROM messages WHERE id = ? AND owner = ?",
+                                (delivery.id, consumer_id)).rowcount
+            if not held:
+                return  # not ours (any more): someone else owns it now
             conn.execute("INSERT INTO dead_letters (id, queue, body, reason, at) "
                          "VALUES (?,?,?,?,?)",
                          (delivery.id, delivery.queue, delivery.body, reason, time.time()))
-            conn.execute("DELETE FROM messages WHERE id = ? AND owner = ?",
-                         (delivery.id, consumer_id))
             conn.execute("DELETE FROM dead_letters WHERE seq <= (SELECT MAX(seq) FROM "
                          "dead_letters) - ?", (DEAD_LETTERS_KEEP,))
 
