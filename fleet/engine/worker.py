@@ -163,6 +163,7 @@ class Node:
         self.subscription = None
         self.broker = None
         self.backend = None
+        self.result_store = None
         self.pool: Pool | None = None
         #: Extension points, called in the main loop (never from a signal handler):
         #: "ready"(node), "received"(node, job), "started"(node, job),
@@ -200,6 +201,7 @@ class Node:
             self.pidfile.acquire()
         self.broker = connect_with_retry(self.app, self.signals)
         self.backend = self.app.backend
+        self.result_store = self.app.result_store
         self.broker.register(self.consumer_info())
         self.subscription = self.broker.subscribe(self.channels, self.queues)
         self._watch_subscription()
@@ -314,6 +316,8 @@ class Node:
         if reserve is None and not self._should_flush(now):
             return
         batch, self.batch, self._batch_since = self.batch, Batch(), None
+        if not self._store_results_elsewhere(batch):
+            return
         if reserve is not None:
             self._last_fetch = now
         self._pending = self.broker.submit(self.consumer_id, batch, reserve)
@@ -370,6 +374,20 @@ class Node:
             return
         for delivery in deliveries:
             self._receive(delivery)
+
+    def _store_results_elsewhere(self, batch: Batch) -> bool:
+        """With a separate result backend, write the batch's results there first (before
+        their acks reach the broker); False (batch kept for later) if that store fails."""
+        if self.result_store is self.broker or not batch.results:
+            return True
+        try:
+            self.result_store.set_values(batch.results)
+        except (*self.result_store.transient_errors, BrokerUnavailable) as exc:
+            self._broker_trouble("storing results", exc)
+            self._restore(batch)
+            return False
+        batch.results = []
+        return True
 
     def _restore(self, batch: Batch) -> None:
         """Put a batch that failed back in front of the current one, in order."""
@@ -807,7 +825,7 @@ class Node:
     # == broker =================================================================================
 
     def broker_errors(self) -> tuple[type[BaseException], ...]:
-        return getattr(self.broker, "transient_errors", ()) or (BrokerUnavailable,)
+        return (*self.broker.transient_errors, BrokerUnavailable)
 
     def _broker_trouble(self, action: str, exc: BaseException) -> None:
         self._broker_failures += 1
@@ -831,6 +849,8 @@ class Node:
             return
         batch, self.batch = self.batch, Batch()
         self._batch_since = None
+        if not self._store_results_elsewhere(batch):
+            return
         try:
             self.broker.commit(self.consumer_id, batch)
         except self.broker_errors() as exc:

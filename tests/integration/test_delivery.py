@@ -167,3 +167,34 @@ def _read(path: str) -> str | None:
         return Path(path).read_text() or None
     except FileNotFoundError:
         return None
+
+
+def test_a_child_killed_mid_task_requeues_an_acks_late_task(app, nodes, tmp_path):
+    node = nodes.start(concurrency=1)
+    from testapp import late_sleep
+
+    marker = str(tmp_path / "late")
+    result = late_sleep.delay(0.3, marker)
+    wait_for(lambda: Path(marker + ".runs").exists(), 10, message="first run")
+    first_child = int(Path(marker + ".runs").read_text().split()[0])
+    os.kill(first_child, signal.SIGKILL)
+    assert result.get(timeout=10) == 0.3  # ran again in the replacement child
+    assert len(Path(marker + ".runs").read_text().split()) == 2
+    assert "sent back to queue 'default'" in node.log_text()
+
+
+def test_int_is_warm_and_a_second_int_is_cold(app, nodes, tmp_path):
+    node = nodes.start(concurrency=1)
+    from testapp import sleep
+
+    marker = str(tmp_path / "int")
+    result = sleep.delay(30, marker)
+    wait_for(lambda: Path(marker + ".started").exists(), 10, message="task start")
+    node.signal(signal.SIGINT)
+    wait_for(lambda: "Warm shutdown (INT)" in node.log_text(), 5, message="warm shutdown")
+    assert node.proc.poll() is None  # still waiting for the running task
+    node.signal(signal.SIGINT)
+    assert node.wait(10) == 0
+    assert "Cold shutdown (second INT)" in node.log_text()
+    with pytest.raises(WorkerLostError):
+        result.get(timeout=5)

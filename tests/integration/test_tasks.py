@@ -164,3 +164,32 @@ def test_track_started_stores_started_while_running(app, nodes):
 
     wait_for(lambda: result.state == states.STARTED, 5, message="STARTED")
     assert result.get(timeout=10) == 1.0
+
+
+def test_results_expire_after_result_expires(app, nodes):
+    nodes.start("--", "result_expires=0.4")
+    from testapp import add
+
+    result = add.delay(1, 1)
+    assert result.get(timeout=10) == 2
+    from tests.support import wait_for
+
+    wait_for(lambda: app.AsyncResult(result.id).state == states.PENDING, 5,
+             message="the result to expire")
+
+
+def test_results_can_live_in_a_separate_backend(broker_url, nodes, tmp_path):
+    import testapp
+
+    backend = f"sqlite:///{tmp_path / 'results.db'}"
+    nodes.start("--result-backend", backend)
+    testapp.app.conf.update(broker_url=broker_url, result_backend=backend)
+    testapp.app.close()
+    try:
+        result = testapp.add.delay(20, 22)
+        assert result.get(timeout=10) == 42
+        assert testapp.app.result_store is not testapp.app.broker
+        assert testapp.app.broker.get_value(f"result:{result.id}") is None
+    finally:
+        testapp.app.conf.update(result_backend=None)
+        testapp.app.close()
