@@ -414,6 +414,23 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
     click.echo(json.dumps(data, indent=2, default=str) if as_json else format_report(data))
 
 
+# -- commands that live in their own modules ---------------------------------------------------
+
+#: Each area keeps its commands in a module of its own (fleet/cli_<area>.py) exposing
+#: `register(cli)`; add one line here per module.
+COMMAND_MODULES: list[str] = []
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(cli)
+
+
+_register_commands()
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
