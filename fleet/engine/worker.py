@@ -167,10 +167,14 @@ class Node:
         self.pool: Pool | None = None
         #: Extension points, called in the main loop (never from a signal handler):
         #: "ready"(node), "received"(node, job), "started"(node, job),
-        #: "settled"(node, job, state, header), "broadcast"(node, channel, payload),
+        #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
+        #: results and acks are in the store, "broadcast"(node, channel, payload),
         #: "heartbeat"(node), "shutdown"(node, how). Remote control, events and workflows
         #: plug in here instead of growing the loop.
         self.hooks: dict[str, list[Callable[..., None]]] = collections.defaultdict(list)
+        #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
+        #: when it wants to run next (a monotonic time). Embedded beat and autoscaling use it.
+        self.timers: list[list] = []  # [due, callback]
         #: Broadcast channels to listen to (remote control adds its own before start).
         self.channels: list[str] = []
 
@@ -210,6 +214,15 @@ class Node:
         for slot in self.pool.free_slots():
             self._spawn(slot)
         self.print_banner()
+
+    def add_timer(self, callback: Callable[[float], float], due: float = 0.0) -> None:
+        """Run `callback(now)` in the loop at `due` (monotonic), then when it says next."""
+        self.timers.append([due, callback])
+
+    def _run_timers(self, now: float) -> None:
+        for timer in self.timers:
+            if now >= timer[0]:
+                timer[0] = timer[1](now)
 
     def emit(self, event: str, *args: Any) -> None:
         for hook in self.hooks.get(event, ()):
@@ -276,6 +289,7 @@ class Node:
             deadlines.append(now + self._rate_wait())
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
+        deadlines += [timer[0] for timer in self.timers]
         if idle_broker and self._batch_since is not None:
             deadlines.append(self._batch_since + FLUSH_DELAY)
         if self.state != RUNNING:
@@ -289,6 +303,8 @@ class Node:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
+        if self.timers:
+            self._run_timers(now)
         self._release_due_etas()
         if self.active:
             self._enforce_time_limits(now)
@@ -367,6 +383,7 @@ class Node:
             self._restore(batch)
             return
         self._broker_ok()
+        self.emit("committed", batch)
         if wanted:
             self._want_fetch = len(deliveries) == wanted
         if self.state != RUNNING:  # reserved while we began shutting down: give them back
@@ -858,6 +875,7 @@ class Node:
             self._restore(batch)  # keep the work for the next attempt, in order
             return
         self._broker_ok()
+        self.emit("committed", batch)
 
     def _watch_subscription(self) -> None:
         fd = self.subscription.fileno()
