@@ -90,8 +90,11 @@ def test_sigkill_of_the_main_process_reports_an_early_acked_running_task(app, no
     from testapp import sleep
 
     marker = str(tmp_path / "early")
-    result = sleep.delay(30, marker)
-    wait_for(lambda: Path(marker + ".started").exists(), 10, message="task start")
+    # track_started: STARTED is stored in the same commit as the broker's "started" mark,
+    # so once we see it, the broker knows the task began (a kill within the few ms before
+    # that commit would requeue it instead, as documented)
+    result = sleep.apply_async((30, marker), track_started=True)
+    wait_for(lambda: result.state == states.STARTED, 10, message="STARTED")
     first.signal(signal.SIGKILL)
     first.wait(5)
     nodes.start(name="second", concurrency=1)
