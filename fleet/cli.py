@@ -58,6 +58,13 @@ class CliContext:
     def app_spec(self) -> str | None:
         return self.app or os.environ.get("FLEET_APP") or self.file_config().app
 
+    def app_workdir(self) -> str | None:
+        """Where to import the app from: --workdir (already entered) or fleet.toml's."""
+        if self.workdir:
+            return None
+        directory = self.file_config().resolved_workdir()
+        return str(directory) if directory else None
+
     def load_app(self, required: bool = True) -> Fleet:
         """The app from -A (or FLEET_APP, or fleet.toml), with file and CLI settings applied.
 
@@ -71,7 +78,7 @@ class CliContext:
         config = self.file_config()
         spec = self.app_spec()
         if spec:
-            app = load_app(spec)
+            app = load_app(spec, self.app_workdir())
         elif required:
             raise UsageError("no app given", "pass -A/--app (e.g. -A proj), set FLEET_APP, "
                              "or set app = \"proj\" in fleet.toml")
@@ -211,7 +218,11 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
     )
-    sys.exit(Node(app, options).run())
+    node = Node(app, options)
+    from fleet.engine import notify
+
+    notify.attach(node)
+    sys.exit(node.run())
 
 
 def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -353,10 +364,13 @@ def queues(cli_ctx: CliContext, as_json: bool) -> None:
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """Columns of numbers are right-aligned, everything else left-aligned."""
+    numeric = [bool(rows) and all(isinstance(row[i], int | float) and not isinstance(row[i], bool)
+                                  for row in rows) for i in range(len(headers))]
     table = [headers, *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
     for row in table:
-        cells = [cell.ljust(width) if i == 0 else cell.rjust(width)
+        cells = [cell.rjust(width) if numeric[i] else cell.ljust(width)
                  for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
         click.echo("  ".join(cells).rstrip())
 
@@ -418,7 +432,9 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 
 #: Each area keeps its commands in a module of its own (fleet/cli_<area>.py) exposing
 #: `register(cli)`; add one line here per module.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "fleet.cli_config",
+]
 
 
 def _register_commands() -> None:
@@ -432,6 +448,23 @@ _register_commands()
 
 
 # -- entry point -------------------------------------------------------------------------------
+
+def _unexpected(exc: Exception) -> int:
+    """An error nobody turned into a FleetError: a broker failing mid-command, or a bug."""
+    from fleet.errors import EXIT_BROKER, EXIT_SOFTWARE
+
+    if os.environ.get("FLEET_DEBUG"):
+        raise exc
+    module = type(exc).__module__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if module.startswith(("redis", "sqlite3")) or isinstance(exc, ConnectionError):
+        click.echo(f"fleet: broker error: {type(exc).__name__}: {text}; check that the broker "
+                   "is reachable and try again", err=True)
+        return EXIT_BROKER
+    click.echo(f"fleet: internal error: {type(exc).__name__}: {text}; this is a bug in fleet: "
+               "run again with FLEET_DEBUG=1 for the traceback and report it", err=True)
+    return EXIT_SOFTWARE
+
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn every error into one line on stderr and its exit code."""
@@ -455,4 +488,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:
         code = EXIT_FAILURE
+    except Exception as exc:
+        code = _unexpected(exc)
     sys.exit(code if isinstance(code, int) else 0)

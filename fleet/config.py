@@ -8,6 +8,7 @@ is only ever read, never rewritten. Precedence, lowest first:
 Layout (see the repository's top-level fleet.toml for a documented example)::
 
     app = "proj"                  # what -A would say
+    workdir = "examples"          # import the app from here (relative to this file)
     broker = "redis://127.0.0.1:6379/0"
     result_backend = "..."        # optional
 
@@ -31,7 +32,7 @@ from typing import Any
 from fleet.engine.settings import SETTINGS, validate
 from fleet.errors import ConfigError, closest
 
-TOP_LEVEL_KEYS = {"app", "broker", "result_backend", "settings", "multi", "beat"}
+TOP_LEVEL_KEYS = {"app", "workdir", "broker", "result_backend", "settings", "multi", "beat"}
 DEFAULT_NAME = "fleet.toml"
 
 
@@ -41,11 +42,19 @@ class FileConfig:
 
     path: Path | None = None
     app: str | None = None
+    #: Directory to import the app from (relative to the file's directory).
+    workdir: str | None = None
     broker: str | None = None
     result_backend: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     multi: dict[str, Any] = field(default_factory=dict)
     beat: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_workdir(self) -> Path | None:
+        if not self.workdir:
+            return None
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / Path(self.workdir).expanduser()).resolve()
 
     def engine_settings(self) -> dict[str, Any]:
         """Settings for the app's "file" layer (broker and backend included)."""
@@ -87,25 +96,50 @@ def load_config(path: Path | None) -> FileConfig:
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
+    """Validate a parsed fleet.toml; raise ConfigError on the first problem."""
+    config, problems = check_config(data, path)
+    if problems:
+        raise problems[0]
+    return config
+
+
+#: Extra checks for sections owned by other modules (multi, beat): each gets the parsed
+#: config and returns problems. Registered by those modules.
+SECTION_CHECKS: list[Any] = []
+
+
+def check_config(data: dict[str, Any], path: Path | None = None,
+                 ) -> tuple[FileConfig, list[ConfigError]]:
+    """Validate everything and collect every problem (for `fleet config check`)."""
     where = f"{path}: " if path else ""
+    problems: list[ConfigError] = []
+    config = FileConfig(path=path)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise _unknown(where, key, TOP_LEVEL_KEYS, "top-level key")
-    config = FileConfig(path=path)
-    for key in ("app", "broker", "result_backend"):
+            problems.append(_unknown(where, key, TOP_LEVEL_KEYS, "top-level key"))
+    for key in ("app", "workdir", "broker", "result_backend"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}{key} = {value!r}: expected a string")
-        setattr(config, key, value)
-    settings = _table(data, "settings", where)
-    for name, value in settings.items():
-        if name not in SETTINGS:
-            raise _unknown(where, f"settings.{name}", {f"settings.{s}" for s in SETTINGS},
-                           "setting")
-        config.settings[name] = validate(name, value, f"{where}[settings] ")
-    config.multi = _table(data, "multi", where)
-    config.beat = _table(data, "beat", where)
-    return config
+            problems.append(ConfigError(f"{where}{key} = {value!r}: expected a string"))
+        else:
+            setattr(config, key, value)
+    for key in ("settings", "multi", "beat"):
+        try:
+            setattr(config, key, _table(data, key, where))
+        except ConfigError as exc:
+            problems.append(exc)
+    for name, value in list(config.settings.items()):
+        try:
+            if name not in SETTINGS:
+                raise _unknown(where, f"settings.{name}", {f"settings.{s}" for s in SETTINGS},
+                               "setting")
+            config.settings[name] = validate(name, value, f"{where}[settings] ")
+        except ConfigError as exc:
+            problems.append(exc)
+            del config.settings[name]
+    for check in SECTION_CHECKS:
+        problems += check(config)
+    return config, problems
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:

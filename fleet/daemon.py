@@ -175,3 +175,40 @@ def set_parent_death_signal(signum: int = signal.SIGKILL) -> None:
     libc = ctypes.CDLL(libc_name, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", errno.errorcode.get(ctypes.get_errno()))
+
+
+# -- systemd ---------------------------------------------------------------------------------
+
+def sd_notify(state: str, socket_path: str | None = None) -> bool:
+    """Send a state ("READY=1", "STATUS=...", "STOPPING=1") to systemd's notify socket.
+
+    Does nothing (returns False) when not started by systemd with Type=notify, i.e. without
+    $NOTIFY_SOCKET. Abstract socket names ("@name") are supported.
+    """
+    import socket
+
+    address = socket_path or os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("Could not notify systemd at %s: %s", address, exc)
+        return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between WATCHDOG=1 pings if systemd's WatchdogSec= applies to us (half of it)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    try:
+        return int(usec) / 2_000_000
+    except ValueError:
+        return None

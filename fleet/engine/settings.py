@@ -83,13 +83,19 @@ def _int(value: Any) -> int:
         raise TypeError("")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError("")
-    return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError("") from None  # "invalid literal for int()" says nothing more
 
 
 def _float(value: Any) -> float:
     if isinstance(value, bool):
         raise TypeError("")
-    return float(value)
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("") from None
 
 
 def _duration(value: Any) -> float:

@@ -58,7 +58,9 @@ from fleet.engine.transport.base import (
 from fleet.errors import ConfigError, PermissionProblem
 from fleet.exceptions import BrokerUnavailable
 
-SCHEMA_VERSION = 1
+#: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
+#: databases in place, and a database from a newer fleet is refused with a clear message.
+SCHEMA_VERSION = 2
 BROADCAST_KEEP_SECONDS = 60.0
 DEAD_LETTERS_KEEP = 10000
 
@@ -206,9 +208,27 @@ class SQLiteTransport(Transport):
             raise BrokerUnavailable(f"cannot switch {self.path} to WAL mode (got {mode})",
                                     "put the database on a local file system")
         conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                     (str(SCHEMA_VERSION),))
+        with self._write(conn):
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+            found = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+                        .fetchone()[0])
+            if found > SCHEMA_VERSION:
+                raise BrokerUnavailable(
+                    f"the SQLite broker {self.path} was created by a newer fleet (schema "
+                    f"{found}; this fleet knows {SCHEMA_VERSION})",
+                    "upgrade fleet on this machine, or use another database")
+            if found < SCHEMA_VERSION:
+                self._migrate(conn, found)
         self._initialised = True
+
+    def _migrate(self, conn: sqlite3.Connection, found: int) -> None:
+        """Bring an older database up to SCHEMA_VERSION (inside the caller's transaction)."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+        if found < 2 and "eta" not in columns:
+            conn.execute("ALTER TABLE messages ADD COLUMN eta REAL")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                     (str(SCHEMA_VERSION),))
 
     @property
     def conn(self) -> sqlite3.Connection:
