@@ -21,6 +21,10 @@ from fleet.errors import ConfigError, closest
 
 LAYERS = ("default", "app", "file", "env", "cli")
 
+#: FLEET_* environment variables that are not settings (so never "unknown setting" errors).
+OTHER_ENV = {"FLEET_APP", "FLEET_CONFIG", "FLEET_STATE_DIR", "FLEET_DEBUG",
+             "FLEET_NODE_OPTIONS", "FLEET_READY_FD"}
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -304,7 +308,7 @@ class Settings(Mapping):
         like settings are errors, with the closest valid name)."""
         values = {}
         for key, text in env.items():
-            if not key.startswith("FLEET_"):
+            if not key.startswith("FLEET_") or key in OTHER_ENV:
                 continue
             name = key[len("FLEET_"):].lower()
             if name in SETTINGS:
