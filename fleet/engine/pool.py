@@ -125,12 +125,13 @@ class Pool:
         task_r, task_w = os.pipe2(os.O_CLOEXEC)
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
+        parent = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which exits via os._exit
                 os.close(task_w)
                 os.close(result_r)
-                _child_main(self.settings, slot, task_r, result_w, previous, self)
+                _child_main(self.settings, slot, task_r, result_w, previous, self, parent)
         finally:
             if pid:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -234,10 +235,10 @@ def _raise_in_task(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
 
 
 def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int,
-                mask: Any, pool: Pool) -> None:  # pragma: no cover - covered by integration
+                mask: Any, pool: Pool, parent: int) -> None:  # pragma: no cover - integration
     code = 0
     try:
-        _child_setup(settings, slot, pool, task_fd, result_fd)
+        _child_setup(settings, slot, pool, task_fd, result_fd, parent)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _child_loop(settings, slot, task_fd, result_fd)
     except BaseException:
@@ -249,7 +250,7 @@ def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
 
 
 def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
-                 result_fd: int) -> None:
+                 result_fd: int, parent: int) -> None:
     from fleet.daemon import set_parent_death_signal
     from fleet.engine.log import setup_logging
 
@@ -272,8 +273,8 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
     signal.signal(signal.SIGTERM, _raise_in_task(Terminated))
     signal.signal(signal.SIGUSR1, _raise_in_task(SoftTimeLimitExceeded))
     set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() == 1:  # the main process died before PDEATHSIG was armed
-        os._exit(0)
+    if os.getppid() != parent:  # the main process died before PDEATHSIG was armed
+        os._exit(0)  # (compare pids, not with 1: in a container the main process IS pid 1)
     _set_title(f"fleet worker {settings.nodename} child {slot}")
     log_fd = setup_logging(settings.nodename, f"child {slot}", settings.loglevel,
                            settings.logfile, index=slot)

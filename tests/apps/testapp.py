@@ -91,3 +91,13 @@ def flaky(self, failures):
 def whoami(self):
     return {"id": self.request.id, "hostname": self.request.hostname,
             "queue": self.request.delivery_info.get("queue"), "pid": os.getpid()}
+
+
+@app.task
+def spawn_orphan(seconds):
+    """Leave a grandchild behind (it outlives its parent): in a container it is reparented
+    to PID 1, which must reap it when it exits."""
+    import subprocess
+
+    return subprocess.run(["sh", "-c", f"sleep {seconds} & echo $!"], capture_output=True,
+                          text=True, check=True).stdout.strip()
