@@ -72,6 +72,17 @@ _UNSET = _Unset()
 _current: list[tuple[Task, Request]] = []
 
 
+def refuse_unknown(given: dict, valid: frozenset[str], what: str) -> None:
+    """A misspelt option is a TypeError naming the closest valid one, never ignored."""
+    unknown = set(given) - valid
+    if unknown:
+        from fleet.errors import closest
+
+        name = sorted(unknown)[0]
+        hint = closest(name, valid)
+        raise TypeError(f"{what} {name!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+
+
 def current_request() -> Request | None:
     return _current[-1][1] if _current else None
 
@@ -80,14 +91,7 @@ class Task:
     """A registered task. Created by `@app.task`; options as keyword arguments."""
 
     def __init__(self, app: Fleet, fun: Callable, **options: Any):
-        unknown = set(options) - TASK_OPTIONS
-        if unknown:
-            from fleet.errors import closest
-
-            name = sorted(unknown)[0]
-            hint = closest(name, TASK_OPTIONS)
-            raise TypeError(f"unknown task option {name!r}" +
-                            (f"; did you mean {hint!r}?" if hint else ""))
+        refuse_unknown(options, TASK_OPTIONS, "unknown task option")
         self.app = app
         self.fun = fun
         self.name: str = options.get("name") or _default_name(app, fun)
@@ -236,14 +240,7 @@ def _timestamp(value: Any) -> float:
 def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
                   task: Task | None = None) -> messages.TaskMessage:
     """Turn a call into a message (routing, eta, expiry, parentage); raises on bad input."""
-    unknown = set(options) - CALL_OPTIONS
-    if unknown:
-        from fleet.errors import closest
-
-        bad = sorted(unknown)[0]
-        hint = closest(bad, CALL_OPTIONS)
-        raise TypeError(f"apply_async got an unknown option {bad!r}" +
-                        (f"; did you mean {hint!r}?" if hint else ""))
+    refuse_unknown(options, CALL_OPTIONS, "apply_async got an unknown option")
     now = time.time()
     eta = None
     if options.get("countdown") is not None:
