@@ -225,8 +225,15 @@ class Node:
                 timer[0] = timer[1](now)
 
     def emit(self, event: str, *args: Any) -> None:
+        """Call the hooks of `event`; a failing hook is logged, never fatal to the node."""
         for hook in self.hooks.get(event, ()):
-            hook(self, *args)
+            try:
+                hook(self, *args)
+            except self.broker_errors() as exc:
+                self._broker_trouble(f"{event} hook", exc)
+            except Exception:
+                log.exception("%s: the %r hook %s failed", self.name, event,
+                              getattr(hook, "__qualname__", hook))
 
     def child_settings(self) -> ChildSettings:
         return ChildSettings(
