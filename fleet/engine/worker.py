@@ -177,6 +177,9 @@ class Node:
         self.timers: list[list] = []  # [due, callback]
         #: Broadcast channels to listen to (remote control adds its own before start).
         self.channels: list[str] = []
+        from fleet.engine import workflow  # main-process failures follow their workflow
+
+        workflow.attach(self)
 
     # == lifecycle =============================================================================
 

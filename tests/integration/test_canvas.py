@@ -1,0 +1,211 @@
+"""Workflows through real nodes, on both brokers: groups, chains, chords, map/starmap/chunks,
+callbacks and errbacks, with exact expected values."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet import GroupResult, chain, chord, group
+from fleet.engine import states
+from fleet.exceptions import TimeLimitExceeded
+
+
+def test_a_group_of_10_returns_results_in_submission_order(app, nodes):
+    nodes.start()
+    from testapp import add
+
+    result = group(add.s(i, i) for i in range(10)).delay()
+    assert isinstance(result, GroupResult) and len(result) == 10
+    assert result.get(timeout=20) == [i * 2 for i in range(10)]
+    assert result.ready() and result.successful() and not result.failed()
+    assert result.completed_count() == 10
+
+
+def test_a_partial_group_prepends_the_call_arguments_to_every_member(app, nodes):
+    nodes.start()
+    from testapp import add
+
+    result = group(add.s(i) for i in range(10))(10)
+    assert result.get(timeout=20) == [10 + i for i in range(10)]
+
+
+def test_a_group_result_saved_by_id_is_restored_elsewhere(app, nodes):
+    nodes.start()
+    from testapp import add
+
+    result = group(add.s(i, 1) for i in range(3)).delay().save()
+    restored = GroupResult.restore(result.id, app=app)
+    assert restored == result
+    assert restored.get(timeout=20) == [1, 2, 3]
+    assert GroupResult.restore("no-such-group", app=app) is None
+
+
+def test_a_group_with_a_failure_propagates_it_or_lists_it(app, nodes):
+    nodes.start()
+    from testapp import add, fail
+
+    result = group(add.s(1, 1), fail.s("in group"), add.s(2, 2)).delay()
+    with pytest.raises(ValueError, match="in group"):
+        result.get(timeout=20)
+    values = result.get(timeout=20, propagate=False)
+    assert values[0] == 2 and values[2] == 4 and isinstance(values[1], ValueError)
+    assert result.failed() and not result.successful() and result.completed_count() == 2
+
+
+def test_a_chain_of_3_feeds_each_result_into_the_next(app, nodes):
+    nodes.start()
+    from testapp import add, mul
+
+    result = (add.s(4, 4) | mul.s(8) | mul.s(10)).delay()
+    assert result.get(timeout=20) == 640
+    assert result.parent.get(timeout=5) == 64
+    assert result.parent.parent.get(timeout=5) == 8
+    assert result.parent.parent.parent is None
+
+
+def test_a_partial_chain_takes_its_first_arguments_at_call_time(app, nodes):
+    nodes.start()
+    from testapp import add, mul
+
+    result = chain(add.s(4) | mul.s(8))(4)
+    assert result.get(timeout=20) == 64
+    assert add.s(4).delay(6).get(timeout=20) == 10  # add(6, 4)
+
+
+def test_nested_chains_run_in_order(app, nodes):
+    nodes.start()
+    from testapp import add, mul
+
+    inner = chain(mul.s(3), add.s(4))
+    result = chain(add.s(1, 1), inner, mul.s(2)).apply_async()
+    assert result.get(timeout=20) == ((1 + 1) * 3 + 4) * 2
+
+
+def test_an_immutable_signature_ignores_the_previous_result(app, nodes):
+    nodes.start()
+    from testapp import add, mul
+
+    result = (add.s(1, 1) | mul.si(5, 5) | add.s(1)).delay()
+    assert result.get(timeout=20) == 26
+
+
+def test_a_chord_of_10_calls_the_body_once_with_every_result(app, nodes):
+    nodes.start()
+    from testapp import add, echo, xsum
+
+    result = chord(add.s(i, i) for i in range(10))(xsum.s())
+    assert result.get(timeout=20) == 90
+    assert result.parent.get(timeout=5) == [i * 2 for i in range(10)]
+    listed = chord([add.s(i, 1) for i in range(3)], echo.s("tail")).delay()
+    assert listed.get(timeout=20) == {"args": [[1, 2, 3], "tail"], "kwargs": {}}
+
+
+def test_a_chord_of_200_across_two_nodes_fires_its_body_exactly_once(app, nodes, tmp_path):
+    first = nodes.start(name="w1", concurrency=2)
+    second = nodes.start(name="w2", concurrency=2)
+    from testapp import add, tick, xsum
+
+    marker = tmp_path / "body.txt"
+    body = xsum.s() | tick.si(str(marker), "body")
+    result = chord([add.s(i, i) for i in range(200)], body).delay()
+    assert result.get(timeout=60) == "body"
+    assert result.parent.get(timeout=5) == sum(i * 2 for i in range(200))
+    assert len(marker.read_text().splitlines()) == 1
+    for node in (first, second):
+        assert "testapp.add[" in node.log_text(), f"{node.name} ran no header task"
+
+
+def test_group_then_task_becomes_a_chord(app, nodes):
+    nodes.start()
+    from testapp import add, xsum
+
+    workflow = group(add.s(i, i) for i in range(10)) | xsum.s()
+    assert type(workflow).__name__ == "Chord"
+    assert workflow.delay().get(timeout=20) == 90
+
+
+def test_a_chain_containing_a_group_and_a_chord(app, nodes):
+    nodes.start()
+    from testapp import add, mul, xsum
+
+    result = chain(add.s(1, 1), group(mul.s(2), mul.s(3)), xsum.s(), add.s(10)).delay()
+    assert result.get(timeout=20) == 2 * 2 + 2 * 3 + 10
+    in_chain = (add.s(2, 2) | chord([mul.s(1), mul.s(2)], xsum.s()) | mul.s(10)).delay()
+    assert in_chain.get(timeout=20) == (4 + 8) * 10
+    ending = (add.s(1, 1) | group(mul.s(5), mul.s(6))).delay()
+    assert isinstance(ending, GroupResult) and ending.get(timeout=20) == [10, 12]
+
+
+def test_map_starmap_and_chunks(app, nodes):
+    nodes.start()
+    from testapp import add, xsum
+
+    assert xsum.map([[1, 2], [3, 4]]).delay().get(timeout=20) == [3, 7]
+    assert add.starmap([(1, 2), (3, 4)]).delay().get(timeout=20) == [3, 7]
+    chunked = add.chunks(zip(range(10), range(10), strict=True), 3).delay()
+    assert chunked.get(timeout=20) == [[0, 2, 4], [6, 8, 10], [12, 14, 16], [18]]
+
+
+def test_link_receives_the_result_and_link_error_the_failed_task_id(app, nodes):
+    nodes.start()
+    from testapp import add, errback_record, fail, mul
+
+    callback = mul.s(10)
+    callback.freeze()
+    parent = add.apply_async((2, 2), link=callback)
+    assert app.AsyncResult(callback.id).get(timeout=20) == 40
+    assert parent.get(timeout=5) == 4
+
+    errback = errback_record.s("extra")
+    errback.freeze()
+    failed = fail.apply_async(("oops",), link_error=errback)
+    assert app.AsyncResult(errback.id).get(timeout=20) == {
+        "task_id": failed.id, "exc_type": "ValueError", "exc_message": "oops",
+        "task": "testapp.fail", "extra": ["extra"]}
+
+
+def test_a_failing_task_fails_the_rest_of_its_chain_instead_of_hanging(app, nodes):
+    nodes.start()
+    from testapp import add, errback_record, fail
+
+    errback = errback_record.s()
+    errback.freeze()
+    result = (add.s(1, 1) | fail.si("mid") | add.s(1)).apply_async(link_error=errback)
+    with pytest.raises(ValueError, match="mid"):
+        result.get(timeout=20)
+    assert result.state == states.FAILURE
+    assert result.parent.parent.get(timeout=5) == 2
+    assert app.AsyncResult(errback.id).get(timeout=20)["task_id"] == result.parent.id
+
+
+def test_a_chord_with_a_failing_header_fails_and_calls_the_body_errback(app, nodes):
+    nodes.start()
+    from testapp import errback_record, fail_if, xsum
+
+    body = xsum.s()
+    errback = errback_record.s()
+    errback.freeze()
+    body.link_error(errback)
+    result = chord([fail_if.s(i, 3) for i in range(6)], body).delay()
+    with pytest.raises(ValueError, match="bad value 3"):
+        result.get(timeout=20)
+    assert result.state == states.FAILURE
+    header = result.parent
+    told = app.AsyncResult(errback.id).get(timeout=20)
+    assert told["task_id"] == header[3].id and told["exc_message"] == "bad value 3"
+    assert header.get(timeout=20, propagate=False)[:3] == [0, 1, 2]
+
+
+def test_a_hard_time_limit_in_the_main_process_calls_link_error(app, nodes):
+    nodes.start()
+    from testapp import add, errback_record, hard_limited
+
+    errback = errback_record.s()
+    errback.freeze()
+    after = add.s(1)
+    result = (hard_limited.signature((30,), time_limit=1) | after).apply_async(
+        link_error=errback)
+    with pytest.raises(TimeLimitExceeded):
+        result.get(timeout=20)
+    told = app.AsyncResult(errback.id).get(timeout=20)
+    assert told["task_id"] == result.parent.id and told["exc_type"] == "TimeLimitExceeded"
