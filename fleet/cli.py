@@ -178,13 +178,16 @@ def cli(ctx: click.Context) -> None:
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True,
+              help="Also run the periodic-task scheduler in this node (see `fleet beat`).")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
 def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
            loglevel: str, logfile: str | None, pidfile: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, time_limit: float | None,
-           soft_time_limit: float | None, overrides: tuple[str, ...]) -> None:
+           soft_time_limit: float | None, overrides: tuple[str, ...],
+           embed_beat: bool = False) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -222,6 +225,10 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     from fleet.engine import notify
 
     notify.attach(node)
+    if embed_beat:
+        from fleet.engine import beat
+
+        beat.attach(node)
     sys.exit(node.run())
 
 
@@ -434,6 +441,7 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 #: `register(cli)`; add one line here per module.
 COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
+    "fleet.cli_beat",
 ]
 
 
