@@ -316,12 +316,12 @@ class Chain(Signature):
         if not self.tasks:
             raise ValueError("an empty chain has nothing to run")
         link, link_error = self.options.pop("link", []), self.options.pop("link_error", [])
-        queue_options = {k: v for k, v in self.options.items() if k != "task_id"}
+        shared = {k: v for k, v in self.options.items() if k not in ("task_id", "group_id")}
         previous = None
         for index, task in enumerate(self.tasks):
             task.app = task.app or self.app
-            task.options.update({k: v for k, v in queue_options.items()
-                                 if k not in task.options})
+            _default_options(task, {k: v for k, v in shared.items()
+                                    if index == 0 or k not in FIRST_TASK_ONLY})
             for errback in link_error:  # an error anywhere in the chain calls the errbacks
                 task.link_error(errback)
             last = index == len(self.tasks) - 1
@@ -349,6 +349,26 @@ class Chain(Signature):
     def to_dict(self) -> dict:
         return {"kind": "chain", "tasks": [t.to_dict() for t in self.tasks],
                 "options": _options_to_dict(self.options)}
+
+
+#: Call options of a chain that only its first task takes (the others start when ready).
+FIRST_TASK_ONLY = frozenset({"countdown", "eta"})
+
+
+def _default_options(sig: Signature, options: dict) -> None:
+    """Give `sig` (and, for a group or chord, its tasks) the options it does not set."""
+    if not options:
+        return
+    if isinstance(sig, Chord):
+        _default_options(sig.header, options)
+        if sig.body is not None:
+            _default_options(sig.body, options)
+    elif isinstance(sig, Chain | Group):
+        for task in sig.tasks:
+            _default_options(task, options)
+    else:
+        for key, value in options.items():
+            sig.options.setdefault(key, value)
 
 
 def _set_parent(result: Any, parent: Any) -> None:
@@ -422,12 +442,15 @@ class Group(Signature):
         from fleet.engine.results import GroupResult
 
         link_error = self.options.pop("link_error", [])
+        if self.options.get("link"):
+            raise TypeError("a group has no single result to link to: link its tasks, or use "
+                            "a chord (group | callback) to run something after all of them")
         own = {k: v for k, v in self.options.items() if k not in ("task_id", "group_id")}
         gid = self.options.setdefault("group_id", codec.new_id())
         results = []
         for task in self.tasks:
             task.app = task.app or self.app
-            task.options.update({k: v for k, v in own.items() if k not in task.options})
+            _default_options(task, own)
             for errback in link_error:
                 task.link_error(errback)
             results.append(task.freeze(gid))
@@ -510,6 +533,9 @@ class Chord(Signature):
         for key in ("link", "link_error"):
             for sig in self.options.pop(key, []):
                 getattr(body, key)(sig)
+        shared = {k: v for k, v in self.options.items() if k not in ("task_id", "group_id")}
+        _default_options(self.header, shared)
+        _default_options(body, shared)
         header_result = self.header.freeze()
         result = body.freeze(group_id)
         _set_parent(result, header_result)

@@ -375,13 +375,16 @@ class GroupResult:
 
     join = get
 
-    def revoke(self, terminate: bool = False, signal: str = "TERM") -> None:
-        """Revoke every task of the group (through the app's remote control)."""
+    def revoke(self, terminate: bool = False, signal: str | int = "TERM",
+               reply: bool = False, timeout: float | None = None) -> Any:
+        """Revoke every task of the group, through the app's remote control (durable: nodes
+        started later refuse them too)."""
         control = getattr(self.app, "control", None)
         if control is None:
             raise RuntimeError("revoking needs remote control (app.control), which this "
                                "fleet version does not have")
-        control.revoke([r.id for r in self.results], terminate=terminate, signal=signal)
+        return control.revoke([r.id for r in self.results], terminate=terminate,
+                              signal=signal, reply=reply, timeout=timeout)
 
     def forget(self) -> None:
         self.app.backend.forget([r.id for r in self.results])

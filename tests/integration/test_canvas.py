@@ -136,6 +136,18 @@ def test_a_chain_containing_a_group_and_a_chord(app, nodes):
     assert isinstance(ending, GroupResult) and ending.get(timeout=20) == [10, 12]
 
 
+def test_chains_inside_groups_and_chord_headers_and_chords_inside_groups(app, nodes):
+    nodes.start()
+    from testapp import add, mul, xsum
+
+    grouped = group(add.s(1, 1) | mul.s(2), add.s(3, 3), chord([add.s(1, 1)], xsum.s())).delay()
+    assert grouped.get(timeout=20) == [4, 6, 2]
+    headed = chord([add.s(i, i) | mul.s(10) for i in range(5)], xsum.s()).delay()
+    assert headed.get(timeout=20) == sum(i * 2 * 10 for i in range(5))
+    empty = chord([], xsum.s()).delay()
+    assert empty.get(timeout=20) == 0
+
+
 def test_map_starmap_and_chunks(app, nodes):
     nodes.start()
     from testapp import add, xsum

@@ -41,7 +41,7 @@ def tasks(app):
 
 def sent(app, queue="default"):
     """Every message put on `queue`, decoded, in order."""
-    return [codec.decode(d.body) for d in app.broker.reserve("test", [queue], 1000)]
+    return [codec.decode(d.body) for d in app.broker.reserve("test", [queue], 1000, 3600)]
 
 
 # -- building signatures ------------------------------------------------------------------------
@@ -139,6 +139,17 @@ def test_applying_a_chain_sends_its_first_task_carrying_the_rest(app):
     rest = first.callbacks["chain"]
     assert [d["task"] for d in rest] == ["t.mul", "t.mul"]
     assert rest[-1]["options"]["task_id"] == result.id
+
+
+def test_chain_options_go_to_every_task_but_countdown_only_to_the_first(app):
+    add, mul, _ = tasks(app)
+    (add.s(1, 1) | mul.s(2)).apply_async(countdown=30, queue="q", priority=7)
+    (first,) = sent(app, "q")
+    assert first.eta is not None and first.priority == 7
+    (rest,) = first.callbacks["chain"]
+    assert rest["options"] == {"queue": "q", "priority": 7, "task_id": rest["options"]["task_id"]}
+    with pytest.raises(TypeError, match="use a chord"):
+        group(add.s(1, 1)).apply_async(link=mul.s(2))
 
 
 def test_applying_a_group_sends_every_member_with_the_group_id(app):
