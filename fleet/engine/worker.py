@@ -169,7 +169,8 @@ class Node:
         #: "ready"(node), "received"(node, job), "started"(node, job),
         #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
         #: results and acks are in the store, "broadcast"(node, channel, payload),
-        #: "heartbeat"(node), "shutdown"(node, how). Remote control, events and workflows
+        #: "heartbeat"(node), "shutdown"(node, how), "lost"(node, message, meta) for a task
+        #: that was running on a dead node (found by recovery). Remote control, events and workflows
         #: plug in here instead of growing the loop.
         self.hooks: dict[str, list[Callable[..., None]]] = collections.defaultdict(list)
         #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
@@ -962,8 +963,9 @@ class Node:
         log.error("Task %s[%s] was running on %s when it died: marked failed", msg.task, msg.id,
                   consumer_id)
         exc = WorkerLostError(f"worker lost: node {node} died while the task ran")
-        self._store_meta(exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
-                                        node=node))
+        meta = exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task, node=node)
+        self._store_meta(meta)
+        self.emit("lost", msg, meta)
 
     # == readiness and banner ===================================================================
 

@@ -7,8 +7,8 @@ the results to store. Who finishes the task carries the plan out:
 * a pool child (the usual case): in `execute`, the messages become the outcome's `send`
   list, which the node puts in the same commit as the task's result and ack;
 * the node's main process, for failures it decides itself (worker lost, hard time limit,
-  revoked or expired before running): `attach` hooks `settled` and adds the plan to the
-  node's batch.
+  revoked or expired before running) and for early-acked tasks it finds were running on a
+  dead node: `attach` hooks `settled` and `lost` and adds the plan to the node's batch.
 
 Chords count in the result store. Each header task, once it succeeded, stores its own result
 (so it is readable before it is counted), claims `chord:<group>:member:<task id>` (so a
@@ -170,15 +170,25 @@ def add_to_outcome(app: Fleet, msg: TaskMessage, outcome: Outcome) -> Outcome:
 
 
 def attach(node: Node) -> None:
-    """Follow up, in the node's main process, the failures it decides itself."""
+    """Follow up, in the node's main process, the failures it decides itself, and the
+    tasks it finds lost on a dead node."""
     node.hooks["settled"].append(_on_settled)
+    node.hooks["lost"].append(_on_lost)
 
 
 def _on_settled(node: Node, job: Job, state: str, header: dict) -> None:
     meta = header.get("meta")
-    msg = job.message
-    if meta is None or not msg.callbacks or state not in FAILED_STATES:
-        return  # outcomes from children were followed up in the child
+    if meta is not None and state in FAILED_STATES:  # (children followed up their own)
+        _follow_up_in_node(node, job.message, meta)
+
+
+def _on_lost(node: Node, msg: TaskMessage, meta: dict) -> None:
+    _follow_up_in_node(node, msg, meta)
+
+
+def _follow_up_in_node(node: Node, msg: TaskMessage, meta: dict) -> None:
+    if not msg.callbacks:
+        return
     from fleet.engine.transport.base import Outgoing
 
     plan = follow_up(node.app, msg, meta)

@@ -221,3 +221,24 @@ def test_a_hard_time_limit_in_the_main_process_calls_link_error(app, nodes):
         result.get(timeout=20)
     told = app.AsyncResult(errback.id).get(timeout=20)
     assert told["task_id"] == result.parent.id and told["exc_type"] == "TimeLimitExceeded"
+
+
+def test_a_chain_task_lost_with_its_node_fails_the_rest_and_calls_link_error(app, nodes,
+                                                                             tmp_path):
+    from testapp import add, errback_record, sleep
+
+    from fleet.exceptions import WorkerLostError
+    from tests.support import wait_for
+
+    doomed = nodes.start(name="doomed")
+    marker = str(tmp_path / "running")
+    errback = errback_record.s()
+    errback.freeze()
+    result = (sleep.s(60, marker) | add.s(1)).apply_async(link_error=errback)
+    wait_for(lambda: (tmp_path / "running.started").exists(), 20, message="the task to start")
+    doomed.kill_group()  # SIGKILL: the task was early-acked, so it is reported, not re-run
+    nodes.start(name="rescuer")  # recovers the dead node's messages and reports the lost task
+    with pytest.raises(WorkerLostError):
+        result.get(timeout=20)
+    told = app.AsyncResult(errback.id).get(timeout=20)
+    assert told["task_id"] == result.parent.id and told["exc_type"] == "WorkerLostError"
