@@ -31,7 +31,9 @@ def register(cli: click.Group) -> None:
 @pass_cli
 def beat(cli_ctx: CliContext, loglevel: str, logfile: str | None, list_entries: bool,
          as_json: bool, overrides: tuple[str, ...]) -> None:
-    """Send periodic tasks (app.conf.beat_schedule, or [beat.schedule.NAME] in fleet.toml).
+    """Run the periodic-task scheduler, or --list its entries.
+
+    Entries come from app.conf.beat_schedule or [beat.schedule.NAME] in fleet.toml.
 
     \b
     Run as many beats as you like: one holds a lease in the broker and sends, the others

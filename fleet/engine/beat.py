@@ -293,6 +293,9 @@ def run_beat(app: Fleet) -> int:
     selector.register(recorder, selectors.EVENT_READ)
     log.info("Beat %s starting: %d entries, lease %gs, broker %s", scheduler.owner,
              len(scheduler.entries), scheduler.lease_seconds, app.broker.describe())
+    if not scheduler.entries:
+        log.warning("Beat: no periodic tasks configured (beat_schedule is empty): set it in "
+                    "the app or add [beat.schedule.NAME] tables to fleet.toml")
     try:
         while True:
             wait = scheduler.tick()
