@@ -149,3 +149,16 @@ def test_a_record_from_an_older_beat_is_read():
     beat.tick()
     assert sent(app) == []
     assert beat.describe()[0]["next_run"] == "2026-03-01T12:00:30+00:00"
+
+
+def test_schedules_may_be_seconds_timedeltas_crontabs_or_toml_tables():
+    from datetime import timedelta
+
+    app = make_app({"a": {"task": "t.a", "schedule": timedelta(minutes=2)},
+                    "b": {"task": "t.b", "schedule": 30},
+                    "c": {"task": "t.c", "schedule": {"crontab": {"minute": "*/2,1",
+                                                                  "day_of_week": "mon-fri"}}},
+                    "d": {"task": "t.d", "schedule": {"every": 5}}}, timezone="Europe/Berlin")
+    described = {e.name: e.schedule.describe() for e in load_entries(app)}
+    assert described == {"a": "every 2m", "b": "every 30s", "d": "every 5s",
+                         "c": "crontab(*/2,1 * * * mon-fri) Europe/Berlin"}
