@@ -21,7 +21,8 @@ Exactly one scheduler dispatches (kept in the broker, so every beat of a fleet a
   (not once per missed run), then follows its schedule. A crontab entry seen for the first
   time only records "now" and runs at its next time.
 
-A run is sent at most once: a beat killed between its claim and its send loses that run.
+A run is sent at most once: a beat killed between its claim and its send loses that run (the
+next leader sees the stale claim, counts the run as done, and goes on with the schedule).
 """
 
 from __future__ import annotations
@@ -210,11 +211,24 @@ class Scheduler:
                 self._remember(entry, now, ran=False, task_id=None, only_if_new=True)
             return wait
         run = f"{record['at']:.6f}" if record else "first"
-        if not self.broker.add_value(f"{CLAIM_PREFIX}{entry.name}:{run}", self.owner,
-                                     CLAIM_TTL):
+        claim_key = f"{CLAIM_PREFIX}{entry.name}:{run}"
+        claim = json.dumps({"owner": self.owner, "at": now})
+        if not self.broker.add_value(claim_key, claim, CLAIM_TTL):
+            self._unstick(entry, claim_key, now)
             return min(wait, self.lease_seconds / 5)  # sent by another beat: re-read soon
         self.send(entry, now)
         return wait
+
+    def _unstick(self, entry: Entry, claim_key: str, now: float) -> None:
+        """A run claimed long ago but never recorded: its beat died between the two. Record
+        it as run at its claim time (it may have been sent), so the entry goes on."""
+        text = self.broker.get_value(claim_key)
+        claim = json.loads(text) if text else None
+        if not claim or now - claim["at"] < self.lease_seconds:
+            return  # the claimer is recording it right now
+        log.warning("Beat: %s claimed the run of %s at %s but never recorded it (it died?); "
+                    "counting that run as done", claim["owner"], entry.name, _iso(claim["at"]))
+        self._remember(entry, claim["at"], ran=True, task_id=None)
 
     def send(self, entry: Entry, now: float) -> str:
         result = self.app.send_task(entry.task, entry.args, entry.kwargs, **entry.options)

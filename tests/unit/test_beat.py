@@ -162,3 +162,23 @@ def test_schedules_may_be_seconds_timedeltas_crontabs_or_toml_tables():
     described = {e.name: e.schedule.describe() for e in load_entries(app)}
     assert described == {"a": "every 2m", "b": "every 30s", "d": "every 5s",
                          "c": "crontab(*/2,1 * * * mon-fri) Europe/Berlin"}
+
+
+def test_a_run_claimed_by_a_beat_that_died_before_recording_it_does_not_stall_the_entry():
+    app = make_app({"tick": {"task": "t.tick", "schedule": 10.0}})
+    clock = Clock()
+    Scheduler(app, "a", clock).tick()
+    assert sent(app) == ["t.tick"]
+    record = json.loads(app.broker.get_value(LAST_PREFIX + "tick"))
+    clock.now += 10  # "a" claims the next run, then dies before sending or recording it
+    claim = json.dumps({"owner": "a", "at": clock.now})
+    assert app.broker.add_value(f"beat:claim:tick:{record['at']:.6f}", claim)
+    app.broker.release_lease("beat", "a")
+    clock.now += 5
+    successor = Scheduler(app, "b", clock)
+    successor.tick()
+    assert sent(app) == []  # the claimed run is not sent again...
+    clock.now += 5
+    successor.next_renew = 0
+    successor.tick()
+    assert sent(app) == ["t.tick"]  # ...and the entry goes on from the claim's time
