@@ -208,3 +208,14 @@ def test_a_wrong_beat_entry_is_one_clear_line(app, env):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "beat_schedule['bad']: unknown key 'schedul'" in result.stderr
     assert "did you mean 'schedule'" in result.stderr
+
+
+def test_entries_from_fleet_toml_are_listed(app, env, tmp_path):
+    config = tmp_path / "fleet.toml"
+    config.write_text('app = "testapp"\n\n[beat.schedule.every-minute]\ntask = "testapp.tick"\n'
+                      'schedule = { every = 60 }\nargs = ["x"]\noptions = { queue = "q" }\n')
+    listed = run_fleet("beat", "--config", str(config), "--list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["name"] == "every-minute" and row["schedule"] == "every 1m"
+    assert row["args"] == ["x"] and row["options"] == {"queue": "q"}
