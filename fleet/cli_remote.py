@@ -327,11 +327,14 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     from fleet.engine.events import format_event, listen
     from fleet.engine.transport import mask_url
 
-    cli_ctx.echo(f"fleet events: listening on {mask_url(app.broker_url)} (Ctrl-C to stop)",
-                 err=True)
+    announced = False
     try:
         for event in listen(app):
             if event is None:
+                if not announced:  # subscribed: nothing sent from now on is missed
+                    announced = True
+                    cli_ctx.echo(f"fleet events: listening on {mask_url(app.broker_url)} "
+                                 "(Ctrl-C to stop)", err=True)
                 continue
             click.echo(json.dumps(event, default=repr) if as_json else format_event(event))
             sys.stdout.flush()

@@ -164,6 +164,9 @@ class Control:
                               "arguments": checked, "destination": targets,
                               "deadline": time.time() + timeout, "reply": reply})
         broker = self.app.broker
+        if cmd.name in ("revoke", "terminate"):  # durable first: nodes started later see it
+            store_revokes(broker, checked["ids"], self.app.conf.task_revoke_expires,
+                          checked.get("signal"))
         replies = Replies(command=cmd.name, timeout=timeout, expected=expected, known=known)
         if not reply:
             broker.publish(CONTROL_CHANNEL, request)
@@ -214,7 +217,7 @@ class Control:
         """Never run these tasks; with `terminate`, kill them with `signal` if running.
 
         The revoke is stored in the broker (for `task_revoke_expires` seconds) before it is
-        broadcast, so nodes started later refuse the tasks too. By default it does not wait
+        broadcast (by `broadcast`, whoever calls it), so nodes started later refuse the tasks too. By default it does not wait
         for replies (`reply=True` to collect them).
         """
         from fleet.engine.control import signal_label, signal_number
@@ -226,8 +229,6 @@ class Control:
             label = signal_label(signal_number(signal))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        store_revokes(self.app.broker, ids, self.app.conf.task_revoke_expires,
-                      label if terminate else None)
         if terminate:
             return self._control("terminate", destination, timeout, reply, signal=label,
                                  ids=ids)

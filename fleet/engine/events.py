@@ -157,8 +157,9 @@ def decode(payload: str) -> list[dict[str, Any]]:
 
 def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float = 0.1
            ) -> Iterator[dict[str, Any] | None]:
-    """Yield events as they arrive; yields None at least every `interval` seconds (so a
-    caller can redraw or check for input), until `stop()` is true."""
+    """Yield events as they arrive, and None once subscribed and then at least every
+    `interval` seconds (so a caller can announce itself, redraw or check for input), until
+    `stop()` is true."""
     import selectors
 
     subscription = app.broker.subscribe([EVENTS_CHANNEL])
@@ -168,6 +169,7 @@ def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float =
             if fd is not None:
                 selector.register(fd, selectors.EVENT_READ)
             wait = interval if fd is not None else min(interval, 0.02)
+            yield None
             while stop is None or not stop():
                 selector.select(wait) if fd is not None else time.sleep(wait)
                 broadcasts, _ = subscription.poll()
