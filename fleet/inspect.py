@@ -217,8 +217,8 @@ class Control:
         """Never run these tasks; with `terminate`, kill them with `signal` if running.
 
         The revoke is stored in the broker (for `task_revoke_expires` seconds) before it is
-        broadcast (by `broadcast`, whoever calls it), so nodes started later refuse the tasks too. By default it does not wait
-        for replies (`reply=True` to collect them).
+        broadcast (`broadcast` does that for every revoke), so nodes started later refuse
+        the tasks too. By default it does not wait for replies (`reply=True` collects them).
         """
         from fleet.engine.control import signal_label, signal_number
 
