@@ -19,19 +19,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fleet.cli import CliContext, global_options, pass_cli, split_list
-from fleet.engine.control import (
-    CONTROL,
-    INSPECT,
-    Command,
-    CommandError,
-    commands_of,
-    get_command,
-    parse_command_line,
-)
 from fleet.errors import EXIT_FAILURE, EXIT_UNAVAILABLE, FleetError, UsageError
 
 if TYPE_CHECKING:
+    from fleet.engine.control import Command
     from fleet.inspect import Replies
+
+#: The kinds of fleet.engine.control (not imported here: `fleet --help` stays fast).
+INSPECT, CONTROL = "inspect", "control"
 
 
 def register(cli: click.Group) -> None:
@@ -77,9 +72,13 @@ class RemoteGroup(click.Group):
         self.kind = kind
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        from fleet.engine.control import commands_of
+
         return [cmd.name for cmd in commands_of(self.kind)]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from fleet.engine.control import CommandError, get_command
+
         try:
             cmd = get_command(name, self.kind)
         except CommandError:
@@ -87,12 +86,14 @@ class RemoteGroup(click.Group):
         return _make_command(cmd)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        from fleet.engine.control import CommandError, get_command
+
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             try:
                 get_command(name, self.kind)
             except CommandError as exc:
-                raise click.UsageError(f"{exc} (see `fleet {self.kind} --list`)", ctx) from None
+                raise click.UsageError(str(exc), ctx) from None
         return super().resolve_command(ctx, args)
 
 
@@ -106,6 +107,8 @@ def _group(kind: str) -> click.Group:
     @click.pass_context
     def callback(ctx: click.Context, show_list: bool, destination: str | None,
                  timeout: float | None, as_json: bool | None) -> None:
+        from fleet.engine.control import commands_of
+
         _remember_remote(ctx, destination, timeout, as_json)
         if show_list:
             for cmd in commands_of(kind):
@@ -136,6 +139,8 @@ def _make_command(cmd: Command) -> click.Command:
     @click.pass_context
     def run(ctx: click.Context, destination: str | None, timeout: float | None,
             as_json: bool | None, **arguments: Any) -> None:
+        from fleet.engine.control import CommandError, parse_command_line
+
         options = _remember_remote(ctx, destination, timeout, as_json)
         words: list[str] = []
         for arg in cmd.args:

@@ -1,0 +1,154 @@
+"""Remote control without processes: the command registry, argument checks, rendering of
+replies and events, the live view, and the explanation when nobody answered."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import fleet.cli  # noqa: F401 - the CLI loads its command modules (cli_remote) itself
+from fleet.cli_remote import render_body, render_replies
+from fleet.engine import control
+from fleet.engine.control import (
+    COMMANDS,
+    CommandError,
+    check_arguments,
+    get_command,
+    parse_command_line,
+)
+from fleet.engine.events import decode, format_event
+from fleet.inspect import NodeSeen, Replies, explain_silence
+from fleet.monitor import FleetState, render
+from tests.support import run_fleet
+
+ISSUE_INSPECT = {"ping", "active", "reserved", "scheduled", "revoked", "registered", "stats",
+                 "active_queues", "query_task", "conf", "report"}
+ISSUE_CONTROL = {"enable_events", "disable_events", "heartbeat", "rate_limit", "time_limit",
+                 "revoke", "terminate", "add_consumer", "cancel_consumer", "pool_grow",
+                 "pool_shrink", "autoscale", "pool_restart", "shutdown"}
+
+
+def test_the_registry_has_every_command_with_kind_help_and_timeout():
+    assert {c.name for c in control.commands_of(control.INSPECT)} == ISSUE_INSPECT
+    assert {c.name for c in control.commands_of(control.CONTROL)} == ISSUE_CONTROL
+    for cmd in COMMANDS.values():
+        assert cmd.help and cmd.timeout > 0
+
+
+def test_command_line_words_are_typed_by_the_registry():
+    assert parse_command_line(COMMANDS["time_limit"], ["proj.add", "1.5"]) == \
+        {"task": "proj.add", "soft": 1.5, "hard": None}
+    assert parse_command_line(COMMANDS["terminate"], ["sigkill", "a", "b"]) == \
+        {"signal": "KILL", "ids": ["a", "b"]}
+    assert parse_command_line(COMMANDS["pool_grow"], []) == {"n": 1}
+    assert parse_command_line(COMMANDS["terminate"], ["9", "a"])["signal"] == "KILL"
+
+
+@pytest.mark.parametrize(("name", "words", "message"), [
+    ("pool_grow", ["two"], "bad N 'two'"),
+    ("terminate", ["NOPE", "x"], "unknown signal"),
+    ("rate_limit", ["t", "fast"], "invalid rate limit"),
+    ("rate_limit", ["t"], "needs RATE"),
+    ("ping", ["extra"], "unexpected 'extra'"),
+    ("revoke", [], "needs IDS"),
+])
+def test_bad_arguments_say_what_is_wrong_and_the_usage(name, words, message):
+    with pytest.raises(CommandError, match=message):
+        parse_command_line(COMMANDS[name], words)
+
+
+def test_api_arguments_are_checked_too():
+    with pytest.raises(CommandError, match="takes no argument 'bogus'"):
+        check_arguments(COMMANDS["ping"], {"bogus": 1})
+    assert check_arguments(COMMANDS["revoke"], {"ids": "one"}) == {"ids": ["one"]}
+
+
+def test_unknown_commands_get_a_did_you_mean_or_the_right_kind():
+    with pytest.raises(CommandError, match="did you mean 'active'"):
+        get_command("activ", control.INSPECT)
+    with pytest.raises(CommandError, match="use `fleet control shutdown`"):
+        get_command("shutdown", control.INSPECT)
+
+
+def test_replies_render_as_ok_or_error_with_indented_bodies():
+    lines = render_replies({"w2@h": {"error": "unknown task 'x'"}, "w1@h": {"ok": "pong"}})
+    assert lines == ["->  w1@h: OK", "    pong", "->  w2@h: ERROR", "    unknown task 'x'"]
+    assert render_body([]) == ["- empty -"]
+    assert render_body([{"id": 1}, "text"]) == ['* {"id": 1}', "* text"]
+    assert render_body({"b": 1, "a": 2})[:2] == ["{", '  "a": 2,']
+
+
+def test_replies_know_who_is_missing_and_who_failed():
+    replies = Replies({"w1@h": {"ok": "pong"}, "w2@h": {"error": "no"}},
+                      expected=["w1@h", "w2@h", "w3@h"])
+    assert replies.missing == ["w3@h"]
+    assert replies.errors() == {"w2@h": "no"}
+
+
+def test_silence_is_explained_with_the_known_nodes_and_what_to_try():
+    stale = NodeSeen("w1@h", "h", 42, time.time() - 120, {"freq": 2.0})
+    text = explain_silence(Replies(timeout=1.0, known=[stale]), "redis://:secret@db:6379/0")
+    assert "no node replied within 1s" in text
+    assert "w1@h (pid 42 on h): last heartbeat 2 min ago, offline" in text
+    assert "secret" not in text and "reachable" in text
+    assert "--timeout" in text and "fleet multi status" in text
+    nobody = explain_silence(Replies(timeout=1.0), "sqlite:///x.db")
+    assert "no node is registered" in nobody
+    down = explain_silence(Replies(timeout=1.0), "redis://db", "ConnectionError: refused")
+    assert "was not reachable (ConnectionError: refused)" in down
+
+
+def test_a_node_is_offline_after_missing_several_heartbeats():
+    assert NodeSeen("w", "h", 1, time.time() - 1.0, {"freq": 2.0}).online
+    assert not NodeSeen("w", "h", 1, time.time() - 7.0, {"freq": 2.0}).online
+
+
+def test_dump_lines_show_time_node_event_task_and_outcome():
+    event = {"type": "task-succeeded", "node": "w1@h", "timestamp": 1_700_000_000.25,
+             "uuid": "abc", "name": "proj.add", "result": "4", "runtime": 0.0123}
+    line = format_event(event)
+    assert " w1@h task-succeeded proj.add[abc] result=\"4\" runtime=0.012300s" in line
+    assert ".250 " in line
+    assert decode('[{"type": "worker-online"}, 5]') == [{"type": "worker-online"}]
+    assert decode("not json") == []
+
+
+def test_the_live_view_folds_events_into_nodes_tasks_rates_and_failures():
+    now = time.time()
+    state = FleetState()
+    for event in [
+        {"type": "worker-heartbeat", "node": "w1@h", "timestamp": now, "active": 1,
+         "processed": 5, "concurrency": 2, "loadavg": [0.5, 0, 0], "freq": 2.0},
+        {"type": "task-started", "node": "w1@h", "timestamp": now - 3, "uuid": "t1",
+         "name": "proj.slow"},
+        {"type": "task-started", "node": "w1@h", "timestamp": now - 1, "uuid": "t2",
+         "name": "proj.add"},
+        {"type": "task-failed", "node": "w1@h", "timestamp": now, "uuid": "t2",
+         "name": "proj.add", "exception": "ValueError: boom"},
+    ]:
+        state.apply(event)
+    screen = render(state, 100, 50, now)
+    text = "\n".join(screen)
+    assert any(line.startswith("w1@h") and "online" in line and "1/2" in line
+               for line in screen)
+    assert "proj.slow[t1" in text and "3.0s" in text
+    assert "proj.add[t2" not in text.split("RECENT FAILURES")[0].split("TASK ")[0]
+    assert "proj.add[t2] ValueError: boom" in text
+    assert all(len(line) <= 100 for line in screen)
+    assert len(render(state, 40, 5, now)) == 5
+    state.apply({"type": "worker-offline", "node": "w1@h", "timestamp": now})
+    assert "offline" in "\n".join(render(state, 100, 50, now))
+
+
+def test_cli_lists_and_helps_from_the_registry():
+    env = {"PATH": "/usr/bin:/bin"}
+    listed = run_fleet("control", "--list", env=env)
+    assert listed.returncode == 0
+    assert "time_limit TASK SOFT [HARD]" in listed.stdout
+    assert "terminate SIGNAL IDS..." in listed.stdout
+    helped = run_fleet("inspect", "query_task", "--help", env=env)
+    assert "What this node knows of these task ids" in helped.stdout
+    assert "--destination" in helped.stdout and "--timeout" in helped.stdout
+    wrong = run_fleet("inspect", "activ", env=env)
+    assert wrong.returncode == 2 and "did you mean 'active'" in wrong.stderr
