@@ -302,8 +302,8 @@ class Mailbox:
         try:
             cmd = get_command(name)
             checked = check_arguments(cmd, arguments)
-            log.info("%s: remote %s %s", self.node.name, name,
-                     " ".join(f"{k}={v}" for k, v in checked.items()))
+            log.log(logging.INFO if cmd.kind == CONTROL else logging.DEBUG, "%s: remote %s %s",
+                    self.node.name, name, " ".join(f"{k}={v}" for k, v in checked.items()))
             return {"ok": cmd.handler(self, **checked)}
         except CommandError as exc:
             log.warning("%s: remote %s refused: %s", self.node.name, name, exc)
@@ -571,10 +571,30 @@ def do_time_limit(mailbox: Mailbox, task: str, soft: float, hard: float | None) 
     return f"time limits of {task} set: soft={found.soft_time_limit} hard={found.time_limit}"
 
 
+def _refuse_held(node: Node, ids: list[str]) -> list[str]:
+    """Settle revoked tasks this node holds but has not started (prefetched or waiting for
+    their ETA) now, as REVOKED, instead of when they would have been due."""
+    import heapq
+
+    wanted = set(ids)
+    held = [job for job in node.buffer if job.message.id in wanted]
+    for job in held:
+        node.buffer.remove(job)
+    waiting = [entry for entry in node.scheduled if entry[2].message.id in wanted]
+    if waiting:
+        node.scheduled[:] = [entry for entry in node.scheduled if entry not in waiting]
+        heapq.heapify(node.scheduled)
+    jobs = held + [entry[2] for entry in waiting]
+    for job in jobs:
+        node._refuse(job)
+    return [job.message.id for job in jobs]
+
+
 @command(CONTROL, Arg("ids", "str", "Task ids.", many=True))
 def do_revoke(mailbox: Mailbox, ids: list[str]) -> str:
     """Never run these tasks (durable: nodes started later refuse them too)."""
     mailbox.node.revoked.update(ids)
+    _refuse_held(mailbox.node, ids)
     return f"tasks {', '.join(ids)} flagged as revoked"
 
 
@@ -584,6 +604,7 @@ def do_terminate(mailbox: Mailbox, signal: str, ids: list[str]) -> str:
     """Revoke these tasks and kill the running ones with SIGNAL."""
     node = mailbox.node
     node.revoked.update(ids)
+    _refuse_held(node, ids)
     number = signal_number(signal)
     hit = []
     for job in list(node.active.values()):

@@ -213,7 +213,21 @@ def test_revoke_before_start_never_runs_and_is_revoked(app, nodes, tmp_path):
     with pytest.raises(TaskRevokedError):
         result.get(timeout=10)
     assert result.state == states.REVOKED
+    time.sleep(1.0)  # past its ETA: it still never ran
     assert not marker.exists()
+
+
+def test_revoking_a_held_eta_task_settles_it_at_once(app, nodes):
+    nodes.start(concurrency=1)
+    from testapp import add
+
+    later = add.apply_async((1, 1), countdown=120)  # within the node's ETA horizon
+    wait_for(lambda: app.control.inspect().scheduled().get(full("w1")), 10,
+             message="the node to hold the ETA task")
+    app.control.revoke(later.id, reply=True)
+    with pytest.raises(TaskRevokedError, match="revoked before it ran"):
+        later.get(timeout=10)  # not after 120 s
+    assert app.control.inspect().scheduled()[full("w1")] == []
 
 
 def test_revoke_then_restart_every_node_still_never_runs(app, nodes, env, tmp_path):
