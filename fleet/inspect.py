@@ -323,11 +323,10 @@ class Inspect:
     def _ask(self, name: str, **arguments: Any) -> Replies:
         raw = self.control.broadcast(name, arguments, self.destination, True, self.timeout,
                                      kind=INSPECT)
-        answers = Replies({node: reply.get("ok", reply) if "ok" in reply else reply
-                           for node, reply in raw.items()}, command=raw.command,
-                          timeout=raw.timeout, expected=raw.expected, known=raw.known,
-                          elapsed=raw.elapsed, duplicates=raw.duplicates)
-        return answers
+        return Replies({node: reply.get("ok", reply)
+                        for node, reply in raw.items()}, command=raw.command,
+                       timeout=raw.timeout, expected=raw.expected, known=raw.known,
+                       elapsed=raw.elapsed, duplicates=raw.duplicates)
 
     def ping(self) -> Replies:
         return self._ask("ping")

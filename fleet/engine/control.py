@@ -548,8 +548,10 @@ def do_heartbeat(mailbox: Mailbox) -> str:
          Arg("rate", "rate", "Tasks per node: 10/s, 100/m, 1000/h, or 0 for no limit."))
 def do_rate_limit(mailbox: Mailbox, task: str, rate: str) -> str:
     """Change a task's rate limit on the node (later tasks)."""
+    from fleet.engine.ratelimit import parse_rate
+
     found = _task(mailbox.node, task)
-    found.rate_limit = None if rate in ("0", 0) else str(rate)
+    found.rate_limit = str(rate) if parse_rate(rate) else None
     mailbox.node.set_rate_limit(found, found.rate_limit)
     return f"rate limit of {task} set to {rate}" if found.rate_limit else \
         f"rate limit of {task} disabled"

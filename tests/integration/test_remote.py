@@ -123,6 +123,18 @@ def test_stats_describe_the_node(app, nodes):
     assert stats["rusage"]["maxrss_kib"] > 0
 
 
+def test_conf_and_report_describe_the_nodes_settings(app, nodes, env):
+    nodes.start()
+    conf = app.control.inspect().conf()[full("w1")]
+    assert conf["worker_heartbeat_interval"] == 0.2  # changed by the test's environment
+    assert "task_default_queue" not in conf  # only changed settings by default
+    everything = app.control.inspect().conf(include_defaults=True)[full("w1")]
+    assert everything["task_default_queue"] == "default"
+    report = run_fleet("inspect", "report", env=env)
+    assert report.returncode == 0, report.stderr
+    assert "software -> fleet:" in report.stdout
+
+
 # == control =====================================================================================
 
 def test_rate_limit_takes_effect_on_later_tasks(app, nodes, env):
