@@ -407,3 +407,10 @@ def test_task_events_only_when_enabled_worker_events_always(app, nodes, broker_u
     finally:
         os.killpg(dump.pid, signal.SIGKILL)
         dump.wait(5)
+
+
+def test_an_unreachable_broker_exits_69_and_says_so(tmp_path):
+    env = fleet_env("redis://127.0.0.1:1/0", FLEET_STATE_DIR=str(tmp_path / "state"))
+    done = run_fleet("inspect", "ping", env=env)
+    assert done.returncode == 69
+    assert "the broker redis://127.0.0.1:1/0 was not reachable" in done.stderr
