@@ -414,3 +414,35 @@ def test_an_unreachable_broker_exits_69_and_says_so(tmp_path):
     done = run_fleet("inspect", "ping", env=env)
     assert done.returncode == 69
     assert "the broker redis://127.0.0.1:1/0 was not reachable" in done.stderr
+
+
+def test_events_report_sent_failed_and_rejected_tasks(app, nodes, broker_url, tmp_path):
+    nodes.start("-E")
+    env = fleet_env(broker_url, FLEET_STATE_DIR=str(tmp_path / "state"))
+    dump = subprocess.Popen([sys.executable, "-m", "fleet", "events", "--dump", "--json"],
+                            cwd=APPS, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    app.conf.update(task_send_sent_event=True)
+    try:
+        Lines(dump.stderr).until(lambda line: "listening on" in line)
+        out = Lines(dump.stdout)
+        from testapp import fail
+
+        failed = fail.delay("kaboom")
+        unknown = app.send_task("testapp.no_such_task")
+        wanted = {"task-failed", "task-rejected"}  # in either order
+        seen: list[dict] = []
+        while wanted:
+            seen += [json.loads(line) for line in
+                     out.until(lambda line: json.loads(line)["type"] in wanted)]
+            wanted.discard(seen[-1]["type"])
+        by_type = {(e["type"], e.get("uuid")): e for e in seen}
+        assert ("task-sent", failed.id) in by_type
+        assert "kaboom" in by_type[("task-failed", failed.id)]["exception"]
+        rejected = [e for e in seen if e["type"] == "task-rejected"]
+        assert "unknown task 'testapp.no_such_task'" in rejected[0]["reason"]
+        assert unknown.id in rejected[0]["reason"]
+    finally:
+        app.conf.update(task_send_sent_event=False)
+        os.killpg(dump.pid, signal.SIGKILL)
+        dump.wait(5)
