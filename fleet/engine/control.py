@@ -51,6 +51,8 @@ REVOKE_VERSION_KEY = "revoked.version"
 DEFAULT_TIMEOUT = 1.0
 
 INSPECT, CONTROL = "inspect", "control"
+#: Signals that stop a task in a pool child (the others are ignored or handled there).
+TERMINATE_SIGNALS = ("TERM", "KILL", "HUP", "ABRT", "ALRM")
 
 
 def reply_channel(ticket: str) -> str:
@@ -67,7 +69,8 @@ class CommandError(Exception):
 class Arg:
     """One argument of a command: its name, type and help.
 
-    Types: "str", "int", "float", "bool", "signal" (TERM, SIGTERM or 15), "rate" ('10/s').
+    Types: "str", "int", "float", "bool", "rate" ('10/s'), "signal" (TERM, SIGTERM or 15;
+    one that stops a task in a pool child, see TERMINATE_SIGNALS).
     `many` takes one or more values (a list); an argument with a default is optional.
     """
 
@@ -203,9 +206,17 @@ def _rate(value: Any) -> str | float:
     return value
 
 
+def _stopping_signal(value: Any) -> str:
+    label = signal_label(signal_number(value))
+    if label not in TERMINATE_SIGNALS:
+        raise ValueError(f"SIG{label} does not stop a task in a pool child (children ignore "
+                         "or handle it): use TERM (raises Terminated in the task) or KILL")
+    return label
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "str": _text, "int": _whole, "float": _number, "bool": _flag, "rate": _rate,
-    "signal": lambda value: signal_label(signal_number(value)),
+    "signal": _stopping_signal,
 }
 
 

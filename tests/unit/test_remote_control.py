@@ -48,6 +48,7 @@ def test_command_line_words_are_typed_by_the_registry():
 @pytest.mark.parametrize(("name", "words", "message"), [
     ("pool_grow", ["two"], "bad N 'two'"),
     ("terminate", ["NOPE", "x"], "unknown signal"),
+    ("terminate", ["INT", "x"], "SIGINT does not stop a task"),
     ("rate_limit", ["t", "fast"], "invalid rate limit"),
     ("rate_limit", ["t"], "needs RATE"),
     ("ping", ["extra"], "unexpected 'extra'"),
