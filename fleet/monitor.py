@@ -164,7 +164,8 @@ def run_monitor(app: Fleet) -> None:  # pragma: no cover - needs a terminal
                 height, width = screen.getmaxyx()
                 screen.erase()
                 for row, line in enumerate(render(state, width - 1, height, now)):
-                    screen.addstr(row, 0, line)
+                    with contextlib.suppress(curses.error):  # a terminal shrunk meanwhile
+                        screen.addstr(row, 0, line)
                 screen.refresh()
 
     with contextlib.suppress(KeyboardInterrupt):
