@@ -155,3 +155,85 @@ def test_cli_lists_and_helps_from_the_registry():
     assert "--destination" in helped.stdout and "--timeout" in helped.stdout
     wrong = run_fleet("inspect", "activ", env=env)
     assert wrong.returncode == 2 and "did you mean 'active'" in wrong.stderr
+
+
+class FakeNode:
+    """Just enough of a node for the mailbox: a name, a broker, a revoke set, shutdown."""
+
+    def __init__(self, broker):
+        self.name = "w1@h"
+        self.broker = broker
+        self.revoked: set[str] = set()
+        self.buffer: list = []
+        self.scheduled: list = []
+        self.active: dict = {}
+        self.shutdowns: list[int] = []
+
+    def begin_shutdown(self, how: str, why: str = "") -> None:
+        self.shutdowns.append(len(self.replies.poll()[0]))  # replies already published
+
+    def watch(self, ticket: str) -> None:
+        self.replies = self.broker.subscribe([control.reply_channel(ticket)])
+
+
+def _request(command: str, **extra) -> str:
+    import json
+
+    return json.dumps({"ticket": "t1", "command": command, "arguments": {},
+                       "destination": None, "deadline": time.time() + 5, **extra})
+
+
+@pytest.fixture
+def mailbox():
+    import uuid
+
+    from fleet.engine.transport import open_transport
+
+    node = FakeNode(open_transport(f"memory://{uuid.uuid4().hex}"))
+    node.watch("t1")
+    return control.Mailbox(node)
+
+
+def _replies(mailbox) -> list[dict]:
+    import json
+
+    return [json.loads(payload) for _, payload in mailbox.node.replies.poll()[0]]
+
+
+def test_the_mailbox_answers_requests_for_it_with_the_ticket(mailbox):
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("ping"))
+    assert _replies(mailbox) == [{"ticket": "t1", "node": "w1@h", "ok": "pong"}]
+
+
+@pytest.mark.parametrize("extra", [{"destination": ["w2@h"]},
+                                   {"deadline": time.time() - 1}])
+def test_the_mailbox_ignores_other_nodes_and_late_requests(mailbox, extra):
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("ping", **extra))
+    assert _replies(mailbox) == []
+
+
+def test_an_unknown_command_or_bad_arguments_get_an_error_reply(mailbox):
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("pong"))
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL,
+                         _request("pool_grow", arguments={"n": "lots"}))
+    errors = [reply["error"] for reply in _replies(mailbox)]
+    assert "did you mean 'ping'" in errors[0]
+    assert "bad N 'lots'" in errors[1]
+
+
+def test_shutdown_replies_before_the_node_begins_to_stop(mailbox):
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("shutdown"))
+    assert mailbox.node.shutdowns == [1]  # the reply was out when shutdown began
+
+
+def test_revokes_are_stored_with_their_expiry_and_loaded_by_a_node(mailbox):
+    broker = mailbox.node.broker
+    control.store_revokes(broker, ["a", "b"], expires=60)
+    mailbox.load_revokes()
+    assert mailbox.node.revoked == {"a", "b"}
+    control.store_revokes(broker, ["c"], expires=60)
+    mailbox.refresh_revokes()
+    assert mailbox.node.revoked == {"a", "b", "c"}
+    control.store_revokes(broker, ["gone"], expires=0.01)
+    time.sleep(0.05)
+    assert "revoked:gone" not in broker.values_with_prefix(control.REVOKE_PREFIX)
