@@ -178,6 +178,8 @@ def cli(ctx: click.Context) -> None:
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
+@click.option("-E", "--events", "send_events", is_flag=True,
+              help="Send task events (see `fleet events`); worker events are always sent.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True,
               help="Also run the periodic-task scheduler in this node (see `fleet beat`).")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
@@ -187,7 +189,7 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, time_limit: float | None,
            soft_time_limit: float | None, overrides: tuple[str, ...],
-           embed_beat: bool = False) -> None:
+           send_events: bool = False, embed_beat: bool = False) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -220,11 +222,13 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         max_memory_per_child=max_memory_per_child or conf.worker_max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
+        send_events=send_events or conf.worker_send_task_events,
     )
     node = Node(app, options)
-    from fleet.engine import notify
+    from fleet.engine import control, notify
 
     notify.attach(node)
+    control.attach(node)
     if embed_beat:
         from fleet.engine import beat
 
@@ -441,6 +445,7 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 #: `register(cli)`; add one line here per module.
 COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
+    "fleet.cli_remote",
     "fleet.cli_beat",
 ]
 

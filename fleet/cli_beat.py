@@ -9,10 +9,6 @@ import sys
 import click
 
 from fleet.cli import CliContext, global_options, parse_overrides, pass_cli, print_table
-from fleet.config import SECTION_CHECKS
-from fleet.engine.beat import check_file_section
-
-SECTION_CHECKS.append(check_file_section)
 
 
 def register(cli: click.Group) -> None:
