@@ -234,8 +234,11 @@ def test_a_chain_task_lost_with_its_node_fails_the_rest_and_calls_link_error(app
     marker = str(tmp_path / "running")
     errback = errback_record.s()
     errback.freeze()
-    result = (sleep.s(60, marker) | add.s(1)).apply_async(link_error=errback)
-    wait_for((tmp_path / "running.started").exists, 20, message="the task to start")
+    running = sleep.signature((60, marker), track_started=True)
+    result = (running | add.s(1)).apply_async(link_error=errback)
+    # STARTED is stored in the same commit as the broker's "started" mark: once it is visible,
+    # the task counts as running (reported lost), not as prefetched (requeued and re-run).
+    wait_for(lambda: result.parent.state == states.STARTED, 20, message="the task to start")
     doomed.kill_group()  # SIGKILL: the task was early-acked, so it is reported, not re-run
     nodes.start(name="rescuer")  # recovers the dead node's messages and reports the lost task
     with pytest.raises(WorkerLostError):
