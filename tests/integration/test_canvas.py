@@ -245,3 +245,29 @@ def test_a_chain_task_lost_with_its_node_fails_the_rest_and_calls_link_error(app
         result.get(timeout=20)
     told = app.AsyncResult(errback.id).get(timeout=20)
     assert told["task_id"] == result.parent.id and told["exc_type"] == "WorkerLostError"
+
+
+def test_revoking_a_group_revokes_every_task_and_fails_a_chord_waiting_on_it(app, nodes):
+    node = nodes.start()
+    from testapp import add, xsum
+
+    from fleet.exceptions import TaskRevokedError
+    from tests.support import wait_for
+
+    # Revoke once the node holds the tasks for their ETA: a revoke settles held tasks at
+    # once, while tasks still in the broker are refused only when they come due.
+    def held(result) -> bool:
+        return all(f"[{r.id}] received" in node.log_text() for r in result)
+
+    waiting = group(add.s(i, i) for i in range(3)).apply_async(countdown=30)
+    wait_for(lambda: held(waiting), 20, message="the node to hold the tasks")
+    waiting.revoke()
+    values = waiting.get(timeout=20, propagate=False)
+    assert [type(value) for value in values] == [TaskRevokedError] * 3
+    assert all(meta.state == states.REVOKED for meta in waiting)
+
+    chorded = chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(countdown=30)
+    wait_for(lambda: held(chorded.parent), 20, message="the node to hold the header")
+    chorded.parent.revoke()
+    with pytest.raises(TaskRevokedError):
+        chorded.get(timeout=20)
