@@ -388,11 +388,7 @@ class GroupResult:
                reply: bool = False, timeout: float | None = None) -> Any:
         """Revoke every task of the group, through the app's remote control (durable: nodes
         started later refuse them too)."""
-        control = getattr(self.app, "control", None)
-        if control is None:
-            raise RuntimeError("revoking needs remote control (app.control), which this "
-                               "fleet version does not have")
-        return control.revoke([r.id for r in self.results], terminate=terminate,
+        return self.app.control.revoke([r.id for r in self.results], terminate=terminate,
                               signal=signal, reply=reply, timeout=timeout)
 
     def forget(self) -> None:
