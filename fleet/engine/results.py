@@ -389,7 +389,7 @@ class GroupResult:
         """Revoke every task of the group, through the app's remote control (durable: nodes
         started later refuse them too)."""
         return self.app.control.revoke([r.id for r in self.results], terminate=terminate,
-                              signal=signal, reply=reply, timeout=timeout)
+                                       signal=signal, reply=reply, timeout=timeout)
 
     def forget(self) -> None:
         self.app.backend.forget([r.id for r in self.results])
