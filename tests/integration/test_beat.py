@@ -147,10 +147,9 @@ def test_the_standby_takes_over_when_the_leader_is_killed(app, nodes, beats, tmp
     killed_at = time.time()
     wait_for(standby.leads, 10, message="the standby to take over")
     took = time.time() - killed_at
-    assert took < 3 * float(LEASE) + 1, took
-    count = len(tick_times(ticks))
-    wait_for(lambda: len(tick_times(ticks)) >= count + 2, 20, message="ticks from the standby")
-    assert standby.sent() >= 2
+    assert took < 4 * float(LEASE) + 1, took  # one lease, and room for a busy machine
+    wait_for(lambda: standby.sent() >= 2, 20, message="the standby to send")
+    assert "standing by" in standby.log_text().split("is the leader now")[0]
 
 
 def test_a_restarted_beat_neither_resends_nor_skips(app, nodes, beats, tmp_path):
