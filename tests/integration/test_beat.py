@@ -119,7 +119,8 @@ def test_a_1s_interval_runs_about_once_per_second_with_a_log_line_each(app, node
 def test_two_beats_started_together_send_each_run_once(app, nodes, beats, tmp_path):
     ticks = tmp_path / "ticks"
     nodes.start()
-    both = [beats.start(schedule_env(ticks), wait=False) for _ in range(2)]
+    env = {**schedule_env(ticks), "FLEET_BEAT_LEASE_SECONDS": "3"}  # no handover if busy
+    both = [beats.start(env, wait=False) for _ in range(2)]
     for beat in both:
         beat.wait_started()
     first, second = both
