@@ -298,6 +298,7 @@ def _iso(seconds: float) -> str:
 
 def run_beat(app: Fleet) -> int:
     """`fleet beat`: tick until TERM or INT, then give the lease up. Returns the exit code."""
+    from fleet.daemon import sd_notify
     from fleet.signals import SignalRecorder, signal_name
 
     scheduler = Scheduler(app)
@@ -310,6 +311,8 @@ def run_beat(app: Fleet) -> int:
     if not scheduler.entries:
         log.warning("Beat: no periodic tasks configured (beat_schedule is empty): set it in "
                     "the app or add [beat.schedule.NAME] tables to fleet.toml")
+    # Under systemd (fleet-beat.service, Type=notify): ready once the loop runs.
+    sd_notify(f"READY=1\nSTATUS=beat with {len(scheduler.entries)} entries")
     try:
         while True:
             wait = scheduler.tick()
@@ -317,6 +320,7 @@ def run_beat(app: Fleet) -> int:
                 received = recorder.drain()
                 if received:
                     log.info("Beat: %s received, stopping", signal_name(received[0]))
+                    sd_notify("STOPPING=1")
                     break
     finally:
         scheduler.stop()
