@@ -1,0 +1,174 @@
+"""RESULTS.md from a run's raw results (a dict, the same one saved as JSON). Pure."""
+
+from __future__ import annotations
+
+from suite import stats
+from suite.stats import Metric
+
+SECTIONS = [
+    ("1. Enqueue", "One client sends N `noop` tasks, one call each (fleet also as one batched "
+     "group send). Bare: one LPUSH per call.", ["enqueue.call", "enqueue.batch"]),
+    ("2. Drain (and 6. the embedded SQLite broker)",
+     "N tasks queued first, then one worker with concurrency 2 started. Rate from the first "
+     "to the N-th completion, and from the worker's start. Results off: `noop()`; results on: "
+     "`add(1, 2)` keeping its result. Bare: 2 processes doing BRPOP + INCR (+ SET for results).",
+     ["drain.off", "drain.off_startup", "drain.on", "drain.on_startup"]),
+    ("3. Round trip", "`add.delay(1, 2).get()` one after another against a worker with "
+     "concurrency 2. Bare: LPUSH, the consumer LPUSHes the answer, BRPOP it.",
+     ["roundtrip.p50", "roundtrip.p99"]),
+    ("4. Idle memory", "A worker with concurrency 2 after one task, settled: PSS and RSS summed "
+     "over its whole process tree (psutil `memory_full_info`).", ["memory.pss", "memory.rss"]),
+    ("5. Fleet operations", "Ten idle nodes (concurrency 2 each) with `multi start 10`, pinged "
+     "until all ten answer; `app.control.ping()` and `<cli> inspect ping` with ten nodes up; "
+     "`multi stopwait` of the ten; `<cli> --version` (median of 5 runs per round).",
+     ["ops.start", "ops.start_cmd", "ops.ping_api", "ops.ping_cli", "ops.stopwait",
+      "ops.version"]),
+]
+
+DASH, TIMES = "\u2013", "\u00d7"  # en dash and multiplication sign, for ranges and ratios
+
+FORMATS = {"tasks/s": ",.0f", "calls/s": ",.0f", "ms": ".2f", "MiB": ".1f", "s": ".3f"}
+
+#: what would close a missed target (keyed like Verdict.profile); written from the profiles
+CLOSING: dict[str, str] = {}
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:{FORMATS.get(unit, '.3g')}}"
+
+
+def metric_table(metric: Metric, labels: dict[str, str]) -> list[str]:
+    lower = metric.better == "lower"
+    lines = [f"**{metric.title}** ({metric.unit}, {'lower' if lower else 'higher'} is better)",
+             "", f"| | median | min {DASH} max | rounds | fleet's advantage (per-round ratio) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for peer, values in metric.values.items():
+        label = labels.get(peer, peer)
+        summary = stats.summarize(values)
+        if summary is None:
+            why = metric.unavailable.get(peer, "failed in every round (see Errors)")
+            lines.append(f"| {label} | {why} | | 0 | |")
+            continue
+        ratio = "" if peer == "fleet" else _ratio_cell(metric, peer)
+        lines.append(f"| {label} | {fmt(summary.median, metric.unit)} | "
+                     f"{fmt(summary.low, metric.unit)} {DASH} {fmt(summary.high, metric.unit)} | "
+                     f"{summary.count} | {ratio} |")
+    for peer, why in metric.unavailable.items():
+        if peer not in metric.values:
+            lines.append(f"| {labels.get(peer, peer)} | {why} | | 0 | |")
+    return [*lines, ""]
+
+
+def _ratio_cell(metric: Metric, peer: str) -> str:
+    ratios = stats.round_advantages(metric, peer)
+    if not ratios:
+        return "—"
+    middle = stats.median_advantage(metric, peer)
+    return f"{middle:.2f}{TIMES} ({min(ratios):.2f} {DASH} {max(ratios):.2f})"
+
+
+def header(meta: dict) -> list[str]:
+    lines = ["# Benchmark results: fleet side by side with Celery, Huey, Dramatiq and RQ", ""]
+    if meta.get("warning"):
+        lines += [f"> **{meta['warning']}**", ""]
+    sizes = meta.get("sizes", {})
+    machine = meta.get("machine", {})
+    versions = ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items())
+    lines += [
+        f"Written by `bench/run{(' ' + meta['args']) if meta.get('args') else ''}` on "
+        f"{meta.get('started', '?')} (took {meta.get('duration_s', 0):.0f} s). Mode "
+        f"**{meta.get('mode', '?')}**: {sizes.get('rounds', '?')} interleaved rounds; "
+        f"enqueue N={sizes.get('enqueue', '?')}, drain N={sizes.get('drain', '?')}, "
+        f"round trips {sizes.get('roundtrips', '?')} per measurement.",
+        "",
+        f"Machine: {machine.get('cpus', '?')} CPUs, {machine.get('platform', '?')}, Python "
+        f"{machine.get('python', '?')}; load average {machine.get('load_start', '?')} at the "
+        f"start, {machine.get('load_end', '?')} at the end. Redis {meta.get('redis', '?')} "
+        f"(private server on a loopback port). {versions}.",
+        "",
+        "Every round runs each peer once, in the same order (fleet, Celery, Huey, Dramatiq, "
+        "RQ, fleet on SQLite, bare redis-py), so machine drift hits all alike. *fleet's "
+        "advantage* is how many times better fleet's figure is than the peer's, taken within "
+        "each round, then the median (and range) over rounds: above 1 fleet is faster or "
+        "smaller.",
+        "",
+    ]
+    return lines
+
+
+def floor_section(floor: dict) -> list[str]:
+    if not floor:
+        return []
+    lines = ["## The floor: `redis-benchmark -c 1`", "",
+             "One connection, one command at a time, against the same private redis-server:", "",
+             "| command | requests/s | p50 ms |", "| --- | ---: | ---: |"]
+    for name, row in floor.items():
+        lines.append(f"| {name} | {row.get('rps', 0):,.0f} | {row.get('p50_ms', '—')} |")
+    return [*lines, ""]
+
+
+def targets_section(verdicts: list[dict]) -> list[str]:
+    marks = {"met": "met", "missed": "**missed**", "n/a": "not measured"}
+    lines = ["## Targets", "", "| target | this run | |", "| --- | --- | --- |"]
+    for verdict in verdicts:
+        lines.append(f"| {verdict['target']} | {verdict['measured']} | "
+                     f"{marks.get(verdict['status'], verdict['status'])} |")
+    return [*lines, ""]
+
+
+def profiles_section(verdicts: list[dict], profiles: dict[str, str]) -> list[str]:
+    missed = [v for v in verdicts if v["status"] == "missed"]
+    if not missed:
+        return []
+    lines = ["## Where the time goes (missed targets)", ""]
+    for verdict in missed:
+        key = verdict.get("profile")
+        lines += [f"### {verdict['target']}", ""]
+        if key and key in profiles:
+            lines += ["```", profiles[key], "```", ""]
+        else:
+            lines += ["(no profile was taken for this one)", ""]
+    return lines
+
+
+def closing_section(verdicts: list[dict]) -> list[str]:
+    missed = [v for v in verdicts if v["status"] == "missed"]
+    unmeasured = [v for v in verdicts if v["status"] == "n/a"]
+    lines = ["## Closing note", ""]
+    if not missed and not unmeasured:
+        return [*lines, "Every target was met in this run.", ""]
+    for verdict in missed:
+        hint = CLOSING.get(verdict.get("profile") or "", "see the profile above")
+        lines.append(f"- **{verdict['target']}**: missed ({verdict['measured']}). {hint}")
+    for verdict in unmeasured:
+        lines.append(f"- **{verdict['target']}**: not measured in this run "
+                     f"({verdict['measured']}).")
+    return [*lines, ""]
+
+
+def render(results: dict) -> str:
+    meta = results.get("meta", {})
+    labels = meta.get("labels", {})
+    metrics = {data["id"]: Metric.from_dict(data) for data in results.get("metrics", [])}
+    lines = header(meta)
+    lines += targets_section(results.get("targets", []))
+    lines += floor_section(results.get("floor", {}))
+    for title, text, ids in SECTIONS:
+        shown = [metrics[metric_id] for metric_id in ids if metric_id in metrics]
+        if not shown:
+            continue
+        lines += [f"## {title}", "", text, ""]
+        for metric in shown:
+            lines += metric_table(metric, labels)
+        for metric in shown:
+            note = results.get("notes", {}).get(metric.id)
+            if note:
+                lines += [f"Note ({metric.title}): {note}", ""]
+    lines += profiles_section(results.get("targets", []), results.get("profiles", {}))
+    lines += closing_section(results.get("targets", []))
+    errors = results.get("errors", [])
+    if errors:
+        lines += ["## Errors", "", *[f"- {error}" for error in errors], ""]
+    return "\n".join(lines).rstrip() + "\n"
