@@ -8,7 +8,8 @@ import redis
 from huey import RedisHuey
 
 URL = os.environ["BENCH_REDIS_URL"]
-huey = RedisHuey("bench", url=URL)
+# notify_result: get() waits on a notification instead of polling (Huey 2.5+)
+huey = RedisHuey("bench", url=URL, notify_result=True)
 _counter = None
 
 

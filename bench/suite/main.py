@@ -182,11 +182,12 @@ class Suite:
         fleet = self.peer("fleet")
         sqlite = self.peer("fleet-sqlite")
         sizes = self.sizes
+        long_drain = max(20000, sizes.drain)  # long enough for thousands of samples
         out = self.env.workdir / "pyspy.txt"
         makers: dict[str, Callable[[], str]] = {
-            "drain": lambda: profiles.worker_drain(fleet, sizes.drain, False, out),
-            "drain-results": lambda: profiles.worker_drain(fleet, sizes.drain, True, out),
-            "drain-sqlite": lambda: profiles.worker_drain(sqlite, sizes.drain, False, out),
+            "drain": lambda: profiles.worker_drain(fleet, long_drain, False, out),
+            "drain-results": lambda: profiles.worker_drain(fleet, long_drain, True, out),
+            "drain-sqlite": lambda: profiles.worker_drain(sqlite, long_drain, False, out),
             "enqueue": lambda: profiles.client(fleet.send_noop, sizes.enqueue),
             "enqueue-batch": lambda: profiles.client(
                 lambda: fleet.send_noops_batched(sizes.enqueue), 1),
@@ -272,12 +273,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "started": datetime.datetime.fromtimestamp(started, datetime.UTC).strftime(
                 "%Y-%m-%d %H:%M UTC"), "duration_s": time.time() - started,
             "machine": {**machine(load), "load_end": load_average()}, "redis": server.version(),
-            "versions": versions, "labels": {peer.name: peer.label for peer in suite.peers},
+            "versions": versions, "labels": labels(suite),
             "warning": warning(args), "drain_share": DRAIN_SHARE}
-    meta["labels"].update({"fleet-put": "fleet (Transport.put of N, internal API)"})
     return {"meta": meta, "floor": floor, "metrics": [m.to_dict() for m in suite.metrics.ordered()],
             "notes": notes(suite), "errors": suite.errors,
             "targets": [asdict(v) for v in verdicts], "profiles": suite.profiles}
+
+
+def labels(suite: Suite) -> dict[str, str]:
+    """Display names in table order: fleet, its internal batch row, then the others."""
+    names = {peer.name: peer.label for peer in suite.peers}
+    return {"fleet": names.pop("fleet"), "fleet-put": "fleet (Transport.put of N, internal API)",
+            **names}
 
 
 def warning(args: argparse.Namespace) -> str | None:

@@ -21,6 +21,7 @@ import psutil
 
 from suite import procs, scenarios
 from suite.peers.base import Peer
+from suite.peers.fleet_peer import FleetPeer
 
 TOP = 12
 
@@ -39,18 +40,21 @@ def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
 
 
 def summarize_stacks(stacks: list[tuple[list[str], int]], top: int = TOP) -> str:
-    """The functions holding most samples: by own time (leaf) and including callees."""
+    """The functions holding most samples: by own time (leaf), and fleet's own functions
+    including their callees (entry points that hold every sample are left out)."""
     total = sum(count for _, count in stacks) or 1
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     for frames, count in stacks:
         own[frames[-1]] += count
         for frame in set(frames):
-            inclusive[frame] += count
-    lines = [f"{total} samples over the worker's processes", "", "own time:"]
+            if "fleet/" in frame and "fleet/cli.py" not in frame:
+                inclusive[frame] += count
+    telling = [(frame, n) for frame, n in inclusive.most_common() if n < 0.97 * total]
+    lines = [f"{total} samples over the worker's processes (py-spy, 250 Hz)", "", "own time:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    lines += ["", "including callees:"]
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    lines += ["", "fleet functions, including callees:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in telling[:top]]
     return "\n".join(lines)
 
 
@@ -63,7 +67,7 @@ def pyspy(pid: int, out: Path) -> Iterator[None]:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     try:
-        time.sleep(0.3)  # py-spy attaches
+        time.sleep(0.2)  # py-spy attaches
         yield
     finally:
         spy.send_signal(signal.SIGINT)
@@ -80,15 +84,20 @@ def read_profile(out: Path) -> str:
     return summarize_stacks(parse_collapsed(out.read_text(errors="replace")))
 
 
-def worker_drain(peer: Peer, count: int, results: bool, out: Path) -> str:
-    """py-spy over a worker draining `count` queued tasks."""
+def worker_drain(peer: FleetPeer, count: int, results: bool, out: Path) -> str:
+    """py-spy over a worker draining `count` queued tasks, sampled once it is consuming
+    (start-up is left out: the drain figures show it separately)."""
     peer.prepare()
-    peer.fill(count, results)
-    with scenarios.worker(peer, results, consuming=False) as group, pyspy(group.pids[0], out):
+    peer.fill_fast(count, results)
+    with scenarios.worker(peer, results, consuming=False) as group:
         deadline = time.monotonic() + 300
-        while peer.outstanding() > 0:
-            scenarios.check_alive(peer, group, deadline, "profiling a drain")
-            time.sleep(scenarios.POLL)
+        while peer.outstanding() >= count:
+            scenarios.check_alive(peer, group, deadline, "waiting for the first task")
+            time.sleep(0.001)
+        with pyspy(group.pids[0], out):
+            while peer.outstanding() > 0:
+                scenarios.check_alive(peer, group, deadline, "profiling a drain")
+                time.sleep(scenarios.POLL)
     return read_profile(out)
 
 

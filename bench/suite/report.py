@@ -44,21 +44,23 @@ def metric_table(metric: Metric, labels: dict[str, str]) -> list[str]:
     lines = [f"**{metric.title}** ({metric.unit}, {'lower' if lower else 'higher'} is better)",
              "", f"| | median | min {DASH} max | rounds | fleet's advantage (per-round ratio) |",
              "| --- | ---: | ---: | ---: | ---: |"]
-    for peer, values in metric.values.items():
-        label = labels.get(peer, peer)
-        summary = stats.summarize(values)
-        if summary is None:
-            why = metric.unavailable.get(peer, "failed in every round (see Errors)")
-            lines.append(f"| {label} | {why} | | 0 | |")
+    order = [*labels, *metric.values, *metric.unavailable]
+    for peer in dict.fromkeys(order):
+        if peer not in metric.values and peer not in metric.unavailable:
             continue
-        ratio = "" if peer == "fleet" else _ratio_cell(metric, peer)
-        lines.append(f"| {label} | {fmt(summary.median, metric.unit)} | "
-                     f"{fmt(summary.low, metric.unit)} {DASH} {fmt(summary.high, metric.unit)} | "
-                     f"{summary.count} | {ratio} |")
-    for peer, why in metric.unavailable.items():
-        if peer not in metric.values:
-            lines.append(f"| {labels.get(peer, peer)} | {why} | | 0 | |")
+        lines.append(_row(metric, peer, labels.get(peer, peer)))
     return [*lines, ""]
+
+
+def _row(metric: Metric, peer: str, label: str) -> str:
+    summary = stats.summarize(metric.values.get(peer, []))
+    if summary is None:
+        why = metric.unavailable.get(peer, "failed in every round (see Errors)")
+        return f"| {label} | {why} | | 0 | |"
+    ratio = "" if peer == "fleet" else _ratio_cell(metric, peer)
+    return (f"| {label} | {fmt(summary.median, metric.unit)} | "
+            f"{fmt(summary.low, metric.unit)} {DASH} {fmt(summary.high, metric.unit)} | "
+            f"{summary.count} | {ratio} |")
 
 
 def _ratio_cell(metric: Metric, peer: str) -> str:

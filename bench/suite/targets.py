@@ -51,7 +51,7 @@ def _at_most(value: float | None, bound: float) -> bool | None:
 
 
 def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
-    return "not measured" if value is None else f"{value:{spec}}{suffix}"
+    return "\u2014" if value is None else f"{value:{spec}}{suffix}"
 
 
 def drain_off(m: Metrics) -> Verdict:

@@ -63,15 +63,23 @@ class FleetPeer(Peer):
 
     def send_noops_put(self, count: int) -> None:
         """`count` no-op messages in one `Transport.put` (internal; for orientation only)."""
+        self.put_many(tasks_module().noop, (), count)
+
+    def put_many(self, task: Any, args: tuple, count: int) -> None:
         from fleet.engine.task import build_message
         from fleet.engine.transport.base import Outgoing
 
-        app, noop = self.app, tasks_module().noop
+        app = self.app
         batch = []
         for _ in range(count):
-            msg = build_message(app, noop.name, (), {}, {}, noop)
+            msg = build_message(app, task.name, args, {}, {}, task)
             batch.append(Outgoing(msg.id, msg.queue, msg.encode(), msg.priority, msg.eta))
         app.broker.put(batch)
+
+    def fill_fast(self, count: int, results: bool) -> None:
+        """Queue a drain's tasks in one put: only for profiles, which need a long drain."""
+        tasks = tasks_module()
+        self.put_many(tasks.add if results else tasks.noop, (1, 2) if results else (), count)
 
     def fill(self, count: int, results: bool) -> None:
         tasks = tasks_module()
