@@ -57,7 +57,7 @@ def _row(metric: Metric, peer: str, label: str) -> str:
     if summary is None:
         why = metric.unavailable.get(peer, "failed in every round (see Errors)")
         return f"| {label} | {why} | | 0 | |"
-    ratio = "" if peer == "fleet" else _ratio_cell(metric, peer)
+    ratio = "" if peer.startswith("fleet") else _ratio_cell(metric, peer)  # fleet vs itself
     return (f"| {label} | {fmt(summary.median, metric.unit)} | "
             f"{fmt(summary.low, metric.unit)} {DASH} {fmt(summary.high, metric.unit)} | "
             f"{summary.count} | {ratio} |")

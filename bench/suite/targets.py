@@ -39,7 +39,10 @@ def _status(ok: bool | None) -> str:
 
 
 def _all(*checks: bool | None) -> bool | None:
-    return None if any(check is None for check in checks) else all(checks)
+    """False if any measured part fails, else None if a part is unmeasured, else True."""
+    if any(check is False for check in checks):
+        return False
+    return None if any(check is None for check in checks) else True
 
 
 def _at_least(value: float | None, bound: float | None) -> bool | None:
