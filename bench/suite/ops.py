@@ -7,6 +7,7 @@ other issues; a build without them gets "not available in this build" instead of
 
 from __future__ import annotations
 
+import abc
 import json
 import shutil
 import statistics
@@ -47,7 +48,7 @@ def count_replies(replies: Any) -> int:
     return len(names)
 
 
-class Framework:
+class Framework(abc.ABC):
     """What ops needs from one framework: its multi argv, its ping, its CLI."""
 
     name = "?"
@@ -58,18 +59,23 @@ class Framework:
 
     def available(self) -> None:
         """Raise Unavailable when this build lacks what the scenario needs."""
+        return
 
+    @abc.abstractmethod
     def multi_argv(self, command: str) -> list[str]:
-        raise NotImplementedError
+        """The `<cli> multi COMMAND 10 ...` command line, the same for start and stopwait."""
 
+    @abc.abstractmethod
     def ping(self, timeout: float) -> int:
-        raise NotImplementedError
+        """Ping every node from this process; how many answered within `timeout`."""
 
+    @abc.abstractmethod
     def ping_cli_argv(self) -> list[str]:
-        raise NotImplementedError
+        """The `<cli> inspect ping` command line."""
 
+    @abc.abstractmethod
     def version_argv(self) -> list[str]:
-        raise NotImplementedError
+        """The `<cli> --version` command line."""
 
     def env_vars(self) -> dict[str, str]:
         return dict(self.env.base_env)

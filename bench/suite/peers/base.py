@@ -7,6 +7,7 @@ tasks are still outstanding. The scenarios do the timing; peers never measure.
 
 from __future__ import annotations
 
+import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ class Env:
         return logs / f"{name}.log"
 
 
-class Peer:
+class Peer(abc.ABC):
     name = "?"  #: key in the raw JSON
     label = "?"  #: how RESULTS.md names it
     scenarios: frozenset[str] = frozenset({"enqueue", "drain", "roundtrip", "memory"})
@@ -54,9 +55,9 @@ class Peer:
 
     # -- the worker -----------------------------------------------------------------------
 
+    @abc.abstractmethod
     def worker_argvs(self, results: bool) -> list[list[str]]:
         """One argv per process to start (a framework's worker is usually one command)."""
-        raise NotImplementedError
 
     def worker_env(self) -> dict[str, str]:
         return dict(self.env.base_env)
@@ -87,28 +88,31 @@ class Peer:
 
     def prepare(self) -> None:
         """Called before each measurement, after the Redis database was emptied."""
+        return
 
+    @abc.abstractmethod
     def send_noop(self) -> None:
-        raise NotImplementedError
+        """Send one `noop()` the framework's usual way (`noop.delay()` or its equivalent)."""
 
     def send_noops_batched(self, count: int) -> str:
         """Send `count` no-ops as one batch; return how (the API used). Unavailable if none."""
         raise Unavailable("no batched send")
 
+    @abc.abstractmethod
     def fill(self, count: int, results: bool) -> None:
         """Queue `count` tasks for a drain: `noop()` (results off) or `add(1, 2)` (on)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def outstanding(self) -> int:
         """Queued tasks not yet done (or not yet started, where the broker cannot tell)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def roundtrip(self) -> None:
         """`add(1, 2)`, wait for its result (3)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def send_incr(self) -> None:
-        raise NotImplementedError
+        """Send one `incr()` (it INCRs bench:counter)."""
 
     def versions(self) -> dict[str, str]:
         return {}
