@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -23,36 +24,55 @@ from suite import procs, scenarios
 from suite.peers.base import Peer
 from suite.peers.fleet_peer import FleetPeer
 
-TOP = 12
+TOP = 10
 
 
-def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
-    """py-spy's raw output: one `frame;frame;...;leaf COUNT` line per distinct stack."""
+@dataclass(frozen=True)
+class Stack:
+    role: str  #: "main" or "child" (from the process title py-spy records), or "" if unknown
+    frames: list[str]
+    count: int
+
+
+def parse_collapsed(text: str) -> list[Stack]:
+    """py-spy's raw output: one `process N:"title";frame;...;leaf COUNT` line per stack."""
     stacks = []
     for line in text.splitlines():
         head, _, count = line.rpartition(" ")
         if not head or not count.isdigit():
             continue
-        frames = [frame for frame in head.split(";") if not frame.startswith("process ")]
+        parts = head.split(";")
+        titles = [part for part in parts if part.startswith("process ")]
+        frames = [part for part in parts if not part.startswith("process ")]
+        role = ""
+        if titles:
+            role = "child" if "child" in titles[-1] else "main"
         if frames:
-            stacks.append((frames, int(count)))
+            stacks.append(Stack(role, frames, int(count)))
     return stacks
 
 
-def summarize_stacks(stacks: list[tuple[list[str], int]], top: int = TOP) -> str:
-    """The functions holding most samples: by own time (leaf), and fleet's own functions
-    including their callees (entry points that hold every sample are left out)."""
-    total = sum(count for _, count in stacks) or 1
-    own: collections.Counter[str] = collections.Counter()
+def summarize_stacks(stacks: list[Stack], top: int = TOP) -> str:
+    """Where the samples are: per process role (the node's main process, its children), the
+    functions by own time (leaf), then fleet's functions including their callees (entry points
+    that hold nearly every sample are left out)."""
+    total = sum(stack.count for stack in stacks) or 1
+    lines = [f"{total} samples over the worker's processes (py-spy, 250 Hz)"]
+    for role in sorted({stack.role for stack in stacks}, key=lambda r: (r != "main", r)):
+        mine = [stack for stack in stacks if stack.role == role]
+        share = sum(stack.count for stack in mine)
+        own: collections.Counter[str] = collections.Counter()
+        for stack in mine:
+            own[stack.frames[-1]] += stack.count
+        name = {"main": "main process", "child": "pool children"}.get(role, "all processes")
+        lines += ["", f"{name}: {100 * share / total:.1f}% of samples; own time:"]
+        lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     inclusive: collections.Counter[str] = collections.Counter()
-    for frames, count in stacks:
-        own[frames[-1]] += count
-        for frame in set(frames):
+    for stack in stacks:
+        for frame in set(stack.frames):
             if "fleet/" in frame and "fleet/cli.py" not in frame:
-                inclusive[frame] += count
+                inclusive[frame] += stack.count
     telling = [(frame, n) for frame, n in inclusive.most_common() if n < 0.97 * total]
-    lines = [f"{total} samples over the worker's processes (py-spy, 250 Hz)", "", "own time:"]
-    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "fleet functions, including callees:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in telling[:top]]
     return "\n".join(lines)

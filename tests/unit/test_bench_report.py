@@ -97,16 +97,20 @@ def test_raw_results_round_trip_through_json_shape():
     assert Metric.from_dict(metric.to_dict()) == metric
 
 
-def test_collapsed_stacks_are_parsed_and_summarised():
+def test_collapsed_stacks_are_parsed_and_summarised_per_process_role():
     from suite import profiles
 
-    raw = ("process 1:\"fleet worker\";main (fleet/cli.py:1);run (fleet/engine/worker.py:9);"
-           "select (selectors.py:468) 30\n"
-           "main (fleet/cli.py:1);run (fleet/engine/worker.py:9);send (fleet/engine/pool.py:152)"
-           " 10\nnot a stack line\n")
+    raw = ("process 1:\"fleet worker w@h main\";main (fleet/cli.py:1);"
+           "run (fleet/engine/worker.py:9);send (fleet/engine/pool.py:152) 10\n"
+           "process 2:\"fleet worker w@h child 1\";loop (fleet/engine/pool.py:292);"
+           "next (fleet/engine/pool.py:344) 30\n"
+           "not a stack line\n")
     stacks = profiles.parse_collapsed(raw)
-    assert stacks[0] == (["main (fleet/cli.py:1)", "run (fleet/engine/worker.py:9)",
-                          "select (selectors.py:468)"], 30)
+    assert stacks[0] == profiles.Stack("main", ["main (fleet/cli.py:1)",
+                                                "run (fleet/engine/worker.py:9)",
+                                                "send (fleet/engine/pool.py:152)"], 10)
+    assert [stack.role for stack in stacks] == ["main", "child"]
     text = profiles.summarize_stacks(stacks)
-    assert "75.0%  select (selectors.py:468)" in text
-    assert "25.0%  send (fleet/engine/pool.py:152)" in text
+    assert "main process: 25.0% of samples" in text
+    assert "pool children: 75.0% of samples" in text
+    assert "75.0%  next (fleet/engine/pool.py:344)" in text
