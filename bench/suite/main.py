@@ -323,6 +323,7 @@ def interrupted(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also when started with INT ignored (`cmd &`)
     workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     ok = False
     try:
