@@ -127,7 +127,8 @@ class FleetOps(Framework):
 
     def multi_argv(self, command: str) -> list[str]:
         return [str(self.env.bin_dir / "fleet"), "multi", command, str(NODES), "-A",
-                "fleet_tasks", "-b", self.env.redis_url, "-c", "2", "-l", "warning"]
+                "fleet_tasks", "-b", self.env.redis_url, "-c", "2", "-l", "warning",
+                f"--pidfile={self.state}/%n.pid", f"--logfile={self.state}/%n%I.log"]
 
     def ping(self, timeout: float) -> int:
         import fleet_tasks
