@@ -193,6 +193,7 @@ class Suite:
                 lambda: fleet.send_noops_batched(sizes.enqueue), 1),
             "roundtrip": lambda: profiles.roundtrip(fleet, sizes.roundtrips, out),
             "memory": lambda: profiles.memory_breakdown(fleet),
+            "ops": lambda: profiles.start_cost(ops.FleetOps(self.env)),
         }
         for verdict in verdicts:
             key = verdict.profile

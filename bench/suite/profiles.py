@@ -8,7 +8,9 @@ import collections
 import contextlib
 import cProfile
 import io
+import os
 import pstats
+import resource
 import shutil
 import signal
 import subprocess
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from suite import procs, scenarios
+from suite import ops, procs, scenarios
 from suite.peers.base import Peer
 from suite.peers.fleet_peer import FleetPeer
 
@@ -143,6 +145,55 @@ def roundtrip(peer: Peer, count: int, out: Path) -> str:
         client_text = client(peer.roundtrip, count)
     return f"client, cProfile of {count} round trips:\n{client_text}\n\nworker, py-spy:\n" \
            f"{read_profile(out)}"
+
+
+def start_cost(framework: ops.Framework) -> str:
+    """What starting ten nodes costs in CPU (the multi command, and every node process),
+    and the modules a node imports that take longest: the work behind `multi start`."""
+    framework.available()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    try:
+        framework.run(framework.multi_argv("start"), "start-profile")
+        answered = ops.wait_all_answer(framework, time.monotonic() + ops.START_TIMEOUT)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        nodes = procs.ours(include_server=False)
+        node_cpu = 0.0
+        for proc in nodes:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                node_cpu += times.user + times.system
+        framework.run(framework.multi_argv("stopwait"), "stopwait-profile")
+    finally:
+        procs.kill_strays()
+    command_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cores = os.cpu_count() or 1
+    lines = [f"{answered} nodes answered after {wall:.2f} s; {len(nodes)} node processes",
+             f"CPU: the multi command {command_cpu:.2f} s, the node processes {node_cpu:.2f} s "
+             f"in all ({node_cpu / max(len(nodes), 1) * 1000:.0f} ms each): on {cores} cores "
+             f"at least {(node_cpu + command_cpu) / cores:.2f} s of wall time",
+             "", "slowest imports of a node (python -X importtime, own time):",
+             import_times(framework)]
+    return "\n".join(lines)
+
+
+def import_times(framework: ops.Framework, top: int = TOP) -> str:
+    """The modules a node's main process spends longest importing (own microseconds)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import fleet.cli, fleet.engine.worker, fleet_tasks"],
+                          capture_output=True, text=True, cwd=framework.env.apps_dir,
+                          env=framework.env_vars(), check=False)
+    rows = []
+    for line in done.stderr.splitlines():
+        parts = [part.strip() for part in line.removeprefix("import time:").split("|")]
+        if len(parts) == 3 and parts[0].isdigit():
+            rows.append((int(parts[0]), int(parts[1]), parts[2]))
+    total = sum(own for own, _, _ in rows)
+    lines = [f"  {total / 1000:7.1f} ms in all, {len(rows)} modules"]
+    slowest = sorted(rows, reverse=True)[:top]
+    lines += [f"  {own / 1000:7.1f} ms  {name}" for own, _, name in slowest]
+    return "\n".join(lines)
 
 
 def memory_breakdown(peer: Peer) -> str:
