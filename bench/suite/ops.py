@@ -8,6 +8,7 @@ other issues; a build without them gets "not available in this build" instead of
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import shutil
 import statistics
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from suite import procs
 from suite.peers.base import Env, Unavailable
@@ -79,6 +82,28 @@ class Framework(abc.ABC):
 
     def env_vars(self) -> dict[str, str]:
         return dict(self.env.base_env)
+
+    def node_processes(self) -> list[psutil.Process]:
+        """The live nodes whose pid files are in this run's directory, and their children.
+
+        Detached nodes leave our process groups, and their titles (setproctitle) overwrite
+        the environment that `procs.ours()` reads, so their pid files are how we find them.
+        """
+        found = []
+        for pidfile in self.state.glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                node = psutil.Process(int(pidfile.read_text().split()[0]))
+                if self.name in " ".join(node.cmdline()).lower():
+                    found += [node, *node.children(recursive=True)]
+        return found
+
+    def kill_nodes(self) -> None:
+        """SIGKILL every node of ours that is still alive, with its pool."""
+        nodes = self.node_processes()
+        for proc in nodes:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(nodes, timeout=5)
 
     def run(self, argv: list[str], what: str, timeout: float = START_TIMEOUT) -> float:
         log = self.env.log(f"ops-{self.name}-{what}")
@@ -179,6 +204,7 @@ def measure(framework: Framework) -> OpsRun:
         ping_cli = framework.run(framework.ping_cli_argv(), "ping")
         stopwait = framework.run(framework.multi_argv("stopwait"), "stopwait")
     finally:
+        framework.kill_nodes()
         procs.kill_strays()
     return OpsRun(up, command, ping_api, ping_cli, stopwait, replies)
 

@@ -158,7 +158,7 @@ def start_cost(framework: ops.Framework) -> str:
         answered = ops.wait_all_answer(framework, time.monotonic() + ops.START_TIMEOUT)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        nodes = procs.ours(include_server=False)
+        nodes = framework.node_processes()
         node_cpu = 0.0
         for proc in nodes:
             with contextlib.suppress(psutil.Error):
@@ -166,6 +166,7 @@ def start_cost(framework: ops.Framework) -> str:
                 node_cpu += times.user + times.system
         framework.run(framework.multi_argv("stopwait"), "stopwait-profile")
     finally:
+        framework.kill_nodes()
         procs.kill_strays()
     command_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     cores = os.cpu_count() or 1
