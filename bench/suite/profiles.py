@@ -171,7 +171,8 @@ def start_cost(framework: ops.Framework) -> str:
     command_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     cores = os.cpu_count() or 1
     lines = [f"{answered} nodes answered after {wall:.2f} s; {len(nodes)} node processes",
-             f"CPU: the multi command {command_cpu:.2f} s, the node processes {node_cpu:.2f} s "
+             f"CPU: the multi command (with its children until they detached) {command_cpu:.2f} s, "
+             f"the node processes {node_cpu:.2f} s "
              f"in all ({node_cpu / max(len(nodes), 1) * 1000:.0f} ms each): on {cores} cores "
              f"at least {(node_cpu + command_cpu) / cores:.2f} s of wall time",
              "", "slowest imports of a node (python -X importtime, own time):",
