@@ -30,9 +30,11 @@ BENCH = Path(__file__).resolve().parent.parent
 APPS = BENCH / "apps"
 
 MODES = {
-    "quick": scenarios.Sizes(enqueue=300, drain=300, roundtrips=60, rounds=2),
-    "default": scenarios.Sizes(enqueue=2000, drain=1500, roundtrips=300, rounds=3),
-    "full": scenarios.Sizes(enqueue=10000, drain=10000, roundtrips=2000, rounds=5),
+    "quick": scenarios.Sizes(enqueue=300, drain=300, roundtrips=60, rounds=2, ops_rounds=1),
+    "default": scenarios.Sizes(enqueue=2000, drain=1500, roundtrips=300, rounds=3,
+                               ops_rounds=3),
+    "full": scenarios.Sizes(enqueue=10000, drain=10000, roundtrips=2000, rounds=5,
+                            ops_rounds=5),
 }
 #: RQ forks a work horse per job (~50-100 jobs/s): it drains a fifth of N so a run stays
 #: within minutes; its rate is still a rate
@@ -76,7 +78,8 @@ class Suite:
         self.env = env
         self.sizes = MODES[args.mode]
         if args.rounds:
-            self.sizes = scenarios.Sizes(**{**asdict(self.sizes), "rounds": args.rounds})
+            self.sizes = scenarios.Sizes(**{**asdict(self.sizes), "rounds": args.rounds,
+                                            "ops_rounds": args.rounds})
         wanted = set(args.peers.split(",")) | {"fleet"} if args.peers else None
         self.peers = [cls(env) for cls in PEERS if wanted is None or cls.name in wanted]
         self.metrics = Registry()
@@ -146,7 +149,7 @@ class Suite:
         frameworks = [ops.FleetOps(self.env), ops.CeleryOps(self.env)]
         if self.peer("celery") is None:
             frameworks.pop()
-        for number in range(1, self.sizes.rounds + 1):
+        for number in range(1, self.sizes.ops_rounds + 1):
             for framework in frameworks:
                 self.ops_once(framework, number)
 
@@ -172,9 +175,9 @@ class Suite:
                                  ("ops.ping_cli", found.ping_cli),
                                  ("ops.stopwait", found.stopwait)):
             self.metrics.add(metric_id, name, value)
-        progress(f"ops round {number}/{self.sizes.rounds} {name}: start {found.start_to_ping:.2f}"
-                 f"s, ping {found.ping_api:.3f}s ({found.replies} replies), cli ping "
-                 f"{found.ping_cli:.2f}s, stopwait {found.stopwait:.2f}s")
+        progress(f"ops round {number}/{self.sizes.ops_rounds} {name}: start "
+                 f"{found.start_to_ping:.2f}s, ping {found.ping_api:.3f}s ({found.replies} "
+                 f"replies), cli ping {found.ping_cli:.2f}s, stopwait {found.stopwait:.2f}s")
 
     # -- profiles of misses -------------------------------------------------------------------
 
@@ -182,7 +185,9 @@ class Suite:
         fleet = self.peer("fleet")
         sqlite = self.peer("fleet-sqlite")
         sizes = self.sizes
-        long_drain = max(20000, sizes.drain)  # long enough for thousands of samples
+        # long enough for a few thousand samples
+        long_drain = min(30000, max(3000, 10 * sizes.drain))
+        big_group = max(5000, sizes.enqueue)
         out = self.env.workdir / "pyspy.txt"
         makers: dict[str, Callable[[], str]] = {
             "drain": lambda: profiles.worker_drain(fleet, long_drain, False, out),
@@ -190,7 +195,7 @@ class Suite:
             "drain-sqlite": lambda: profiles.worker_drain(sqlite, long_drain, False, out),
             "enqueue": lambda: profiles.client(fleet.send_noop, sizes.enqueue),
             "enqueue-batch": lambda: profiles.client(
-                lambda: fleet.send_noops_batched(sizes.enqueue), 1),
+                lambda: fleet.send_noops_batched(big_group), 1),
             "roundtrip": lambda: profiles.roundtrip(fleet, sizes.roundtrips, out),
             "memory": lambda: profiles.memory_breakdown(fleet),
             "ops": lambda: profiles.start_cost(ops.FleetOps(self.env)),

@@ -133,7 +133,8 @@ def header(meta: dict) -> list[str]:
         f"{meta.get('started', '?')} (took {meta.get('duration_s', 0):.0f} s). Mode "
         f"**{meta.get('mode', '?')}**: {sizes.get('rounds', '?')} interleaved rounds; "
         f"enqueue N={sizes.get('enqueue', '?')}, drain N={sizes.get('drain', '?')}, "
-        f"round trips {sizes.get('roundtrips', '?')} per measurement.",
+        f"round trips {sizes.get('roundtrips', '?')} per measurement; fleet operations "
+        f"{sizes.get('ops_rounds', '?')} round(s).",
         "",
         f"Machine: {machine.get('cpus', '?')} CPUs, {machine.get('platform', '?')}, Python "
         f"{machine.get('python', '?')}; load average {machine.get('load_start', '?')} at the "

@@ -25,6 +25,7 @@ class Sizes:
     drain: int
     roundtrips: int
     rounds: int
+    ops_rounds: int  #: scenario 5 (ten nodes per framework per round) is the slowest one
 
 
 @contextmanager
