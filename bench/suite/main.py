@@ -58,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--note", help="a warning line for the top of RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md",
                         help="where to write the report (default: bench/RESULTS.md)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: write the report from a raw results file")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     versions = {"redis-py": redis.__version__}
     for peer in suite.peers:
         versions.update(peer.versions())
-    meta = {"mode": args.mode, "args": " ".join(sys.argv[1:]), "sizes": asdict(suite.sizes),
+    meta = {"mode": args.mode, "args": shown_args(sys.argv[1:]), "sizes": asdict(suite.sizes),
             "started": datetime.datetime.fromtimestamp(started, datetime.UTC).strftime(
                 "%Y-%m-%d %H:%M UTC"), "duration_s": time.time() - started,
             "machine": {**machine(load), "load_end": load_average()}, "redis": server.version(),
@@ -284,6 +286,20 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     return {"meta": meta, "floor": floor, "metrics": [m.to_dict() for m in suite.metrics.ordered()],
             "notes": notes(suite), "errors": suite.errors,
             "targets": [asdict(v) for v in verdicts], "profiles": suite.profiles}
+
+
+def shown_args(argv: list[str]) -> str:
+    """The command line for the report, without the --note text (printed on its own)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--note="):
+            skip = False
+            continue
+        if arg == "--note":
+            skip = True
+            continue
+        shown.append(arg)
+    return " ".join(shown)
 
 
 def labels(suite: Suite) -> dict[str, str]:
@@ -328,6 +344,10 @@ def interrupted(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        args.results.write_text(report.render(json.loads(args.render.read_text())))
+        progress(f"wrote {args.results} from {args.render}")
+        return 0
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)  # also when started with INT ignored (`cmd &`)
     workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))

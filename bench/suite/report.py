@@ -199,8 +199,10 @@ def closing_section(verdicts: list[dict]) -> list[str]:
         hint = CLOSING.get(verdict.get("profile") or "", "see the profile above")
         lines.append(f"- **{verdict['target']}**: missed ({verdict['measured']}). {hint}")
     for verdict in unmeasured:
-        lines.append(f"- **{verdict['target']}**: not measured in this run "
-                     f"({verdict['measured']}).")
+        measured = verdict["measured"]
+        why = f" ({measured})" if any(char.isdigit() for char in measured) else ""
+        lines.append(f"- **{verdict['target']}**: not measured in this run{why}; see its "
+                     "section for the reason.")
     return [*lines, ""]
 
 
