@@ -57,7 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip profiles of misses")
     parser.add_argument("--note", help="a warning line for the top of RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md",
-                        help="where to write the report (default: bench/RESULTS.md)")
+                        help="where to write the report (default: bench/RESULTS.md); the raw "
+                        "JSON goes to results/ beside it")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="measure nothing: write the report from a raw results file")
     args = parser.parse_args(argv)
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(args, workdir)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        raw = BENCH / "results" / f"{stamp}-{args.mode}.json"
+        raw = args.results.parent / "results" / f"{stamp}-{args.mode}.json"
         raw.parent.mkdir(exist_ok=True)
         raw.write_text(json.dumps(results, indent=1) + "\n")
         args.results.write_text(report.render(results))

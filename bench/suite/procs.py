@@ -22,6 +22,16 @@ import psutil
 
 RUN_ID = uuid.uuid4().hex
 _started: list[subprocess.Popen] = []
+_reaped_at: dict[int, float] = {}  # pid -> when poll() found it exited
+RECENT = 30.0  # seconds in which a reaped leader's group number cannot be someone else's
+
+
+def poll(proc: subprocess.Popen) -> int | None:
+    """Popen.poll(), remembering when the process was found exited (see `stop`)."""
+    status = proc.poll()
+    if status is not None:
+        _reaped_at.setdefault(proc.pid, time.monotonic())
+    return status
 
 
 @dataclass
@@ -36,7 +46,7 @@ class Group:
 
     def exited(self) -> subprocess.Popen | None:
         """The first process that has already exited, if any (a worker that died at start)."""
-        return next((proc for proc in self.procs if proc.poll() is not None), None)
+        return next((proc for proc in self.procs if poll(proc) is not None), None)
 
 
 def spawn(argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path,
@@ -64,11 +74,30 @@ def run(argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path,
     except subprocess.TimeoutExpired:
         stop(proc, grace=0)
         status = -9
+    finally:
+        forget(proc)
     return status, time.perf_counter() - started
 
 
+def forget(proc: subprocess.Popen) -> None:
+    if proc in _started:
+        _started.remove(proc)
+
+
 def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """TERM the process group, wait up to `grace` seconds, then KILL the group."""
+    """TERM the process group, wait up to `grace` seconds, then KILL the group.
+
+    A leader that died on its own may leave its pool behind in its group: that group is
+    killed if the leader was found dead moments ago. One reaped long before is left alone:
+    its number may belong to someone else by now.
+    """
+    if proc.returncode is not None:
+        reaped = _reaped_at.get(proc.pid)
+        if reaped is not None and time.monotonic() - reaped < RECENT:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        forget(proc)
+        return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
             break
@@ -76,11 +105,11 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
             os.killpg(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(wait)
-    # the group may outlive its leader (children that ignore TERM): make sure it is gone
+    # the group may outlive its leader (children that ignore TERM); its members keep the
+    # group's number in use, so it cannot have been handed to anyone else in the meantime
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    if proc in _started:
-        _started.remove(proc)
+    forget(proc)
 
 
 def stop_group(group: Group, grace: float = 5.0) -> None:
