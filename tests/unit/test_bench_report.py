@@ -114,3 +114,20 @@ def test_collapsed_stacks_are_parsed_and_summarised_per_process_role():
     assert "main process: 25.0% of samples" in text
     assert "pool children: 75.0% of samples" in text
     assert "75.0%  next (fleet/engine/pool.py:344)" in text
+
+
+def test_ping_replies_are_counted_per_node_for_both_shapes():
+    from suite import ops
+
+    assert ops.count_replies({"w1@h": "pong", "w2@h": "pong"}) == 2  # fleet: keyed by node
+    assert ops.count_replies([{"celery1@h": {"ok": "pong"}}, {"celery2@h": {"ok": "pong"}},
+                              {"celery1@h": {"ok": "pong"}}]) == 2  # Celery: a list
+    assert ops.count_replies(None) == 0
+
+
+def test_report_command_line_leaves_the_note_out():
+    from suite import main
+
+    assert main.shown_args(["--quick", "--note", "busy machine", "--rounds", "2"]) == \
+        "--quick --rounds 2"
+    assert main.shown_args(["--note=busy", "--full"]) == "--full"
