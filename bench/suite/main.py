@@ -40,6 +40,15 @@ MODES = {
 #: within minutes; its rate is still a rate
 DRAIN_SHARE = {"rq": 0.2}
 SCENARIOS = ["enqueue", "drain", "roundtrip", "memory", "ops"]
+#: the metrics each scenario yields per peer and round; a failed measurement records None for
+#: each, so that every peer's values stay aligned by round (ratios pair them by position)
+YIELDS = {
+    "enqueue": ["enqueue.call"],
+    "drain": ["drain.off", "drain.off_startup", "drain.on", "drain.on_startup"],
+    "roundtrip": ["roundtrip.p50", "roundtrip.p99"],
+    "memory": ["memory.pss", "memory.rss"],
+    "ops": ["ops.start", "ops.start_cmd", "ops.ping_api", "ops.ping_cli", "ops.stopwait"],
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -106,7 +115,7 @@ class Suite:
                 except Exception as exc:  # one failed measurement must not end the run
                     self.errors.append(f"{scenario}, round {number}, {peer.label}: {exc}")
                     progress(f"{scenario} round {number} {peer.label}: FAILED: {exc}")
-                    values = {}
+                    values = dict.fromkeys(YIELDS[scenario])
                 finally:
                     procs.kill_strays()
                 for metric_id, value in values.items():
@@ -161,14 +170,19 @@ class Suite:
         name = framework.name
         try:
             self.metrics.add("ops.version", name, ops.startup_time(framework))
+        except Exception as exc:
+            self.metrics.add("ops.version", name, None)
+            self.errors.append(f"ops, round {number}, {name} --version: {exc}")
+        try:
             found = ops.measure(framework)
         except Unavailable as exc:
-            for metric_id in ("ops.start", "ops.start_cmd", "ops.ping_api", "ops.ping_cli",
-                              "ops.stopwait"):
+            for metric_id in YIELDS["ops"]:
                 self.metrics.unavailable(metric_id, name, str(exc))
             progress(f"ops round {number} {name}: {exc}")
             return
         except Exception as exc:
+            for metric_id in YIELDS["ops"]:
+                self.metrics.add(metric_id, name, None)
             self.errors.append(f"ops, round {number}, {name}: {exc}")
             progress(f"ops round {number} {name}: FAILED: {exc}")
             return
