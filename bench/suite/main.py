@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, workdir)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         raw = args.results.parent / "results" / f"{stamp}-{args.mode}.json"
-        raw.parent.mkdir(exist_ok=True)
+        raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=1) + "\n")
         args.results.write_text(report.render(results))
         progress(f"wrote {args.results} and {raw}")
