@@ -151,14 +151,29 @@ def header(meta: dict) -> list[str]:
     return lines
 
 
-def floor_section(floor: dict) -> list[str]:
+#: (metric, redis-benchmark command, what the fraction means) for "read against the floor"
+FLOOR_READINGS = [
+    ("enqueue.call", "LPUSH", "fleet's one-call enqueue"),
+    ("drain.off", "RPOP", "fleet's drain (results off), 2 children"),
+]
+
+
+def floor_section(floor: dict, metrics: dict[str, Metric]) -> list[str]:
     if not floor:
         return []
     lines = ["## The floor: `redis-benchmark -c 1`", "",
              "One connection, one command at a time, against the same private redis-server:", "",
              "| command | requests/s | p50 ms |", "| --- | ---: | ---: |"]
     for name, row in floor.items():
-        lines.append(f"| {name} | {row.get('rps', 0):,.0f} | {row.get('p50_ms', '—')} |")
+        lines.append(f"| {name} | {row.get('rps', 0):,.0f} | {row.get('p50_ms', DASH)} |")
+    lines.append("")
+    for metric_id, command, what in FLOOR_READINGS:
+        metric = metrics.get(metric_id)
+        summary = stats.summarize(metric.values.get("fleet", [])) if metric else None
+        rps = floor.get(command, {}).get("rps")
+        if summary is not None and rps:
+            lines.append(f"- {what}: {summary.median:,.0f}/s = {100 * summary.median / rps:.0f}% "
+                         f"of one connection's {command} rate.")
     return [*lines, ""]
 
 
@@ -212,7 +227,7 @@ def render(results: dict) -> str:
     metrics = {data["id"]: Metric.from_dict(data) for data in results.get("metrics", [])}
     lines = header(meta)
     lines += targets_section(results.get("targets", []))
-    lines += floor_section(results.get("floor", {}))
+    lines += floor_section(results.get("floor", {}), metrics)
     for title, text, ids in SECTIONS:
         shown = [metrics[metric_id] for metric_id in ids if metric_id in metrics]
         if not shown:

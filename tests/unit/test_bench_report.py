@@ -82,6 +82,7 @@ def test_report_shows_figures_ratios_unavailable_peers_and_misses():
         "metrics": [metric.to_dict() for metric in metrics.ordered()],
         "targets": [vars(verdict) for verdict in verdicts],
         "profiles": {"drain": "own time:\n  50.0%  Pool.send (fleet/engine/pool.py:152)"},
+        "floor": {"RPOP": {"rps": 30000.0, "p50_ms": 0.03}},
     }
     text = report.render(results)
     assert "> **Smoke run on a busy machine.**" in text
@@ -90,6 +91,9 @@ def test_report_shows_figures_ratios_unavailable_peers_and_misses():
     assert "| fleet | not available in this build (no `fleet multi`) | | 0 | |" in text
     assert "Pool.send (fleet/engine/pool.py:152)" in text  # the profile of the missed drain
     assert "## Closing note" in text
+    assert "| RPOP | 30,000 | 0.03 |" in text
+    assert "fleet's drain (results off), 2 children: 3,000/s = 10% of one connection's RPOP" \
+        in text
 
 
 def test_raw_results_round_trip_through_json_shape():
