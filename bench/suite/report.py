@@ -47,17 +47,23 @@ CLOSING: dict[str, str] = {
         "See the profile: the node's time in SQLite (commit and reserve statements) against "
         "its time handing tasks to children."),
     "enqueue": (
-        "Each `delay()` is one round trip, as a bare LPUSH is, but it builds a JSON message "
-        "with a fresh id and routing on the client and runs the Lua put script through a "
-        "pipeline object (`Pipeline.execute` dominates the profile). 0.8x of the bare rate "
-        "leaves only ~1.25x a bare LPUSH's time per call. What would close it: a one-message "
-        "fast path (no pipeline object; the cheapest command sequence that keeps the "
-        "transport's guarantees) and a cheaper message build (cached routing, fewer dict "
-        "copies)."),
+        "Each `delay()` is one round trip, as a bare LPUSH is, but on the server the put script "
+        "runs five commands where LPUSH runs one (INCRBY for the order, SADD and ZCARD for the "
+        "queue, HSET for the body, ZADD for the id; plus PUBLISH when the queue was empty), "
+        "and on the client it builds a JSON message with a fresh id and routing and goes "
+        "through a pipeline object (`Pipeline.execute` dominates the client profile). 0.8x of "
+        "the bare rate leaves only ~1.25x a bare LPUSH's time per call. What would close it: a "
+        "one-message fast path (no pipeline object), a put script that skips the queue "
+        "bookkeeping once the queue is known, and a cheaper message build (cached routing, "
+        "fewer dict copies)."),
     "enqueue-batch": (
-        "A group should reach the broker as one `Transport.put` of all its messages (the "
-        "internal row above shows what one put allows); see the profile for where the "
-        "group's own time goes (signature freezing, per-member message builds)."),
+        "A group's send splits into building every member (signature freezing and "
+        "`build_message` per member, about 40% of its profile here), one `Transport.put` "
+        "(about 35%), and the group's own bookkeeping. Even one put of prebuilt messages (the "
+        "internal `Transport.put` row) stays far below 5x a bare LPUSH per call, so both parts "
+        "must get cheaper: build the members from one template (encode the shared parts "
+        "once), and give the put script fewer arguments per message (no per-message priority "
+        "and eta when a whole batch shares them)."),
     "roundtrip": (
         "`AsyncResult.get()` polls the result key and sleeps between polls (2 ms, then "
         "doubling): `time.sleep` is the largest item in the client profile, so a task done in "
