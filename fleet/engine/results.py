@@ -159,23 +159,23 @@ class ResultBackend:
         self.store.delete_values([result_key(task_id) for task_id in task_ids])
 
     def wait(self, task_id: str, timeout: float | None, interval: float) -> dict:
-        """Poll until the task is ready; quick polls first, then every `interval` seconds."""
+        """Wait until the task is ready, on the store's `wait_value` in slices of at most
+        `interval` seconds: Redis wakes us when the result is stored, others poll briefly."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(0.002, interval)
+        key = result_key(task_id)
+        text = None
         while True:
-            meta = self.get_meta(task_id)
+            remaining = interval if deadline is None else deadline - time.monotonic()
+            text = self.store.wait_value(key, max(0.0, min(interval, remaining)), text)
+            meta = pending_meta(task_id) if text is None else codec.loads(text)
             if meta["state"] in states.READY_STATES:
                 return meta
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"task {task_id} is still {meta['state']} after {timeout:g}s",
                     "a worker consuming its queue may not be running "
                     "(unknown or expired ids stay PENDING)",
                 )
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - now))
-            time.sleep(pause)
-            delay = min(delay * 2, interval)
 
 
 class AsyncResult:
@@ -369,8 +369,12 @@ class GroupResult:
                     f"after {timeout:g}s (first: {unready[0]['id']} {unready[0]['state']})",
                     "a worker consuming their queue may not be running",
                 )
-            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 2, interval)
+            pause = interval if deadline is None else min(interval, max(0.0, deadline - now))
+            if unready[0]["state"] == states.PENDING:  # nothing stored yet: wait for it
+                self.app.backend.store.wait_value(result_key(unready[0]["id"]), pause)
+            else:
+                time.sleep(min(delay, pause))
+                delay = min(delay * 2, interval)
         values = []
         for meta in metas:
             if meta["state"] == states.SUCCESS:

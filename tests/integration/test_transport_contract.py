@@ -624,6 +624,87 @@ def test_delete_values(transport):
     assert transport.get_values(["a", "b"]) == [None, "2"]
 
 
+def test_wait_value_returns_a_stored_value_at_once(transport):
+    transport.set_values([StoredResult("ready", "v")])
+
+    assert transport.wait_value("ready", DEADLINE) == "v"
+    assert transport.wait_value("missing", 0) is None
+
+
+def test_wait_value_times_out_with_what_is_stored(transport):
+    transport.set_values([StoredResult("same", "v")])
+
+    assert transport.wait_value("missing", 0.05) is None
+    assert transport.wait_value("same", 0.05, previous="v") == "v"
+
+
+def _store_later(store: Transport, action: Callable[[], None]) -> threading.Thread:
+    """Run `action` on `store` from another thread once the waiter is (very likely) waiting."""
+    def run() -> None:
+        time.sleep(0.1)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("how", ["set_values", "commit"])
+def test_wait_value_wakes_when_another_client_stores_the_value(transport, second, how):
+    if how == "set_values":
+        thread = _store_later(second, lambda: second.set_values([StoredResult("r", "done")]))
+    else:
+        batch = Batch(results=[StoredResult("r", "done", ttl=60)])
+        thread = _store_later(second, lambda: second.commit("c1", batch))
+    try:
+        assert transport.wait_value("r", DEADLINE) == "done"
+    finally:
+        thread.join()
+
+
+def test_wait_value_waits_for_a_value_different_from_previous(transport, second):
+    transport.set_values([StoredResult("state", "started")])
+    thread = _store_later(second, lambda: second.set_values([StoredResult("state", "ok")]))
+    try:
+        assert transport.wait_value("state", DEADLINE, previous="started") == "ok"
+    finally:
+        thread.join()
+
+
+def test_wait_value_of_several_waiters_all_end_with_the_value(transport_url, second):
+    """A notifying store may wake only one waiter per store: the others still get the value
+    on their next slice, as callers wait in short slices."""
+    stores = [open_transport(transport_url) for _ in range(2)]
+    seen: list[str | None] = []
+
+    def waiter(store: Transport) -> None:
+        deadline = time.monotonic() + DEADLINE
+        value = None
+        while value is None and time.monotonic() < deadline:
+            value = store.wait_value("shared", 0.2)
+        seen.append(value)
+
+    threads = [threading.Thread(target=waiter, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.05)
+        second.set_values([StoredResult("shared", "v")])
+    finally:
+        for thread in threads:
+            thread.join()
+        for store in stores:
+            store.close()
+    assert seen == ["v", "v"]
+
+
+def test_deleted_value_is_not_returned_by_a_later_wait(transport):
+    transport.set_values([StoredResult("gone", "v")])
+    transport.delete_values(["gone"])
+
+    assert transport.wait_value("gone", 0.05) is None
+
+
 def test_add_value_stores_only_if_absent(transport):
     assert transport.add_value("once", "first", ttl=0.2) is True
     assert transport.add_value("once", "second") is False

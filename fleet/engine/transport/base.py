@@ -30,6 +30,8 @@ Delivery semantics (the same for every transport)
   can always be recovered. Consumers still `register` first to publish their details.
 * `commit` applies a batch of acks, started marks, results and new messages in as few round
   trips as the store allows (one pipeline / one transaction). It is the worker's hot path.
+* `wait_value` lets a client wait for a value (a task's result) to be stored, by `commit` or
+  `set_values`, without polling where the store can notify (Redis); others poll briefly.
 * `submit` does a commit and a reserve together without waiting: it returns a `Pending` the
   node's loop waits on with its other descriptors, so the node keeps feeding its children
   during a network round trip. Transports without a socket do the work at once.
@@ -49,12 +51,16 @@ Time is wall-clock seconds since the epoch (`time.time()`), as floats.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 #: Priorities are clamped to this range; higher runs first.
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
+
+#: Longest pause between two reads of the default (polling) `Transport.wait_value`.
+WAIT_POLL_MAX = 0.005
 
 #: Name of the queue that undecodable and unknown-task messages are moved to.
 DEAD_LETTER_QUEUE = "fleet.dead"
@@ -378,6 +384,26 @@ class Transport(abc.ABC):
 
     def get_values(self, keys: Sequence[str]) -> list[str | None]:
         return [self.get_value(key) for key in keys]
+
+    def wait_value(self, key: str, timeout: float, previous: str | None = None) -> str | None:
+        """The value under `key` once it differs from `previous` (None: missing), waiting
+        at most `timeout` seconds for `commit` or `set_values` to store one; at the timeout,
+        whatever is stored then.
+
+        Waits of several clients on one key all end; a transport that notifies may wake only
+        one of them per store, so callers wait in slices (a fraction of a second) and look
+        again. This default polls, quickly at first (from 0.5 ms, doubling up to
+        WAIT_POLL_MAX), so a result stored soon after the call is seen soon.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = 0.0005
+        while True:
+            value = self.get_value(key)
+            remaining = deadline - time.monotonic()
+            if value != previous or remaining <= 0:
+                return value
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, WAIT_POLL_MAX)
 
     @abc.abstractmethod
     def delete_values(self, keys: Sequence[str]) -> None: ...

@@ -61,6 +61,11 @@ class _Store:
     values: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     dead: deque = field(default_factory=lambda: deque(maxlen=10000))
     subscribers: list[_MemorySubscription] = field(default_factory=list)
+    #: Notified (under `lock`) whenever values are stored, for `wait_value`.
+    stored: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored = threading.Condition(self.lock)
 
 
 _STORES: dict[str, _Store] = {}
@@ -305,10 +310,22 @@ class MemoryTransport(Transport):
         with self.store.lock:
             for item in values:
                 self.store.values[item.key] = (item.value, self._expiry(item.ttl))
+            self.store.stored.notify_all()
 
     def get_value(self, key: str) -> str | None:
         with self.store.lock:
             return self._live(key)
+
+    def wait_value(self, key: str, timeout: float, previous: str | None = None) -> str | None:
+        """Waits on the store's condition: woken by every `set_values`/`commit`."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self.store.lock:
+            while True:
+                value = self._live(key)
+                remaining = deadline - time.monotonic()
+                if value != previous or remaining <= 0:
+                    return value
+                self.store.stored.wait(remaining)
 
     def delete_values(self, keys: Sequence[str]) -> None:
         with self.store.lock:

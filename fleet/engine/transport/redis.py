@@ -23,6 +23,9 @@ can share one Redis database. The whole layout:
     <p>:dead              list    dead letters, newest first, JSON {id, queue, body, reason,
                                   at}; capped at DEAD_LETTER_LIMIT
     <p>:v:<key>           string  small values (results, counters), each with its own expiry
+    <p>:n:<key>           list    the value last stored under <p>:v:<key> by `commit` or
+                                  `set_values`, for `wait_value` (BLPOP); one entry, expires
+                                  after NOTE_TTL_MS (or with the value, if sooner)
     <p>:lease:<name>      string  a lease's owner, expiring with the lease
 
     channel <p>:bc:<channel>   broadcasts (remote control); nothing is stored
@@ -94,6 +97,11 @@ PURGE_CHUNK = 1000
 RECOVER_CHUNK = 100
 #: Keys fetched per MGET when listing values by prefix.
 MGET_CHUNK = 500
+#: How long a stored value's notification (<p>:n:<key>) waits for a `wait_value` to pop it:
+#: only waits that began before the store need it (later ones read the value itself).
+NOTE_TTL_MS = 10_000
+#: Shortest BLPOP timeout sent: Redis reads a timeout under 1 ms as "block forever".
+MIN_BLOCK = 0.002
 
 _SCRIPT_NAMES = ("put", "reserve", "settle", "recover", "unregister", "consumer",
                  "dead_letter", "purge", "lease")
@@ -519,9 +527,7 @@ class RedisTransport(Transport):
     def _batch_commands(self, consumer_id: str, batch: Batch) -> list[tuple[Any, ...]]:
         commands: list[tuple[Any, ...]] = []
         for result in batch.results:
-            ms = _ttl_ms(result.ttl)
-            expiry = ("PX", ms) if ms is not None else ()
-            commands.append(("SET", self._key("v", result.key), result.value, *expiry))
+            commands += self._store_commands(result)
         for chunk in _chunks(batch.puts, PUT_CHUNK):
             commands.append(("EVALSHA", _scripts().sha["put"], 1, self.prefix,
                              *self._put_args(chunk)))
@@ -530,6 +536,15 @@ class RedisTransport(Transport):
                              len(batch.started), len(batch.acks),
                              *batch.started, *batch.acks, *batch.requeues))
         return commands
+
+    def _store_commands(self, item: StoredResult) -> list[tuple[Any, ...]]:
+        """SET the value, and leave it as the one entry of its notification list, which a
+        `wait_value` blocked in BLPOP pops at once (see the key layout)."""
+        ms = _ttl_ms(item.ttl)
+        note = self._key("n", item.key)
+        return [("SET", self._key("v", item.key), item.value, *(("PX", ms) if ms else ())),
+                ("LPUSH", note, item.value), ("LTRIM", note, 0, 0),
+                ("PEXPIRE", note, min(ms or NOTE_TTL_MS, NOTE_TTL_MS))]
 
     @staticmethod
     def _put_args(messages: Sequence[Outgoing]) -> list[Any]:
@@ -679,11 +694,31 @@ class RedisTransport(Transport):
             return
         pipe = self.client.pipeline(transaction=False)
         for item in values:
-            pipe.set(self._key("v", item.key), item.value, px=_ttl_ms(item.ttl))
+            for command in self._store_commands(item):
+                pipe.execute_command(*command)
         pipe.execute()
 
     def get_value(self, key: str) -> str | None:
         return self.client.get(self._key("v", key))
+
+    def wait_value(self, key: str, timeout: float, previous: str | None = None) -> str | None:
+        """GET, then BLPOP on the key's notification list: a value stored after the GET
+        is pushed there by the same round trip that stores it, so it is never missed and
+        is seen at once. Another waiter may pop it first: then this one finds the value by
+        the GET after its timeout."""
+        client = self.client
+        deadline = time.monotonic() + timeout
+        value = client.get(self._key("v", key))
+        note = self._key("n", key)
+        while value == previous:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            popped = client.blpop([note], timeout=max(MIN_BLOCK, remaining))
+            if popped is None:
+                return client.get(self._key("v", key))
+            value = popped[1]  # an older notification equal to `previous`: wait on
+        return value
 
     def get_values(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
@@ -692,7 +727,7 @@ class RedisTransport(Transport):
 
     def delete_values(self, keys: Sequence[str]) -> None:
         if keys:
-            self.client.delete(*[self._key("v", key) for key in keys])
+            self.client.delete(*[self._key(space, key) for key in keys for space in "vn"])
 
     def add_value(self, key: str, value: str, ttl: float | None = None) -> bool:
         return bool(self.client.set(self._key("v", key), value, px=_ttl_ms(ttl), nx=True))
