@@ -280,6 +280,8 @@ def _timestamp(value: Any) -> float:
 def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
                   task: Task | None = None) -> messages.TaskMessage:
     """Turn a call into a message (routing, eta, expiry, parentage); raises on bad input."""
+    if not options:  # the common `delay()`: nothing to look at but routing and parentage
+        return _plain_message(app, name, args, kwargs, task)
     refuse_unknown(options, CALL_OPTIONS, "apply_async got an unknown option")
     now = time.time()
     eta = None
@@ -317,6 +319,22 @@ def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
     for key in ("link", "link_error"):
         if options.get(key) is not None:
             fields["callbacks"][key] = _as_signature_list(options[key])
+    return messages.build(name, args, kwargs, **fields)
+
+
+def _plain_message(app: Fleet, name: str, args: Any, kwargs: Any,
+                   task: Task | None) -> messages.TaskMessage:
+    """`build_message` without call options: the same message, built with less work (it
+    is most of a `delay()`'s own time on the client, beside the round trip)."""
+    priority = task.priority if task and task.priority is not None else \
+        app.conf.task_default_priority
+    fields: dict[str, Any] = {"queue": route(app, name, None, task),
+                              "priority": clamp_priority(priority)}
+    parent = current_request()
+    if parent is not None and not parent.is_eager and parent.id:
+        fields["parent_id"] = parent.id
+        if parent.root_id:
+            fields["root_id"] = parent.root_id
     return messages.build(name, args, kwargs, **fields)
 
 
