@@ -201,7 +201,10 @@ class Signature:
         from fleet.engine.task import build_message
 
         args, kwargs = self._merge(args, kwargs)
-        options = copy.deepcopy(self.options)
+        # A shallow copy is enough: only this dict is changed below, and build_message
+        # copies what it changes (headers, callbacks); a deep copy per task was the
+        # largest cost of a big group's send.
+        options = dict(self.options)
         callbacks = {}
         chord_info = options.pop("chord", None)
         if chord_info is not None:
