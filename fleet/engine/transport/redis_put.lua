@@ -10,7 +10,7 @@
 -- the writes are grouped: one HSET for the bodies, one ZADD per sorted set.
 local prefix = KEYS[1]
 local count = #ARGV / 5
-local now = server_now()
+local now = nil  -- the server's clock, read only if some message has an eta
 local seq = redis.call('INCRBY', prefix .. ':seq', count) - count
 local bodies, ready, delayed, was_empty = {}, {}, {}, {}
 
@@ -33,6 +33,9 @@ for i = 0, count - 1 do
     if was_empty[queue] == nil then
         redis.call('SADD', prefix .. ':queues', queue)
         was_empty[queue] = redis.call('ZCARD', prefix .. ':q:' .. queue) == 0
+    end
+    if eta ~= '' and now == nil then
+        now = server_now()
     end
     if eta ~= '' and tonumber(eta) > now then
         append(delayed, prefix .. ':delayed:' .. queue, eta, score .. '|' .. id)
