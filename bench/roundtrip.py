@@ -71,7 +71,7 @@ def start_node(url: str, workdir: str) -> subprocess.Popen:
     node = subprocess.Popen([sys.executable, "-m", "fleet", "worker", "-A", "fleet_tasks",
                              "-b", url, "-c", "2", "-l", "warning", "--logfile", str(log),
                              "-n", f"rt{time.time_ns()}@%h"],
-                            env=env, start_new_session=True)
+                            env=env, cwd=workdir, start_new_session=True)
     return node
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -124,6 +125,7 @@ class Pool:
     def spawn(self, slot: int) -> Child:
         task_r, task_w = os.pipe2(os.O_CLOEXEC)
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        _prepare_fork()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         parent = os.getpid()
         try:
@@ -232,6 +234,19 @@ def _raise_in_task(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
             raise exc_type()
 
     return handler
+
+
+def _prepare_fork() -> None:
+    """Keep the pages a child inherits shared with the main process (idle memory).
+
+    What the children run is imported here, once, instead of in each child after the fork;
+    and every object that exists now is moved out of the cyclic collector's reach
+    (`gc.freeze`), so no collection in a child (or in the main process) writes into the
+    inherited objects' headers, which would copy their pages one by one.
+    """
+    import fleet.engine.execute  # noqa: F401 - shared by every child
+
+    gc.freeze()
 
 
 def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int,
