@@ -88,3 +88,55 @@ def test_unusable_url_is_a_config_error():
 
     with pytest.raises(ConfigError, match="names no file"):
         open_transport("sqlite://")
+
+
+def test_a_put_wakes_a_subscriber_of_another_process_through_its_socket(tmp_path):
+    """The wake-up socket works across processes: a put from a separate interpreter makes
+    the subscription's descriptor readable at once (no poll interval to wait for)."""
+    import select
+
+    url = f"sqlite:///{tmp_path / 'broker.db'}"
+    transport = open_transport(url)
+    subscription = transport.subscribe(["control"], wake_queues=["q"])
+    try:
+        assert subscription.fileno() is not None
+        subscription.poll()
+        code = ("from fleet.engine.transport import open_transport\n"
+                "from fleet.engine.transport.base import Outgoing\n"
+                f"open_transport({url!r}).put([Outgoing('m1', 'q', '{{}}')])\n")
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+        assert select.select([subscription.fileno()], [], [], 5)[0]
+        assert subscription.poll() == ([], True)
+    finally:
+        subscription.close()
+        transport.close()
+
+
+def test_the_marker_of_a_vanished_subscriber_is_removed_by_the_next_put(tmp_path):
+    from fleet.engine.transport.base import Outgoing
+    from fleet.engine.transport.sqlite_wake import wake_dir
+
+    transport = open_transport(f"sqlite:///{tmp_path / 'broker.db'}")
+    subscription = transport.subscribe([], wake_queues=["q"])
+    markers = list(wake_dir(tmp_path / "broker.db").glob("q-*/*"))
+    assert len(markers) == 1
+    subscription._wake.sock.close()  # as if its process had been SIGKILLed
+
+    transport.put([Outgoing("m1", "q", "{}")])
+
+    assert not markers[0].exists()
+    transport.close()
+
+
+def test_closing_a_subscription_removes_its_markers(tmp_path):
+    from fleet.engine.transport.sqlite_wake import wake_dir
+
+    transport = open_transport(f"sqlite:///{tmp_path / 'broker.db'}")
+    subscription = transport.subscribe(["control"], wake_queues=["q", "r"])
+    root = wake_dir(tmp_path / "broker.db")
+    assert len(list(root.glob("*/*"))) == 3
+
+    subscription.close()
+
+    assert list(root.glob("*/*")) == []
+    transport.close()

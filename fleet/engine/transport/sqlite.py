@@ -27,6 +27,10 @@ dead_letters(seq, id, queue, body, reason, at)            moved-aside messages.
 broadcasts(seq, channel, payload, at)                     a short backlog of broadcasts;
     subscribers read rows newer than the last one they saw; rows older than a minute go.
 
+Wake-ups: `<db>.wake/` next to the file holds a Unix datagram socket per subscriber, so a
+put or a broadcast wakes the nodes of that queue or channel at once instead of at their
+next poll (see `sqlite_wake`).
+
 Options: `connect_timeout` is the busy timeout in seconds (at least 10 s is used).
 """
 
@@ -55,6 +59,7 @@ from fleet.engine.transport.base import (
     Subscription,
     Transport,
 )
+from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
 from fleet.errors import ConfigError, PermissionProblem
 from fleet.exceptions import BrokerUnavailable
 
@@ -124,36 +129,49 @@ def path_from_url(url: str) -> Path:
 
 
 class _SQLiteSubscription(Subscription):
-    """Polls the broadcasts table; `PRAGMA data_version` tells cheaply whether anything
-    was committed by another connection since the last poll."""
+    """Reads the broadcasts table; `PRAGMA data_version` tells cheaply whether anything
+    was committed by another connection since the last poll.
 
-    def __init__(self, transport: SQLiteTransport, channels: Sequence[str]):
+    With a wake-up socket (`sqlite_wake`; the usual case) `fileno()` is that socket, and
+    only a datagram for one of `wake_queues` counts as woken; without one it is polled and
+    any commit counts as woken (it cannot tell which queue changed)."""
+
+    def __init__(self, transport: SQLiteTransport, channels: Sequence[str],
+                 wake_queues: Sequence[str] = ()):
         self.transport = transport
         self.channels = list(channels)
         self.conn = transport.new_connection()
         row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM broadcasts").fetchone()
         self.last_seq = row[0]
         self.version = None
+        self._wake = WakeSocket.open(transport.path, wake_queues, self.channels)
 
     def fileno(self) -> int | None:
-        return None
+        return self._wake.fileno() if self._wake is not None else None
 
     def poll(self) -> tuple[list[tuple[str, str]], bool]:
+        woken = None
+        if self._wake is not None:
+            woken = b"q" in self._wake.drain()
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self.version:
-            return [], False
+            return [], bool(woken)
         self.version = version
+        woken = True if woken is None else woken
         if not self.channels:
-            return [], True
+            return [], woken
         marks = ",".join("?" * len(self.channels))
         rows = self.conn.execute(
             f"SELECT seq, channel, payload FROM broadcasts WHERE seq > ? AND channel IN ({marks})"
             " ORDER BY seq", (self.last_seq, *self.channels)).fetchall()
         if rows:
             self.last_seq = rows[-1][0]
-        return [(channel, payload) for _, channel, payload in rows], True
+        return [(channel, payload) for _, channel, payload in rows], woken
 
     def close(self) -> None:
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
         self.conn.close()
 
 
@@ -169,6 +187,7 @@ class SQLiteTransport(Transport):
         self._pid = os.getpid()
         self._initialised = False
         self._publishes = 0
+        self._waker = WakeSender(self.path)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -263,6 +282,7 @@ class SQLiteTransport(Transport):
         if conn is not None and self._pid == os.getpid():
             conn.close()
         self._local = threading.local()
+        self._waker.close()
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -270,6 +290,7 @@ class SQLiteTransport(Transport):
         if messages:
             with self._write() as conn:
                 self._insert(conn, messages)
+            self._waker.wake("q", [m.queue for m in messages])
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, messages: Sequence[Outgoing]) -> None:
@@ -356,6 +377,8 @@ class SQLiteTransport(Transport):
                     "UPDATE messages SET owner = NULL, started = 0, redelivered = 1 "
                     "WHERE id = ? AND owner = ?",
                     [(msg_id, consumer_id) for msg_id in batch.requeues])
+        if batch.puts:
+            self._waker.wake("q", [m.queue for m in batch.puts])
 
     def purge(self, queues: Sequence[str]) -> int:
         if not queues:
@@ -471,9 +494,10 @@ class SQLiteTransport(Transport):
             self._publishes += 1
             if self._publishes % 256 == 1:
                 conn.execute("DELETE FROM broadcasts WHERE at < ?", (now - BROADCAST_KEEP_SECONDS,))
+        self._waker.wake("c", [channel])
 
     def subscribe(self, channels: Sequence[str], wake_queues: Sequence[str] = ()) -> Subscription:
-        return _SQLiteSubscription(self, channels)
+        return _SQLiteSubscription(self, channels, wake_queues)
 
     # -- values -----------------------------------------------------------------------------
 
