@@ -240,13 +240,21 @@ def _prepare_fork() -> None:
     """Keep the pages a child inherits shared with the main process (idle memory).
 
     What the children run is imported here, once, instead of in each child after the fork;
-    and every object that exists now is moved out of the cyclic collector's reach
-    (`gc.freeze`), so no collection in a child (or in the main process) writes into the
-    inherited objects' headers, which would copy their pages one by one.
+    and at the first fork every object that exists then (the start-up's modules, the app)
+    is moved out of the cyclic collector's reach (`gc.freeze`), so no collection in a
+    child (or in the main process) writes into the inherited objects' headers, which would
+    copy their pages one by one. Only once: freezing again at every respawn would also
+    freeze whatever cyclic garbage the main process made meanwhile, for good.
     """
+    global _FROZEN
     import fleet.engine.execute  # noqa: F401 - shared by every child
 
-    gc.freeze()
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
+
+
+_FROZEN = False
 
 
 def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int,
