@@ -31,8 +31,12 @@ for i = 0, count - 1 do
     bodies[#bodies + 1] = id
     bodies[#bodies + 1] = ARGV[at + 5]
     if was_empty[queue] == nil then
-        redis.call('SADD', prefix .. ':queues', queue)
         was_empty[queue] = redis.call('ZCARD', prefix .. ':q:' .. queue) == 0
+        -- <p>:queues only grows, so a queue holding messages is in it already (every
+        -- message on it was put here first): SADD only when the queue is empty.
+        if was_empty[queue] then
+            redis.call('SADD', prefix .. ':queues', queue)
+        end
     end
     if eta ~= '' and now == nil then
         now = server_now()
