@@ -392,3 +392,33 @@ def test_submit_whose_reply_was_lost_is_rolled_back_by_the_next_reserve(transpor
     del pending.connection.read_response
     got = transport.reserve("w#1", ["q"], limit=5)
     assert [(d.id, d.redelivered) for d in got] == [(m.id, False) for m in sent]
+
+
+def test_wait_value_blocks_for_less_than_a_short_socket_timeout(redis_url):
+    """BLPOP must never outlast the client's socket timeout (a TimeoutError otherwise)."""
+    import time
+
+    from fleet.engine.transport.base import StoredResult
+
+    for socket_timeout in (0.2, 0.6):  # too short to block at all; long enough
+        waiting = open_transport(redis_url, {"socket_timeout": socket_timeout})
+        try:
+            started = time.monotonic()
+            assert waiting.wait_value("never-stored", 1.0) is None
+            assert time.monotonic() - started >= 0.9
+            waiting.set_values([StoredResult("stored", "v")])
+            assert waiting.wait_value("stored", 1.0) == "v"
+        finally:
+            waiting.close()
+
+
+def test_a_stored_value_leaves_one_short_lived_notification(transport, raw):
+    from fleet.engine.transport.base import StoredResult
+
+    transport.set_values([StoredResult("r", "first", ttl=60)])
+    transport.commit("c#1", Batch(results=[StoredResult("r", "second", ttl=60)]))
+
+    assert raw.lrange("fleet:n:r", 0, -1) == ["second"]
+    assert 0 < raw.pttl("fleet:n:r") <= 10_000
+    transport.delete_values(["r"])
+    assert not raw.exists("fleet:n:r")

@@ -103,6 +103,9 @@ MGET_CHUNK = 500
 NOTE_TTL_MS = 10_000
 #: Shortest BLPOP timeout sent: Redis reads a timeout under 1 ms as "block forever".
 MIN_BLOCK = 0.002
+#: How much later than its timeout a BLPOP may return (the server checks timeouts on its
+#: event loop's ticks); kept between a BLPOP's timeout and the client's socket_timeout.
+BLOCK_SLACK = 0.25
 
 _SCRIPT_NAMES = ("put", "reserve", "settle", "recover", "unregister", "consumer",
                  "dead_letter", "purge", "lease")
@@ -767,6 +770,11 @@ class RedisTransport(Transport):
         is pushed there by the same round trip that stores it, so it is never missed and
         is seen at once. Another waiter may pop it first: then this one finds the value by
         the GET after its timeout."""
+        socket_timeout = float(self._client_options.get("socket_timeout") or 0)
+        if 0 < socket_timeout < BLOCK_SLACK * 2:
+            # Too short a read timeout to block at all (Redis ends a BLPOP up to ~0.1 s
+            # after its timeout): poll instead.
+            return super().wait_value(key, timeout, previous)
         client = self.client
         deadline = time.monotonic() + timeout
         value = client.get(self._key("v", key))
@@ -775,10 +783,14 @@ class RedisTransport(Transport):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            popped = client.blpop([note], timeout=max(MIN_BLOCK, remaining))
-            if popped is None:
-                return client.get(self._key("v", key))
-            value = popped[1]  # an older notification equal to `previous`: wait on
+            block = remaining
+            if socket_timeout:  # end well before the socket gives up waiting for the reply
+                block = min(block, socket_timeout - BLOCK_SLACK)
+            popped = client.blpop([note], timeout=max(MIN_BLOCK, block))
+            # Popped: the value stored last (if it equals `previous`, an older notification:
+            # wait on). Timed out: look at the value itself (another waiter may have
+            # taken the notification).
+            value = popped[1] if popped is not None else client.get(self._key("v", key))
         return value
 
     def get_values(self, keys: Sequence[str]) -> list[str | None]:
