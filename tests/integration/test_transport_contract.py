@@ -640,6 +640,8 @@ def test_wait_value_times_out_with_what_is_stored(transport):
 
 def _store_later(store: Transport, action: Callable[[], None]) -> threading.Thread:
     """Run `action` on `store` from another thread once the waiter is (very likely) waiting."""
+    store.get_value("warm-up")  # opened here, not racing the waiter to create the store
+
     def run() -> None:
         time.sleep(0.1)
         action()
@@ -675,6 +677,8 @@ def test_wait_value_of_several_waiters_all_end_with_the_value(transport_url, sec
     """A notifying store may wake only one waiter per store: the others still get the value
     on their next slice, as callers wait in short slices."""
     stores = [open_transport(transport_url) for _ in range(2)]
+    for store in [*stores, second]:  # opened here, not racing each other from the threads
+        store.get_value("warm-up")
     seen: list[str | None] = []
 
     def waiter(store: Transport) -> None:
