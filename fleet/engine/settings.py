@@ -204,6 +204,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "runs first).", minimum=0),
     _s("task_acks_late", "bool", False, "Acknowledge after the task ran (re-run if the node "
        "dies) instead of when it starts."),
+    _s("task_reject_on_worker_lost", "bool", False, "With acks_late: a task whose child "
+       "process died (killed, out of memory) goes back to its queue instead of failing."),
     _s("task_track_started", "bool", False, "Store the STARTED state when a task begins."),
     _s("task_ignore_result", "bool", False, "Store no results by default."),
     _s("task_time_limit", "duration", None, "Hard time limit in seconds: the task's process "
@@ -244,7 +246,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        minimum=0),
     _s("worker_disable_rate_limits", "bool", False, "Ignore every rate limit."),
     # -- scheduling ----------------------------------------------------------------------
-    _s("timezone", "str", "UTC", "Time zone for crontab schedules (an IANA name)."),
+    _s("timezone", "str", "UTC", "Time zone (an IANA name) for crontab schedules and for "
+       "eta/expires datetimes given without tzinfo; ETAs are stored as UTC epoch seconds."),
     _s("beat_schedule", "dict", {}, "Periodic tasks: {'name': {'task': ..., 'schedule': ...}}."),
     _s("beat_lease_seconds", "float", 10.0, "How long a beat leader's lease lasts; a standby "
        "takes over within this time after the leader dies.", minimum=1),

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from fleet import __version__
 from fleet.engine import message as codec
 from fleet.engine import states
-from fleet.engine.pool import Child, ChildSettings, Pool
+from fleet.engine.pool import Child, ChildSettings, Pool, lost_reason
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.results import exception_meta
 from fleet.engine.transport.base import (
@@ -67,6 +67,9 @@ log = logging.getLogger("fleet.worker")
 RUNNING, WARM, COLD, STOPPED = "running", "warm shutdown", "cold shutdown", "stopped"
 REDELIVERY_HEADER = "x-fleet-redeliveries"
 MAX_BOOT_FAILURES = 5
+#: A child that fails to come up after the node is ready is retried with this backoff
+#: (doubling from the first to the last), never given up: recycling must not wedge a node.
+RESPAWN_BACKOFF = (0.1, 10.0)
 #: Commits are batched across loop turns while tasks keep finishing: a batch is written once
 #: it holds FLUSH_SIZE operations or is FLUSH_DELAY seconds old, and at once when the node
 #: has nothing running. One round trip then settles many tasks.
@@ -154,6 +157,7 @@ class Node:
         self._broker_retry_at = 0.0
         self._broker_failures = 0
         self._boot_failures = 0
+        self._spawn_not_before = 0.0
         self._cold_deadline: float | None = None
         self._ready = False
         self._log_fd: int | None = None
@@ -259,7 +263,7 @@ class Node:
         """Final cleanup, whatever happened: return what we hold, release the pid file."""
         if self.pool is not None:
             for child in list(self.pool.children.values()):
-                self.pool.kill(child, signal.SIGKILL, "node exit")
+                self.pool.kill_group(child, signal.SIGKILL, "node exit")
             deadline = time.monotonic() + 2.0
             while self.pool.children and time.monotonic() < deadline:
                 self.pool.reap()
@@ -296,6 +300,10 @@ class Node:
             deadlines.append(now + self._rate_wait())
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
+        if self.pool is not None and self.pool.terminating:
+            deadlines += self.pool.terminating.values()
+        if self._spawn_not_before:
+            deadlines.append(self._spawn_not_before)
         deadlines += [timer[0] for timer in self.timers]
         if idle_broker and self._batch_since is not None:
             deadlines.append(self._batch_since + FLUSH_DELAY)
@@ -315,6 +323,11 @@ class Node:
         self._release_due_etas()
         if self.active:
             self._enforce_time_limits(now)
+        if self.pool.terminating:
+            self.pool.escalate(now)
+        if self._spawn_not_before and now >= self._spawn_not_before:
+            self._spawn_not_before = 0.0
+            self._fill_pool()
         self._dispatch()
         self._exchange(now)
         if self.state != RUNNING:
@@ -625,7 +638,11 @@ class Node:
     # == children ===============================================================================
 
     def _spawn(self, slot: int) -> None:
-        child = self.pool.spawn(slot)
+        try:
+            child = self.pool.spawn(slot)
+        except OSError as exc:
+            self._boot_failed(None, f"could not be forked ({exc})")
+            return
         self.selector.register(child.result_fd, selectors.EVENT_READ,
                                lambda: self._on_child_readable(child))
 
@@ -642,28 +659,49 @@ class Node:
             self._forget_child_pipe(child)
             if child.job is not None:
                 self._job_lost(child, status)
-            elif not child.up:
-                self._boot_failed(child, status)
+            elif not child.up and self.state == RUNNING:
+                self._boot_failed(child, describe_wait_status(status))
             elif not (child.retiring or child.killed_for or self.state != RUNNING):
                 log.warning("Child %d (pid %d) %s while idle: replacing it", child.slot,
                             child.pid, describe_wait_status(status))
         self._fill_pool()
 
     def _fill_pool(self) -> None:
-        if self.state != RUNNING:
+        if self.state != RUNNING or time.monotonic() < self._spawn_not_before:
             return
         for slot in self.pool.free_slots():
             self._spawn(slot)
+            if self._spawn_not_before:  # that one failed: the others wait for the backoff
+                return
 
-    def _boot_failed(self, child: Child, status: int) -> None:
+    def _boot_failed(self, child: Child | None, how: str) -> None:
+        """A new child did not come up. Before the node is ready that is a boot error (fail
+        fast after a few); afterwards (recycling, a crash) it is retried with backoff for as
+        long as it takes, so the node never ends up wedged with an empty slot."""
         self._boot_failures += 1
-        log.error("Child %d (pid %d) %s before it was ready", child.slot, child.pid,
-                  describe_wait_status(status))
-        if self._boot_failures >= MAX_BOOT_FAILURES:
+        which = f"Child {child.slot} (pid {child.pid})" if child else "A new child"
+        if not self._ready and self._boot_failures >= MAX_BOOT_FAILURES:
+            log.error("%s %s before it was ready", which, how)
             log.critical("Children keep dying at start (%d in a row): stopping the node. "
                          "See the errors above.", self._boot_failures)
             self.exit_code = 1
             self.begin_shutdown(COLD)
+            return
+        first, most = RESPAWN_BACKOFF
+        delay = min(most, first * 2 ** (self._boot_failures - 1))
+        self._spawn_not_before = time.monotonic() + delay
+        log.error("%s %s before it was ready; starting a replacement in %.1fs (attempt %d)",
+                  which, how, delay, self._boot_failures + 1)
+
+    def _check_boot_timeouts(self, now: float) -> None:
+        """Kill children that did not report ready within worker_proc_alive_timeout (the
+        reaper then counts them as failed starts and retries)."""
+        limit = self.conf.worker_proc_alive_timeout
+        for child in list(self.pool.children.values()):
+            if not child.up and not child.killed_for and now - child.born > limit:
+                log.error("Child %d (pid %d) did not report ready within %gs: killing it",
+                          child.slot, child.pid, limit)
+                self.pool.kill_group(child, signal.SIGKILL, "no ready report")
 
     def _job_lost(self, child: Child, status: int) -> None:
         job = child.job
@@ -679,18 +717,21 @@ class Node:
                                              task=msg.task, node=self.name))
             return
         redeliveries = int(msg.headers.get(REDELIVERY_HEADER, 0))
-        if job.acks_late and redeliveries < self.conf.worker_lost_max_redeliveries:
-            log.error("Task %s lost: its process %s. Acks-late task: sent back to queue %r "
-                      "(redelivery %d of at most %d)", job.label, how, job.delivery.queue,
-                      redeliveries + 1, self.conf.worker_lost_max_redeliveries)
+        requeue = job.acks_late and _first(msg.options.get("reject_on_worker_lost"),
+                                           job.task.reject_on_worker_lost)
+        if requeue and redeliveries < self.conf.worker_lost_max_redeliveries:
+            log.error("Task %s lost: its process %s. Acks-late task rejected on worker lost: "
+                      "sent back to queue %r (redelivery %d of at most %d)", job.label, how,
+                      job.delivery.queue, redeliveries + 1,
+                      self.conf.worker_lost_max_redeliveries)
             again = codec.TaskMessage(**{**_message_fields(msg), "headers": {
                 **msg.headers, REDELIVERY_HEADER: redeliveries + 1}})
             self.batch.puts.append(Outgoing(codec.new_id(), job.delivery.queue, again.encode(),
                                             job.delivery.priority))
             self.batch.acks.append(job.delivery.id)
             return
-        detail = f"the process running it (pid {child.pid}) {how}"
-        if job.acks_late:
+        detail = f"{lost_reason(status)}: the child process running it (pid {child.pid}) {how}"
+        if requeue:
             detail += f"; it was already redelivered {redeliveries} times: giving up"
         log.error("Task %s lost: %s", job.label, detail)
         exc = WorkerLostError(f"worker lost: {detail}")
@@ -709,14 +750,16 @@ class Node:
 
     def _hard_limit(self, job: Job) -> None:
         child = job.child
-        log.error("Hard time limit (%gs) exceeded for %s: killing its process (pid %d)",
-                  job.hard_limit, job.label, child.pid)
+        grace = self.conf.worker_shutdown_grace
+        log.error("Hard time limit (%gs) exceeded for %s: terminating its process group "
+                  "(pid %d; KILL in %gs), a new child takes the slot", job.hard_limit,
+                  job.label, child.pid, grace)
         child.job = None
         child.retiring = "killed: hard time limit"
         self.active.pop(job.delivery.id, None)
-        self.pool.kill(child, signal.SIGKILL, "hard time limit")
+        self.pool.terminate(child, grace, "hard time limit")
         msg = job.message
-        exc = TimeLimitExceeded(f"hard time limit ({job.hard_limit:g}s) exceeded")
+        exc = TimeLimitExceeded(job.hard_limit)
         self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
                                          node=self.name))
 
@@ -830,7 +873,7 @@ class Node:
                                                  task=msg.task, node=self.name))
         for child in list(self.pool.children.values()) if self.pool else []:
             self.pool.retire(child)
-            self.pool.kill(child, signal.SIGTERM, "cold shutdown")
+            self.pool.kill_group(child, signal.SIGTERM, "cold shutdown")
         self._cold_deadline = time.monotonic() + self.conf.worker_shutdown_grace
 
     def _shutdown_progress(self, now: float) -> None:
@@ -839,7 +882,7 @@ class Node:
             return
         if self._cold_deadline is not None and now >= self._cold_deadline:
             for child in list(self.pool.children.values()):
-                self.pool.kill(child, signal.SIGKILL, "cold shutdown")
+                self.pool.kill_group(child, signal.SIGKILL, "cold shutdown")
             self._cold_deadline = None
         if now >= self._next_progress and self.active:
             self._next_progress = now + PROGRESS_INTERVAL
@@ -928,6 +971,8 @@ class Node:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.conf.worker_heartbeat_interval
+        if self.pool is not None:
+            self._check_boot_timeouts(now)
         if self.subscription is not None and self.subscription.fileno() is None:
             self._on_subscription()  # transports without a descriptor are polled
         try:

@@ -172,12 +172,13 @@ def _read(path: str) -> str | None:
         return None
 
 
-def test_a_child_killed_mid_task_requeues_an_acks_late_task(app, nodes, tmp_path):
+def test_a_child_killed_mid_task_requeues_an_acks_late_task_that_rejects_on_worker_lost(
+        app, nodes, tmp_path):
     node = nodes.start(concurrency=1)
-    from testapp import late_sleep
+    from testapp import late_reject_sleep
 
     marker = str(tmp_path / "late")
-    result = late_sleep.delay(0.3, marker)
+    result = late_reject_sleep.delay(0.3, marker)
     wait_for(lambda: Path(marker + ".runs").exists(), 10, message="first run")
     first_child = int(Path(marker + ".runs").read_text().split()[0])
     os.kill(first_child, signal.SIGKILL)
