@@ -514,14 +514,16 @@ class Node:
         msg = job.message
         if msg.id in self.revoked:
             reason = "revoked"
+            text = f"task {msg.id} was revoked before it started"
         elif msg.expires is not None and msg.expires < time.time():
             reason = "expired"
+            text = f"task {msg.id} expired at {_utc(msg.expires)} before it started"
         else:
             return False
         log.info("Task %s %s: not running it", job.label, reason)
-        exc = TaskRevokedError(f"task {msg.id} was {reason} before it ran")
+        exc = TaskRevokedError(text)
         self._finish(job, exception_meta(msg.id, states.REVOKED, exc, None, task=msg.task,
-                                         node=self.name))
+                                         node=self.name, reason=reason))
         return True
 
     def _bucket(self, task: Task) -> TokenBucket | None:
@@ -1058,6 +1060,13 @@ def _first(*values: Any) -> Any:
         if value is not None:
             return value
     return None
+
+
+def _utc(epoch: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC, to the millisecond."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def _message_fields(msg: TaskMessage) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def retry_forever(self, with_exc=True):
 
 
 @app.task(bind=True)
-def request_info(self):
+def request_info(self, *args, **kwargs):
     request = self.request
     return {"id": request.id, "retries": request.retries, "args": request.args,
             "kwargs": request.kwargs, "hostname": request.hostname, "eta": request.eta,
@@ -204,3 +204,11 @@ def late_reject_sleep(seconds, marker=None):
             runs.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return seconds
+
+
+@app.task(bind=True, max_retries=3)
+def retry_later(self, times, countdown):
+    """Retry `times` times, each `countdown` seconds later; return the retries seen."""
+    if self.request.retries < times:
+        raise self.retry(exc=CustomError("not yet"), countdown=countdown)
+    return self.request.retries

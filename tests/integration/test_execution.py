@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -13,7 +14,9 @@ import pytest
 
 from fleet.engine import states
 from fleet.exceptions import (
+    MaxRetriesExceededError,
     SoftTimeLimitExceeded,
+    TaskRevokedError,
     TimeLimitExceeded,
     WorkerLostError,
 )
@@ -131,3 +134,176 @@ def test_acks_late_alone_does_not_requeue_a_task_whose_child_died(app, nodes, tm
     with pytest.raises(WorkerLostError, match="signal 9"):
         result.get(timeout=10)
     assert len(Path(str(marker) + ".runs").read_text().split()) == 1
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+def test_retry_with_countdown_is_retry_in_between_and_reaches_success(app, nodes):
+    nodes.start()
+    from testapp import retry_later
+
+    result = retry_later.delay(2, 1.0)
+    wait_for(lambda: result.state == states.RETRY, 10, message="RETRY between attempts")
+    assert isinstance(result.result, Exception) and "not yet" in str(result.result)
+    assert result.get(timeout=15) == 2  # request.retries == n on the last attempt
+    assert result.state == states.SUCCESS
+
+
+def test_autoretry_for_retries_with_capped_exponential_backoff(app, nodes):
+    node = nodes.start()
+    from testapp import auto_flaky
+
+    assert auto_flaky.delay(3).get(timeout=15) == 3
+    log = node.log_text()
+    # retry_backoff=0.1 doubles per attempt, capped by retry_backoff_max=0.3 (no jitter)
+    delays = [line.split("retry in ")[1].split("s:")[0] for line in log.splitlines()
+              if "testapp.auto_flaky[" in line and "retry in " in line]
+    assert delays == ["0.1", "0.2", "0.3"], delays
+
+
+def test_autoretry_gives_up_with_the_original_exception(app, nodes):
+    nodes.start()
+    from testapp import CustomError, auto_flaky
+
+    with pytest.raises(CustomError, match="attempt 5"):
+        auto_flaky.delay(10).get(timeout=15)  # max_retries=4: five attempts
+
+
+def test_after_the_last_retry_the_original_exception_or_max_retries_exceeded(app, nodes):
+    nodes.start()
+    from testapp import CustomError, retry_forever
+
+    with pytest.raises(CustomError, match="still broken"):
+        retry_forever.delay().get(timeout=10)
+    result = retry_forever.delay(False)
+    with pytest.raises(MaxRetriesExceededError, match="exceeded its 2 retries"):
+        result.get(timeout=10)
+    assert result.state == states.FAILURE
+
+
+def test_self_request_describes_the_call(app, nodes):
+    nodes.start(name="reqnode")
+    from testapp import request_info
+
+    eta = time.time() + 0.5
+    result = request_info.apply_async((1, "two"), {"k": 3}, eta=eta, queue="default")
+    info = result.get(timeout=10)
+    assert info["id"] == result.id and info["retries"] == 0
+    assert (info["args"], info["kwargs"]) == ([1, "two"], {"k": 3})
+    assert info["hostname"].startswith("reqnode@")
+    assert info["eta"] == pytest.approx(eta)
+    assert info["delivery_info"]["queue"] == "default"
+
+
+# -- countdown, ETA, expires ---------------------------------------------------------------------
+
+def test_countdown_runs_on_time_without_blocking_the_tasks_behind_it(app, nodes):
+    nodes.start(concurrency=1)  # prefetch 4: ten ETA tasks must not fill it
+    from testapp import add, stamp
+
+    sent = time.time()
+    later = [stamp.apply_async(countdown=2) for _ in range(10)]
+    assert [add.delay(i, i).get(timeout=10) for i in range(5)] == [0, 2, 4, 6, 8]
+    assert time.time() < sent + 2  # the adds did not wait for the ETA tasks
+    ran = [result.get(timeout=15) for result in later]
+    assert min(ran) >= sent + 2
+    assert max(ran) < sent + 2 + 1.5  # "at, not much after": the node held them
+
+
+def test_an_eta_task_held_by_a_node_survives_its_sigkill_and_runs_once_elsewhere(
+        app, nodes, tmp_path):
+    from tests.integration.test_delivery import queue
+
+    first = nodes.start(name="first", concurrency=1)
+    from testapp import stamp
+
+    runs = tmp_path / "runs"
+    sent = time.time()
+    result = stamp.apply_async((str(runs),), countdown=2)
+    wait_for(lambda: queue(app).reserved == 1, 10, message="the first node to hold it")
+    first.kill_group()
+    second = nodes.start(name="second", concurrency=1)
+    assert result.get(timeout=15) >= sent + 2
+    [line] = _lines(runs)
+    assert int(line.split()[0]) in second.children()
+
+
+def test_an_eta_longer_than_the_heartbeat_timeout_runs_exactly_once(app, nodes, tmp_path):
+    nodes.start(name="a", concurrency=1)
+    nodes.start(name="b", concurrency=1)
+    from testapp import stamp
+
+    runs = tmp_path / "runs"
+    results = [stamp.apply_async((str(runs),), countdown=2.5) for _ in range(4)]
+    for result in results:
+        result.get(timeout=15)
+    time.sleep(1.5)  # more heartbeats and recoveries: nothing is delivered again
+    assert len(_lines(runs)) == 4
+
+
+def test_an_eta_beyond_the_horizon_waits_in_the_broker_not_in_a_node(app, nodes):
+    from tests.integration.test_delivery import queue
+
+    nodes.start(env={"FLEET_WORKER_ETA_HORIZON": "0.5"})
+    from testapp import add, stamp
+
+    sent = time.time()
+    result = stamp.apply_async(countdown=2)
+    assert add.delay(1, 1).get(timeout=10) == 2  # the node polled the queue since
+    stats = queue(app)
+    assert (stats.scheduled, stats.reserved) == (1, 0)
+    assert result.get(timeout=10) >= sent + 2
+
+
+def test_warm_shutdown_returns_a_held_eta_task_which_runs_on_time_elsewhere(
+        app, nodes, tmp_path):
+    from tests.integration.test_delivery import queue
+
+    first = nodes.start(name="first")
+    from testapp import stamp
+
+    runs = tmp_path / "runs"
+    sent = time.time()
+    result = stamp.apply_async((str(runs),), countdown=2)
+    wait_for(lambda: queue(app).reserved == 1, 10, message="the node to hold it")
+    first.signal(signal.SIGTERM)
+    assert first.wait(15) == 0
+    nodes.start(name="second")
+    assert result.get(timeout=15) >= sent + 2
+    assert len(_lines(runs)) == 1
+
+
+def test_naive_eta_is_in_the_timezone_setting(app):
+    from datetime import UTC, datetime, timedelta
+
+    from fleet.engine.task import build_message
+
+    wall = datetime(2030, 1, 1, 12, 0, 0)
+    app.conf.update(timezone="UTC")
+    assert build_message(app, "testapp.add", (), {}, {"eta": wall}).eta == \
+        datetime(2030, 1, 1, 12, tzinfo=UTC).timestamp()
+    app.conf.update(timezone="Asia/Tokyo")  # UTC+9, no daylight saving
+    try:
+        msg = build_message(app, "testapp.add", (), {},
+                            {"eta": wall, "expires": wall + timedelta(hours=1)})
+    finally:
+        app.conf.update(timezone="UTC")
+    assert msg.eta == datetime(2030, 1, 1, 3, tzinfo=UTC).timestamp()
+    assert msg.expires == msg.eta + 3600
+
+
+def test_an_expired_task_is_revoked_with_the_reason(app, nodes):
+    from datetime import UTC, datetime, timedelta
+
+    from testapp import add
+
+    past = add.apply_async((1, 1), expires=datetime.now(UTC) - timedelta(seconds=1))
+    # due after its expiry: it waits for its eta, then is refused
+    late = add.apply_async((2, 2), countdown=0.5, expires=0.2)
+    nodes.start()
+    for result in (past, late):
+        with pytest.raises(TaskRevokedError, match=r"expired at .* before it started"):
+            result.get(timeout=10)
+        assert result.state == states.REVOKED
+        assert app.backend.get_meta(result.id)["reason"] == "expired"
+
