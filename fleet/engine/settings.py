@@ -226,6 +226,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        optional=True, minimum=1),
     _s("worker_prefetch_multiplier", "int", 4, "Messages a node reserves per child process "
        "(ETA tasks excepted).", minimum=1),
+    _s("worker_prefetch_timeout", "float", 1.0, "Once a task has run this many seconds, the "
+       "node reserves only for idle children and returns prefetched messages waiting behind "
+       "busy ones, so an idle node runs them (a long task holds no other task hostage).",
+       minimum=0.01),
     _s("worker_max_tasks_per_child", "int", None, "Replace a child after this many tasks.",
        optional=True, minimum=1),
     _s("worker_max_memory_per_child", "int", None, "Replace a child after a task leaves its "

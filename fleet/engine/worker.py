@@ -140,6 +140,9 @@ class Node:
         self.active: dict[str, Job] = {}  # delivery id -> job running in a child
         self.batch = Batch()
         self.buckets: dict[str, TokenBucket | None] = {}
+        #: Jobs over their task's rate limit, per task name, waiting for a token. They do not
+        #: count against the prefetch, so they never keep other tasks from being reserved.
+        self.throttled: dict[str, collections.deque[Job]] = {}
         self.revoked: set[str] = set()
         self.processed: collections.Counter[str] = collections.Counter()
         self.started_at = time.time()
@@ -296,8 +299,13 @@ class Node:
         idle_broker = self._pending is None  # else its reply wakes us
         if idle_broker and self.state == RUNNING and self._has_capacity():
             deadlines.append(self._last_fetch + self._poll_interval())
-        if self.buffer and any(self._idle_children()):
-            deadlines.append(now + self._rate_wait())
+        if self.buffer or self.throttled:
+            if any(self._idle_children()):
+                deadlines.append(now + self._rate_wait())
+            elif self.buffer and self.active:  # when _release_hostages may act
+                oldest = min(job.started for job in self.active.values())
+                deadlines.append(max(self.buffer[0].received, oldest) +
+                                 self.conf.worker_prefetch_timeout)
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
         if self.pool is not None and self.pool.terminating:
@@ -325,6 +333,8 @@ class Node:
             self._enforce_time_limits(now)
         if self.pool.terminating:
             self.pool.escalate(now)
+        if self.buffer and self.active:
+            self._release_hostages(now)
         if self._spawn_not_before and now >= self._spawn_not_before:
             self._spawn_not_before = 0.0
             self._fill_pool()
@@ -370,6 +380,10 @@ class Node:
         if self.state != RUNNING or not self._ready:
             return None
         wanted = self.prefetch_limit - len(self.buffer) - len(self.active)
+        if wanted > 0 and self.active and self._busy_for_long(now):
+            # a long task runs here: take only what idle children start now, leave the rest
+            # to other nodes (see _release_hostages)
+            wanted = min(wanted, len(self._idle_children()) - len(self.buffer))
         if wanted <= 0:
             return None
         if not self._want_fetch and now - self._last_fetch < self._poll_interval():
@@ -378,6 +392,22 @@ class Node:
         if wanted < self.prefetch_limit // 2 and self.buffer:
             return None
         return ReserveRequest(self.queues, wanted, self.conf.worker_eta_horizon)
+
+    def _busy_for_long(self, now: float) -> bool:
+        """Whether a task here has been running longer than worker_prefetch_timeout."""
+        limit = self.conf.worker_prefetch_timeout
+        return any(now - job.started > limit for job in self.active.values())
+
+    def _release_hostages(self, now: float) -> None:
+        """Prefetched messages that wait behind long tasks go back to their queue, so an idle
+        node runs them instead of them waiting here for a child (celery#2994, #6500)."""
+        if now - self.buffer[0].received < self.conf.worker_prefetch_timeout or \
+                any(self._idle_children()) or not self._busy_for_long(now):
+            return
+        log.info("Every child is busy with a long task: returning %d prefetched message(s) "
+                 "to their queues for other nodes", len(self.buffer))
+        self.batch.requeues += [job.delivery.id for job in self.buffer]
+        self.buffer.clear()
 
     def _should_flush(self, now: float) -> bool:
         batch = self.batch
@@ -492,22 +522,49 @@ class Node:
             else []
 
     def _dispatch(self) -> None:
-        if not self.buffer or self.state == COLD:
+        if not (self.buffer or self.throttled) or self.state == COLD:
             return
         idle = self._idle_children()
         if not idle:
             return
+        if self.throttled:
+            self._dispatch_throttled(idle)
         postponed = []
         while idle and self.buffer:
             job = self.buffer.popleft()
             if self._refuse(job):
                 continue
             bucket = self._bucket(job.task)
-            if bucket is not None and not bucket.take():
-                postponed.append(job)
+            if bucket is not None and (job.task.name in self.throttled or not bucket.take()):
+                if not self._throttle(job, bucket):
+                    postponed.append(job)
                 continue
             self._start(job, idle.pop())
         self.buffer.extendleft(reversed(postponed))
+
+    def _throttle(self, job: Job, bucket: TokenBucket) -> bool:
+        """Hold a job over its rate limit aside (False: enough are held already, it stays in
+        the buffer). A node holds at most what its rate lets it start within the ETA
+        horizon (at least a prefetch's worth), so it never hoards a slow task's backlog."""
+        waiting = self.throttled.setdefault(job.task.name, collections.deque())
+        if len(waiting) >= max(self.prefetch_limit,
+                               bucket.rate * self.conf.worker_eta_horizon):
+            return False
+        waiting.append(job)
+        return True
+
+    def _dispatch_throttled(self, idle: list[Child]) -> None:
+        for name, waiting in list(self.throttled.items()):
+            bucket = self.buckets.get(name)
+            while waiting and idle:
+                if self._refuse(waiting[0]):
+                    waiting.popleft()
+                    continue
+                if bucket is not None and not bucket.take():
+                    break
+                self._start(waiting.popleft(), idle.pop())
+            if not waiting:
+                del self.throttled[name]
 
     def _refuse(self, job: Job) -> bool:
         """Revoked or expired tasks are not run: REVOKED result, message acked."""
@@ -532,12 +589,18 @@ class Node:
         return None if self.conf.worker_disable_rate_limits else self.buckets[task.name]
 
     def set_rate_limit(self, task: Task, rate: str | float | None) -> None:
+        """Change a task's rate limit on this node now (None or 0: no limit); jobs held for
+        the old rate get the new one (remote `rate_limit` calls this)."""
         per_second = parse_rate(rate)
         self.buckets[task.name] = TokenBucket(per_second) if per_second else None
+        if not per_second and task.name in self.throttled:
+            self.buffer.extendleft(reversed(self.throttled.pop(task.name)))
 
     def _rate_wait(self) -> float:
         waits = [bucket.wait_time() for job in self.buffer
                  if (bucket := self.buckets.get(job.task.name)) is not None]
+        waits += [bucket.wait_time() for name in self.throttled
+                  if (bucket := self.buckets.get(name)) is not None]
         return min(waits) if waits else 0.0
 
     def _start(self, job: Job, child: Child) -> None:
@@ -851,7 +914,9 @@ class Node:
     def _return_unstarted(self) -> None:
         """Send prefetched, ETA-held and rate-limited messages back to their queues."""
         jobs = list(self.buffer) + [job for _, _, job in self.scheduled]
+        jobs += [job for waiting in self.throttled.values() for job in waiting]
         self.buffer.clear()
+        self.throttled.clear()
         self.scheduled.clear()
         if jobs:
             log.info("Returning %d unstarted message(s) to their queues", len(jobs))

@@ -307,3 +307,43 @@ def test_an_expired_task_is_revoked_with_the_reason(app, nodes):
         assert result.state == states.REVOKED
         assert app.backend.get_meta(result.id)["reason"] == "expired"
 
+
+
+# -- rate limits and prefetch --------------------------------------------------------------------
+
+def test_a_rate_limit_spaces_its_task_out_while_other_tasks_run_freely(app, nodes):
+    nodes.start(concurrency=2)
+    from testapp import add, limited
+
+    sent = time.time()
+    limited_results = [limited.delay(i) for i in range(20)]
+    free = add.delay(1, 1)
+    assert free.get(timeout=10) == 2
+    free_done = time.time()
+    ran = sorted(result.get(timeout=20) for result in limited_results)
+    # a one-token bucket refilled 5 times a second: 20 tasks take about 4 s (19 intervals)
+    assert ran[-1] - ran[0] >= 19 / 5 - 0.3
+    assert ran[-1] - ran[0] < 19 / 5 + 2
+    assert free_done < ran[5]  # the unlimited task did not queue behind the limited ones
+    assert free_done - sent < 2
+
+
+def test_a_long_task_holds_no_prefetched_task_hostage_while_another_node_is_idle(
+        app, nodes, tmp_path):
+    from tests.integration.test_delivery import queue
+
+    nodes.start(name="busy", concurrency=1)  # prefetch multiplier 4: reserves 4
+    from testapp import add, block
+
+    gate = tmp_path / "gate"
+    long = block.delay(str(gate), str(tmp_path / "started"))
+    waiting = [add.delay(i, 1) for i in range(3)]
+    wait_for((tmp_path / "started").exists, 10, message="the long task to start")
+    wait_for(lambda: queue(app).reserved == 4, 10, message="the busy node to prefetch")
+    nodes.start(name="idle", concurrency=1)
+    try:
+        assert [r.get(timeout=10) for r in waiting] == [1, 2, 3]
+        assert not long.ready()  # they ran while the long task still held its node
+    finally:
+        gate.write_text("")
+    long.get(timeout=10)

@@ -1,0 +1,99 @@
+"""The node's dispatch rules without processes: rate-limited jobs wait aside (not in the
+prefetch), and a rate limit changed at runtime applies to the jobs already held."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fleet import Fleet
+from fleet.engine.pool import Child
+from fleet.engine.task import build_message
+from fleet.engine.transport.base import Delivery
+from fleet.engine.worker import Job, Node, NodeOptions
+
+
+class FakePool:
+    """Two idle children that record what they are sent."""
+
+    def __init__(self, size: int = 2):
+        self.children = {pid: Child(pid, pid, 100 + pid, 200 + pid, up=True)
+                         for pid in range(1, size + 1)}
+        self.sent: list[str] = []
+        self.terminating: dict[int, float] = {}
+
+    def send(self, child: Child, header: dict, payload: str) -> None:
+        self.sent.append(payload)
+
+
+@pytest.fixture
+def app():
+    app = Fleet("units", broker="memory://")
+
+    @app.task(name="units.slow", rate_limit="1/h")
+    def slow(x):
+        return x
+
+    @app.task(name="units.fast")
+    def fast(x):
+        return x
+
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def node(app):
+    node = Node(app, NodeOptions("unit@test", ["default"], concurrency=2))
+    node.pool = FakePool()
+    yield node
+    node.selector.close()
+    node.signals.close()
+
+
+def job(app, name: str, x: int) -> Job:
+    msg = build_message(app, f"units.{name}", (x,), {}, {})
+    task = app.tasks[msg.task]
+    return Job(Delivery(msg.id, "default", msg.encode()), msg, task, time.monotonic(),
+               acks_late=False, ignore_result=False)
+
+
+def started(node) -> list[str]:
+    return [job.message.task.split(".")[1] + str(job.message.args[0])
+            for job in node.active.values()]
+
+
+def test_jobs_over_their_rate_wait_aside_and_do_not_block_other_tasks(app, node):
+    node.buffer.extend([job(app, "slow", 1), job(app, "slow", 2), job(app, "slow", 3),
+                        job(app, "fast", 4)])
+    node._dispatch()
+    assert sorted(started(node)) == ["fast4", "slow1"]
+    assert [j.message.args[0] for j in node.throttled["units.slow"]] == [2, 3]
+    assert not node.buffer  # held jobs don't count against the prefetch
+    assert node._has_capacity()
+
+
+def test_lifting_a_rate_limit_at_runtime_releases_the_held_jobs_in_order(app, node):
+    node.buffer.extend([job(app, "slow", 1), job(app, "slow", 2), job(app, "slow", 3)])
+    node._dispatch()
+    node.set_rate_limit(app.tasks["units.slow"], None)
+    assert "units.slow" not in node.throttled
+    assert [j.message.args[0] for j in node.buffer] == [2, 3]
+    for child in node.pool.children.values():
+        child.job = None
+    node.active.clear()
+    node._dispatch()
+    assert sorted(started(node)) == ["slow2", "slow3"]
+
+
+def test_a_faster_rate_set_at_runtime_applies_to_held_jobs(app, node):
+    node.buffer.extend([job(app, "slow", 1), job(app, "slow", 2)])
+    node._dispatch()
+    node.set_rate_limit(app.tasks["units.slow"], "1000/s")
+    for child in node.pool.children.values():
+        child.job = None
+    node.active.clear()
+    time.sleep(0.01)
+    node._dispatch()
+    assert started(node) == ["slow2"]
