@@ -174,6 +174,9 @@ def cli(ctx: click.Context) -> None:
               help="Replace a child after N tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB",
               help="Replace a child once its resident memory exceeds KIB after a task.")
+@click.option("--autoscale", metavar="MAX,MIN",
+              help="Grow the pool up to MAX children while tasks wait, shrink it back to "
+                   "MIN after worker_autoscale_keepalive idle seconds (default 30).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
@@ -183,7 +186,7 @@ def cli(ctx: click.Context) -> None:
 def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
            loglevel: str, logfile: str | None, pidfile: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           max_memory_per_child: int | None, time_limit: float | None,
+           max_memory_per_child: int | None, autoscale: str | None, time_limit: float | None,
            soft_time_limit: float | None, overrides: tuple[str, ...]) -> None:
     """Run one node: a main process and a prefork pool of children.
 
@@ -218,6 +221,10 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
     )
+    if autoscale or conf.worker_autoscale:
+        from fleet.engine.autoscale import parse_autoscale
+
+        options.autoscale = parse_autoscale(autoscale or conf.worker_autoscale)
     node = Node(app, options)
     from fleet.engine import notify
 

@@ -230,6 +230,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "node reserves only for idle children and returns prefetched messages waiting behind "
        "busy ones, so an idle node runs them (a long task holds no other task hostage).",
        minimum=0.01),
+    _s("worker_autoscale", "str", None, "Autoscale the pool between MAX,MIN children (e.g. "
+       "'8,2'): grow while tasks wait, shrink after worker_autoscale_keepalive idle seconds.",
+       optional=True),
+    _s("worker_autoscale_keepalive", "float", 30.0, "Seconds a child of an autoscaled pool "
+       "stays idle before the pool shrinks.", minimum=0),
     _s("worker_max_tasks_per_child", "int", None, "Replace a child after this many tasks.",
        optional=True, minimum=1),
     _s("worker_max_memory_per_child", "int", None, "Replace a child after a task leaves its "

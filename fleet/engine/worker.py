@@ -47,6 +47,7 @@ from fleet.engine.transport.base import (
     Pending,
     ReserveRequest,
 )
+from fleet.errors import FleetError
 from fleet.exceptions import (
     BrokerUnavailable,
     MessageDecodeError,
@@ -96,6 +97,8 @@ class NodeOptions:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     send_events: bool = False
+    #: (max, min) children for autoscaling (`--autoscale MAX,MIN`), or None.
+    autoscale: tuple[int, int] | None = None
     #: Called once the node is consuming (readiness handshakes: detach, sd_notify).
     on_ready: list[Callable[[Node], None]] = field(default_factory=list)
 
@@ -172,6 +175,7 @@ class Node:
         self.backend = None
         self.result_store = None
         self.pool: Pool | None = None
+        self.autoscaler = None  #: an `Autoscaler` when --autoscale is on
         #: Extension points, called in the main loop (never from a signal handler):
         #: "ready"(node), "received"(node, job), "started"(node, job),
         #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
@@ -217,6 +221,13 @@ class Node:
         self.subscription = self.broker.subscribe(self.channels, self.queues)
         self._watch_subscription()
         self._recover_dead_nodes()
+        if self.options.autoscale:
+            from fleet.engine.autoscale import Autoscaler
+
+            maximum, minimum = self.options.autoscale
+            scaler = Autoscaler(self, maximum, minimum, self.conf.worker_autoscale_keepalive)
+            scaler.attach()
+            self.options.concurrency = scaler.initial
         self.pool = Pool(self.child_settings(), self.options.concurrency)
         for slot in self.pool.free_slots():
             self._spawn(slot)
@@ -383,7 +394,8 @@ class Node:
         if wanted > 0 and self.active and self._busy_for_long(now):
             # a long task runs here: take only what idle children start now, leave the rest
             # to other nodes (see _release_hostages)
-            wanted = min(wanted, len(self._idle_children()) - len(self.buffer))
+            wanted = min(wanted, len(self._idle_children()) + self._growth_room() -
+                         len(self.buffer))
         if wanted <= 0:
             return None
         if not self._want_fetch and now - self._last_fetch < self._poll_interval():
@@ -398,11 +410,18 @@ class Node:
         limit = self.conf.worker_prefetch_timeout
         return any(now - job.started > limit for job in self.active.values())
 
+    def _growth_room(self) -> int:
+        """Children the autoscaler may still add."""
+        if self.autoscaler is None:
+            return 0
+        return max(0, self.autoscaler.maximum - self.options.concurrency)
+
     def _release_hostages(self, now: float) -> None:
         """Prefetched messages that wait behind long tasks go back to their queue, so an idle
         node runs them instead of them waiting here for a child (celery#2994, #6500)."""
         if now - self.buffer[0].received < self.conf.worker_prefetch_timeout or \
-                any(self._idle_children()) or not self._busy_for_long(now):
+                any(self._idle_children()) or self._growth_room() or \
+                not self._busy_for_long(now):
             return
         log.info("Every child is busy with a long task: returning %d prefetched message(s) "
                  "to their queues for other nodes", len(self.buffer))
@@ -828,15 +847,29 @@ class Node:
         self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
                                          node=self.name))
 
-    def grow(self, n: int = 1) -> None:
-        self.options.concurrency += n
-        self.pool.concurrency = self.options.concurrency
-        log.info("Pool grows to %d children", self.options.concurrency)
-        self._fill_pool()
+    def grow(self, n: int = 1, why: str = "pool_grow") -> None:
+        """Add `n` children (TTIN, remote pool_grow). With autoscale on, a size over its
+        maximum is refused with a FleetError that says so."""
+        if self.autoscaler is not None:
+            self.autoscaler.check(self.options.concurrency + n, why)
+        self.resize(self.options.concurrency + n)
 
-    def shrink(self, n: int = 1) -> None:
-        target = max(1, self.options.concurrency - n)
+    def shrink(self, n: int = 1, why: str = "pool_shrink") -> None:
+        """Remove `n` children (TTOU, remote pool_shrink); busy ones finish their task
+        first. Never below one child, or below the autoscale minimum (refused)."""
+        target = self.options.concurrency - n
+        if self.autoscaler is not None:
+            self.autoscaler.check(target, why)
+        self.resize(max(1, target) if self.autoscaler is None else target)
+
+    def resize(self, target: int) -> None:
+        """Set the pool's size now (no bounds checked: callers do)."""
+        previous = self.options.concurrency
         self.options.concurrency = self.pool.concurrency = target
+        if target >= previous:
+            log.info("Pool grows to %d children", target)
+            self._fill_pool()
+            return
         log.info("Pool shrinks to %d children", target)
         for child in self.pool.children.values():
             if child.slot > target and not child.retiring:
@@ -883,10 +916,16 @@ class Node:
             self.pool.kill(child, signal.SIGUSR2)
 
     def handle_ttin(self) -> None:
-        self.grow(1)
+        try:
+            self.grow(1, "TTIN")
+        except FleetError as exc:
+            log.warning("%s", exc.one_line())
 
     def handle_ttou(self) -> None:
-        self.shrink(1)
+        try:
+            self.shrink(1, "TTOU")
+        except FleetError as exc:
+            log.warning("%s", exc.one_line())
 
     # == shutdown ===============================================================================
 

@@ -347,3 +347,38 @@ def test_a_long_task_holds_no_prefetched_task_hostage_while_another_node_is_idle
     finally:
         gate.write_text("")
     long.get(timeout=10)
+
+
+# -- autoscale -----------------------------------------------------------------------------------
+
+def test_autoscale_grows_while_tasks_wait_and_shrinks_after_the_keepalive(app, nodes, tmp_path):
+    node = nodes.start("--autoscale", "3,1", concurrency=1,
+                       env={"FLEET_WORKER_AUTOSCALE_KEEPALIVE": "0.5"})
+    assert len(node.children()) == 1
+    from testapp import block
+
+    gate = tmp_path / "gate"
+    markers = [tmp_path / f"started-{i}" for i in range(3)]
+    results = [block.delay(str(gate), str(marker)) for marker in markers]
+    # three long tasks run at once: the pool grew to its maximum
+    wait_for(lambda: all(marker.exists() for marker in markers), 10,
+             message="three tasks running at once")
+    assert len(node.children()) == 3
+    node.signal(signal.SIGTTIN)
+    wait_for(lambda: "TTIN refused" in node.log_text(), 5, message="the refusal")
+    assert "over the autoscale maximum of 3 (--autoscale 3,1)" in node.log_text()
+    gate.write_text("")
+    assert len({r.get(timeout=10) for r in results}) == 3
+    wait_for(lambda: len(node.children()) == 1, 10, message="the pool back to its minimum")
+    assert "scaling down from 3 to 1 children" in node.log_text()
+    node.signal(signal.SIGTTOU)
+    wait_for(lambda: "TTOU refused" in node.log_text(), 5, message="the refusal")
+    assert len(node.children()) == 1
+
+
+def test_an_invalid_autoscale_range_is_a_usage_error(env):
+    from tests.support import run_fleet
+
+    done = run_fleet("worker", "-A", "testapp", "--autoscale", "many", env=env)
+    assert done.returncode == 2
+    assert "invalid autoscale range 'many'" in done.stderr

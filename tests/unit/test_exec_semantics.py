@@ -97,3 +97,20 @@ def test_a_faster_rate_set_at_runtime_applies_to_held_jobs(app, node):
     time.sleep(0.01)
     node._dispatch()
     assert started(node) == ["slow2"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("8,2", (8, 2)), ("2,8", (8, 2)), ("4", (4, 0)),
+                                                (" 3 , 1 ", (3, 1))])
+def test_autoscale_ranges(text, expected):
+    from fleet.engine.autoscale import parse_autoscale
+
+    assert parse_autoscale(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "1,2,3", "0", "-1,2"])
+def test_bad_autoscale_ranges_are_usage_errors(text):
+    from fleet.engine.autoscale import parse_autoscale
+    from fleet.errors import UsageError
+
+    with pytest.raises(UsageError, match="invalid autoscale range"):
+        parse_autoscale(text)
