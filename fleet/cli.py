@@ -181,13 +181,19 @@ def cli(ctx: click.Context) -> None:
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
+@click.option("--check", is_flag=True,
+              help="Don't start a node: say whether the node named by -n is consuming "
+                   "(exit 0), alive but not consuming (1), or unknown: broker down (75). "
+                   "With --pidfile, the process must be alive too.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="With --check: print JSON.")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
 def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
            loglevel: str, logfile: str | None, pidfile: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, autoscale: str | None, time_limit: float | None,
-           soft_time_limit: float | None, overrides: tuple[str, ...]) -> None:
+           soft_time_limit: float | None, check: bool, as_json: bool,
+           overrides: tuple[str, ...]) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -205,9 +211,15 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     level = parse_level(loglevel)
     app = cli_ctx.load_app()
     app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
+    nodename = host_format(hostname)
+    if check:
+        from fleet.cli_health import run_check
+
+        shown_pidfile = format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile \
+            else None
+        sys.exit(run_check(cli_ctx, app, nodename, shown_pidfile, as_json))
     app.import_includes()
     conf = app.conf
-    nodename = host_format(hostname)
     options = NodeOptions(
         nodename=nodename,
         queues=split_list(queues) or [conf.task_default_queue],

@@ -152,6 +152,7 @@ class Node:
         self._sequence = itertools.count()
         self._want_fetch = True
         self._last_fetch = 0.0
+        self._fetched_at = time.monotonic()  #: last reserve round trip that came back
         self._next_heartbeat = 0.0
         self._next_cleanup = 0.0
         self._next_progress = 0.0
@@ -455,6 +456,7 @@ class Node:
         self.emit("committed", batch)
         if wanted:
             self._want_fetch = len(deliveries) == wanted
+            self._fetched_at = time.monotonic()
         if self.state != RUNNING:  # reserved while we began shutting down: give them back
             self.batch.requeues += [delivery.id for delivery in deliveries]
             return
@@ -1073,7 +1075,19 @@ class Node:
         return {"active": len(self.active), "processed": sum(self.processed.values()),
                 "concurrency": self.options.concurrency, "state": self.state,
                 "loadavg": list(os.getloadavg()), "started": self.started_at,
-                "version": __version__}
+                "version": __version__, **self.consuming_info()}
+
+    def consuming_info(self) -> dict[str, Any]:
+        """What `fleet worker --check` needs to tell a node that is alive but not consuming:
+        whether it is ready, how many children are up, broker trouble, and, while it waits
+        for work (an idle child, nothing prefetched), how long ago a reserve came back."""
+        children = self.pool.children.values() if self.pool else ()
+        hungry = self.state == RUNNING and self._ready and not self.buffer and \
+            any(child.idle for child in children)
+        return {"ready": self._ready, "children_up": sum(1 for c in children if c.up),
+                "broker_failures": self._broker_failures, "hungry": hungry,
+                "fetch_age": round(time.monotonic() - self._fetched_at, 3),
+                "heartbeat_interval": self.conf.worker_heartbeat_interval}
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.conf.worker_heartbeat_interval
@@ -1117,6 +1131,7 @@ class Node:
 
     def _become_ready(self) -> None:
         self._ready = True
+        self._next_heartbeat = 0.0  # tell the broker (and `fleet worker --check`) at once
         log.warning("%s ready: consuming %s with %d children", self.name,
                     ", ".join(self.queues), len(self.pool.children))
         for hook in self.options.on_ready:

@@ -382,3 +382,35 @@ def test_an_invalid_autoscale_range_is_a_usage_error(env):
     done = run_fleet("worker", "-A", "testapp", "--autoscale", "many", env=env)
     assert done.returncode == 2
     assert "invalid autoscale range 'many'" in done.stderr
+
+
+# -- health: alive but not consuming -------------------------------------------------------------
+
+def test_worker_check_tells_a_consuming_node_from_a_stopped_one(app, nodes, env, tmp_path):
+    import json
+
+    from tests.support import run_fleet
+
+    pidfile = str(tmp_path / "w1.pid")
+    node = nodes.start("--pidfile", pidfile)
+    env = {**env, "FLEET_WORKER_HEARTBEAT_TIMEOUT": "1.0"}
+    check = ("worker", "-A", "testapp", "-n", "w1@%h", "--pidfile", pidfile, "--check")
+    done = run_fleet(*check, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": OK: consuming default" in done.stdout
+    report = json.loads(run_fleet(*check, "--json", env=env).stdout)
+    assert report["ok"] and report["pid"] == node.pid and report["info"]["ready"]
+    node.signal(signal.SIGSTOP)  # alive, but its loop no longer runs
+    try:
+        def stale():
+            done = run_fleet(*check, env=env)
+            return done.returncode == 1 and done
+
+        done = wait_for(stale, 10, interval=0.2, message="the check to notice")
+        assert ": NOT CONSUMING: no heartbeat for" in done.stdout
+    finally:
+        node.signal(signal.SIGCONT)
+    wait_for(lambda: run_fleet(*check, env=env).returncode == 0, 10, interval=0.2,
+             message="healthy again")
+    missing = run_fleet("worker", "-A", "testapp", "-n", "nobody@%h", "--check", env=env)
+    assert missing.returncode == 1 and "no node of that name" in missing.stdout

@@ -3,6 +3,7 @@ prefetch), and a rate limit changed at runtime applies to the jobs already held.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -114,3 +115,52 @@ def test_bad_autoscale_ranges_are_usage_errors(text):
 
     with pytest.raises(UsageError, match="invalid autoscale range"):
         parse_autoscale(text)
+
+
+class FakeBroker:
+    transient_errors = (ConnectionError,)
+
+    def __init__(self, *records):
+        self.records = records
+
+    def consumers(self):
+        if not self.records:
+            raise ConnectionError("refused")
+        return [r for r in self.records if r is not None]
+
+
+def record(age: float = 0.1, **info):
+    from fleet.engine.transport.base import ConsumerRecord
+
+    base = {"state": "running", "ready": True, "concurrency": 2, "children_up": 2,
+            "broker_failures": 0, "hungry": False, "fetch_age": 0.0, "active": 0}
+    return ConsumerRecord("n1@h#1", "n1@h", ["default"], os.getpid(), "h", time.time() - age,
+                          {**base, **info})
+
+
+@pytest.mark.parametrize(("rec", "status", "words"), [
+    (record(), "OK", "consuming default"),
+    (record(age=30), "NOT CONSUMING", "no heartbeat for 30"),
+    (record(state="warm shutdown"), "NOT CONSUMING", "in warm shutdown"),
+    (record(ready=False), "NOT CONSUMING", "not up yet"),
+    (record(children_up=0), "NOT CONSUMING", "no child process is up"),
+    (record(broker_failures=3), "NOT CONSUMING", "the broker failed 3 time(s)"),
+    (record(hungry=True, fetch_age=9.0), "NOT CONSUMING", "no message reserved for 9.1s"),
+    (record(hungry=True, fetch_age=0.5), "OK", "consuming"),
+    (record(hungry=False, fetch_age=60.0), "OK", "consuming"),  # busy: no need to fetch
+])
+def test_health_names_what_keeps_a_node_from_consuming(rec, status, words):
+    from fleet.engine.health import check_node
+
+    health = check_node(FakeBroker(rec), "n1@h", 10.0)
+    assert health.status == status and words in health.detail, health.detail
+
+
+def test_health_without_the_broker_or_the_node():
+    from fleet.engine.health import check_node
+
+    assert check_node(FakeBroker(), "n1@h", 10.0).status == "UNKNOWN"
+    health = check_node(FakeBroker(None), "n1@h", 10.0)
+    assert health.status == "NOT CONSUMING" and "no node of that name" in health.detail
+    health = check_node(FakeBroker(None), "n1@h", 10.0, pid=os.getpid())
+    assert "alive but not registered" in health.detail
