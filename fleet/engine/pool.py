@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
+from fleet.engine.execute import execute
 from fleet.signals import signal_name
 
 if TYPE_CHECKING:
@@ -134,11 +135,17 @@ class Pool:
         self.children: dict[int, Child] = {}  # pid -> child
         #: Process groups sent TERM, and when they get KILL (monotonic): see `terminate`.
         self.terminating: dict[int, float] = {}
+        from fleet.daemon import libc
+
+        libc()  # looked up once here, so children inherit it instead of each searching
 
     # -- spawning ---------------------------------------------------------------------------
 
     def free_slots(self) -> list[int]:
-        used = {child.slot for child in self.children.values()}
+        """Slots without a child, counting a slot whose child is on its way out (retiring
+        with no task) as free: its replacement starts without waiting for the exit."""
+        used = {child.slot for child in self.children.values()
+                if not (child.retiring and child.job is None)}
         return [slot for slot in range(1, self.concurrency + 1) if slot not in used]
 
     def spawn(self, slot: int) -> Child:
@@ -313,7 +320,7 @@ def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
 def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
                  result_fd: int, parent: int) -> None:
     from fleet.daemon import set_parent_death_signal
-    from fleet.engine.log import setup_logging
+    from fleet.engine.log import setup_logging  # (imported by the main process already)
 
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # lead a group of our own: a hard limit stops the task's processes
@@ -347,8 +354,6 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
 
 
 def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int) -> None:
-    from fleet.engine.execute import execute
-
     _write_all(result_fd, encode_frame({"t": "up", "slot": slot, "pid": os.getpid()}))
     reader = _FrameReader(task_fd)
     done = 0

@@ -677,6 +677,7 @@ class Node:
         self._settle(job, header, payload)
         if child.retiring or self.state != RUNNING:
             self.pool.retire(child)
+            self._fill_pool()  # the replacement starts while this one exits
 
     def _settle(self, job: Job, header: dict, payload: bytes) -> None:
         state, runtime = header["state"], header["runtime"]
@@ -844,6 +845,7 @@ class Node:
         child.retiring = "killed: hard time limit"
         self.active.pop(job.delivery.id, None)
         self.pool.terminate(child, grace, "hard time limit")
+        self._fill_pool()
         msg = job.message
         exc = TimeLimitExceeded(job.hard_limit)
         self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
