@@ -241,8 +241,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "resident memory above this many KiB.", optional=True, minimum=1),
     _s("worker_heartbeat_interval", "float", 2.0, "Seconds between a node's heartbeats.",
        minimum=0.05),
-    _s("worker_heartbeat_timeout", "float", 10.0, "Seconds without a heartbeat after which a "
-       "node is dead and its reserved messages return to their queues.", minimum=0.1),
+    _s("worker_heartbeat_timeout", "float", 8.0, "Seconds without a heartbeat after which a "
+       "node is dead and its reserved messages return to their queues (so a dead node's "
+       "acks-late tasks run again elsewhere within this plus one heartbeat interval).",
+       minimum=0.1),
     _s("worker_eta_horizon", "float", 300.0, "ETA/countdown tasks due within this many "
        "seconds are reserved and held by a node; later ones wait in the broker.", minimum=0),
     _s("worker_lost_max_redeliveries", "int", 3, "An acks-late task whose process died this "

@@ -414,3 +414,44 @@ def test_worker_check_tells_a_consuming_node_from_a_stopped_one(app, nodes, env,
              message="healthy again")
     missing = run_fleet("worker", "-A", "testapp", "-n", "nobody@%h", "--check", env=env)
     assert missing.returncode == 1 and "no node of that name" in missing.stdout
+
+
+# -- delivery guarantees when a node dies --------------------------------------------------------
+
+def test_sigkill_of_a_node_reruns_its_acks_late_task_elsewhere_within_10s_by_default(
+        app, nodes, tmp_path):
+    defaults = {"FLEET_WORKER_HEARTBEAT_INTERVAL": "2.0", "FLEET_WORKER_HEARTBEAT_TIMEOUT": "8.0"}
+    victim = nodes.start(name="victim", concurrency=1, env=defaults)
+    from testapp import late_sleep
+
+    marker = str(tmp_path / "late")
+    late_sleep.delay(30, marker)
+    wait_for(lambda: Path(marker + ".runs").exists(), 10, message="the first run")
+    rescuer = nodes.start(name="rescuer", concurrency=1, env=defaults)
+    victim.kill_group()
+    killed = time.monotonic()
+    wait_for(lambda: len(_lines(Path(marker + ".runs"))) == 2, 10,
+             message="the acks-late task to run again on the other node within 10 s")
+    assert time.monotonic() - killed < 10
+    assert int(_lines(Path(marker + ".runs"))[1]) in rescuer.children()
+
+
+def test_a_dead_node_loses_nothing_silently(app, nodes, tmp_path):
+    from tests.integration.test_delivery import queue
+
+    victim = nodes.start(name="victim", concurrency=1)
+    from testapp import add, block
+
+    gate = tmp_path / "gate"
+    running = block.apply_async((str(gate), str(tmp_path / "started")), track_started=True)
+    prefetched = [add.delay(i, i) for i in range(3)]
+    wait_for(lambda: running.state == states.STARTED, 10, message="the early-acked task to start")
+    wait_for(lambda: queue(app).reserved == 4, 10, message="three prefetched")
+    victim.kill_group()
+    nodes.start(name="rescuer", concurrency=1)
+    # prefetched-but-not-started tasks went back to their queue and ran elsewhere...
+    assert [r.get(timeout=15) for r in prefetched] == [0, 2, 4]
+    # ...and the early-acked task that was running is reported, not silently dropped
+    with pytest.raises(WorkerLostError, match="died while the task ran"):
+        running.get(timeout=10)
+    gate.write_text("")
