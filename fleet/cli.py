@@ -169,7 +169,8 @@ def cli(ctx: click.Context) -> None:
               help="Log file (default: stderr); %n, %i, %I expand per process.")
 @click.option("--pidfile", metavar="PATH", help="Write and lock a pid file.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), metavar="N",
-              help="Messages reserved per child (default 4).")
+              help="Messages reserved per child (default 4); only for idle children once a "
+                   "task has run longer than worker_prefetch_timeout (1 s).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), metavar="N",
               help="Replace a child after N tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB",
@@ -199,7 +200,12 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     \b
     Signals: TERM warm shutdown (running tasks finish), INT warm then cold on a second
     INT, QUIT cold shutdown, HUP restart in place, USR1 stack dump to the log,
-    TTIN/TTOU grow/shrink the pool by one.
+    TTIN/TTOU grow/shrink the pool by one (within the --autoscale range).
+
+    \b
+    Health check (for probes and HEALTHCHECK): fleet worker -A proj -n w1@%h --check
+    exits 0 if the node consumes, 1 if it is alive but not consuming, 75 if the broker
+    cannot be reached.
 
     Settings can be given after `--` as SETTING=VALUE (VALUE is JSON, else a string):
     fleet worker -A proj -- task_acks_late=true worker_heartbeat_interval=1
