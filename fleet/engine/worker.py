@@ -119,6 +119,8 @@ class Job:
     hard_limit: float | None = None
     soft_sent: bool = False
     terminate: int | None = None  #: signal a remote terminate asked for
+    #: When it became ready to run (monotonic): its reception, or its eta for an ETA job.
+    due: float = 0.0
 
     @property
     def label(self) -> str:
@@ -153,6 +155,8 @@ class Node:
         self._want_fetch = True
         self._last_fetch = 0.0
         self._fetched_at = time.monotonic()  #: last reserve round trip that came back
+        #: New-message wakeups seen, and how many when the round trip under way was sent.
+        self._wakes = self._pending_wakes = 0
         self._next_heartbeat = 0.0
         self._next_cleanup = 0.0
         self._next_progress = 0.0
@@ -316,7 +320,7 @@ class Node:
                 deadlines.append(now + self._rate_wait())
             elif self.buffer and self.active:  # when _release_hostages may act
                 oldest = min(job.started for job in self.active.values())
-                deadlines.append(max(self.buffer[0].received, oldest) +
+                deadlines.append(max(self.buffer[0].due, oldest) +
                                  self.conf.worker_prefetch_timeout)
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
@@ -381,6 +385,7 @@ class Node:
         self._pending = self.broker.submit(self.consumer_id, batch, reserve)
         self._pending_batch = batch
         self._pending_wanted = reserve.limit if reserve else 0
+        self._pending_wakes = self._wakes
         fd = self._pending.fileno()
         if fd is None:
             self._on_pending()
@@ -420,7 +425,7 @@ class Node:
     def _release_hostages(self, now: float) -> None:
         """Prefetched messages that wait behind long tasks go back to their queue, so an idle
         node runs them instead of them waiting here for a child (celery#2994, #6500)."""
-        if now - self.buffer[0].received < self.conf.worker_prefetch_timeout or \
+        if now - self.buffer[0].due < self.conf.worker_prefetch_timeout or \
                 any(self._idle_children()) or self._growth_room() or \
                 not self._busy_for_long(now):
             return
@@ -454,8 +459,8 @@ class Node:
             return
         self._broker_ok()
         self.emit("committed", batch)
-        if wanted:
-            self._want_fetch = len(deliveries) == wanted
+        if wanted:  # fetch again at once if it came back full or a wakeup came meanwhile
+            self._want_fetch = len(deliveries) == wanted or self._wakes != self._pending_wakes
             self._fetched_at = time.monotonic()
         if self.state != RUNNING:  # reserved while we began shutting down: give them back
             self.batch.requeues += [delivery.id for delivery in deliveries]
@@ -502,6 +507,7 @@ class Node:
         job = Job(delivery, msg, task, time.monotonic(),
                   acks_late=_first(options.get("acks_late"), task.acks_late),
                   ignore_result=_first(options.get("ignore_result"), task.ignore_result))
+        job.due = job.received
         log.info("Task %s received", job.label)
         self.emit("received", job)
         if msg.eta is not None and msg.eta > time.time():
@@ -534,6 +540,7 @@ class Node:
         now = time.time()
         while self.scheduled and self.scheduled[0][0] <= now:
             _, _, job = heapq.heappop(self.scheduled)
+            job.due = time.monotonic()
             self.buffer.append(job)
 
     # == dispatching ============================================================================
@@ -1051,6 +1058,7 @@ class Node:
             return
         if woken:
             self._want_fetch = True
+            self._wakes += 1
         for channel, payload in broadcasts:
             self.emit("broadcast", channel, payload)
 

@@ -36,7 +36,8 @@ def test_term_lets_the_running_task_finish_and_exits_zero(app, nodes, tmp_path):
 
 
 def test_quit_puts_prefetched_tasks_back_and_fails_the_running_one(app, nodes, tmp_path):
-    node = nodes.start(concurrency=1)
+    # (a long prefetch timeout: the node keeps its prefetched tasks behind the long one)
+    node = nodes.start(concurrency=1, env={"FLEET_WORKER_PREFETCH_TIMEOUT": "60"})
     from testapp import add, sleep
 
     marker = str(tmp_path / "run")

@@ -330,14 +330,14 @@ def test_a_rate_limit_spaces_its_task_out_while_other_tasks_run_freely(app, node
 
 def test_a_long_task_holds_no_prefetched_task_hostage_while_another_node_is_idle(
         app, nodes, tmp_path):
-    from tests.integration.test_delivery import queue
-
-    nodes.start(name="busy", concurrency=1)  # prefetch multiplier 4: reserves 4
     from testapp import add, block
+
+    from tests.integration.test_delivery import queue
 
     gate = tmp_path / "gate"
     long = block.delay(str(gate), str(tmp_path / "started"))
     waiting = [add.delay(i, 1) for i in range(3)]
+    nodes.start(name="busy", concurrency=1)  # prefetch multiplier 4: reserves all four
     wait_for((tmp_path / "started").exists, 10, message="the long task to start")
     wait_for(lambda: queue(app).reserved == 4, 10, message="the busy node to prefetch")
     nodes.start(name="idle", concurrency=1)
@@ -437,14 +437,16 @@ def test_sigkill_of_a_node_reruns_its_acks_late_task_elsewhere_within_10s_by_def
 
 
 def test_a_dead_node_loses_nothing_silently(app, nodes, tmp_path):
-    from tests.integration.test_delivery import queue
-
-    victim = nodes.start(name="victim", concurrency=1)
     from testapp import add, block
+
+    from tests.integration.test_delivery import queue
 
     gate = tmp_path / "gate"
     running = block.apply_async((str(gate), str(tmp_path / "started")), track_started=True)
     prefetched = [add.delay(i, i) for i in range(3)]
+    # (a long prefetch timeout: the node keeps its prefetched tasks behind the long one)
+    victim = nodes.start(name="victim", concurrency=1,
+                         env={"FLEET_WORKER_PREFETCH_TIMEOUT": "60"})
     wait_for(lambda: running.state == states.STARTED, 10, message="the early-acked task to start")
     wait_for(lambda: queue(app).reserved == 4, 10, message="three prefetched")
     victim.kill_group()
