@@ -111,6 +111,9 @@ def _fail_boot_if_asked() -> None:
     flag = os.environ.get("TESTAPP_FAIL_BOOT")
     if flag and os.path.exists(flag):
         os._exit(3)
+    hang = os.environ.get("TESTAPP_HANG_BOOT")
+    if hang and os.path.exists(hang):
+        time.sleep(60)  # never reports ready
 
 
 os.register_at_fork(after_in_child=_fail_boot_if_asked)
@@ -212,3 +215,11 @@ def retry_later(self, times, countdown):
     if self.request.retries < times:
         raise self.retry(exc=CustomError("not yet"), countdown=countdown)
     return self.request.retries
+
+
+@app.task
+def segfault():
+    """Die the way a crashing C extension does."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)

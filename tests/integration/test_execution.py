@@ -65,6 +65,25 @@ def test_a_replacement_child_that_fails_to_come_up_is_retried_with_backoff(
     assert node.proc.poll() is None
 
 
+def test_a_replacement_child_that_never_reports_ready_is_killed_and_retried(
+        app, nodes, tmp_path):
+    flag = tmp_path / "hang-boot"
+    node = nodes.start("--max-tasks-per-child", "1", concurrency=1,
+                       env={"TESTAPP_HANG_BOOT": str(flag),
+                            "FLEET_WORKER_PROC_ALIVE_TIMEOUT": "0.5"})
+    from testapp import add
+
+    assert add.delay(1, 1).get(timeout=10) == 2
+    flag.write_text("")
+    waiting = add.delay(2, 2)
+    wait_for(lambda: "did not report ready within 0.5s: killing it" in node.log_text(), 10,
+             message="the hung child to be killed")
+    flag.unlink()
+    assert waiting.get(timeout=20) == 4
+    assert add.delay(3, 3).get(timeout=20) == 6
+    assert "killed by signal 9 (KILL)" in node.log_text()
+
+
 def test_max_memory_per_child_replaces_a_child_that_allocates_past_it(app, nodes):
     node = nodes.start("--max-memory-per-child", "100000", concurrency=1)
     from testapp import add, hog
@@ -120,6 +139,15 @@ def test_a_child_killed_by_signal_9_fails_its_task_as_worker_lost(app, nodes, tm
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerLostError, match=r"worker lost: signal 9 \(perhaps out of memory\)"):
         result.get(timeout=10)
+    assert add.delay(1, 1).get(timeout=10) == 2
+
+
+def test_a_segfaulting_child_fails_its_task_and_is_replaced(app, nodes):
+    nodes.start(concurrency=1)
+    from testapp import add, segfault
+
+    with pytest.raises(WorkerLostError, match=r"worker lost: signal 11 \(SEGV\)"):
+        segfault.delay().get(timeout=10)
     assert add.delay(1, 1).get(timeout=10) == 2
 
 

@@ -138,21 +138,21 @@ def record(age: float = 0.1, **info):
                           {**base, **info})
 
 
-@pytest.mark.parametrize(("rec", "status", "words"), [
-    (record(), "OK", "consuming default"),
-    (record(age=30), "NOT CONSUMING", "no heartbeat for 30"),
-    (record(state="warm shutdown"), "NOT CONSUMING", "in warm shutdown"),
-    (record(ready=False), "NOT CONSUMING", "not up yet"),
-    (record(children_up=0), "NOT CONSUMING", "no child process is up"),
-    (record(broker_failures=3), "NOT CONSUMING", "the broker failed 3 time(s)"),
-    (record(hungry=True, fetch_age=9.0), "NOT CONSUMING", "no message reserved for 9.1s"),
-    (record(hungry=True, fetch_age=0.5), "OK", "consuming"),
-    (record(hungry=False, fetch_age=60.0), "OK", "consuming"),  # busy: no need to fetch
+@pytest.mark.parametrize(("fields", "status", "words"), [
+    ({}, "OK", "consuming default"),
+    ({"age": 30}, "NOT CONSUMING", "no heartbeat for 30"),
+    ({"state": "warm shutdown"}, "NOT CONSUMING", "in warm shutdown"),
+    ({"ready": False}, "NOT CONSUMING", "not up yet"),
+    ({"children_up": 0}, "NOT CONSUMING", "no child process is up"),
+    ({"broker_failures": 3}, "NOT CONSUMING", "the broker failed 3 time(s)"),
+    ({"hungry": True, "fetch_age": 9.0}, "NOT CONSUMING", "no message reserved for 9.1s"),
+    ({"hungry": True, "fetch_age": 0.5}, "OK", "consuming"),
+    ({"hungry": False, "fetch_age": 60.0}, "OK", "consuming"),  # busy: no need to fetch
 ])
-def test_health_names_what_keeps_a_node_from_consuming(rec, status, words):
+def test_health_names_what_keeps_a_node_from_consuming(fields, status, words):
     from fleet.engine.health import check_node
 
-    health = check_node(FakeBroker(rec), "n1@h", 10.0)
+    health = check_node(FakeBroker(record(**fields)), "n1@h", 10.0)
     assert health.status == status and words in health.detail, health.detail
 
 
