@@ -824,7 +824,7 @@ class Node:
                                             job.delivery.priority))
             self.batch.acks.append(job.delivery.id)
             return
-        detail = f"{lost_reason(status)}: the child process running it (pid {child.pid}) {how}"
+        detail = f"{lost_reason(status)}: the child process running it (pid {child.pid}) died"
         if requeue:
             detail += f"; it was already redelivered {redeliveries} times: giving up"
         log.error("Task %s lost: %s", job.label, detail)
