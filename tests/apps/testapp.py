@@ -223,3 +223,9 @@ def segfault():
     import signal
 
     os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@app.task(time_limit=0.3)
+def over_its_own_limit():
+    while True:
+        pass

@@ -129,6 +129,15 @@ def test_hard_limit_kills_a_busy_loop_and_its_process_group_and_the_node_goes_on
     assert f"Hard time limit (0.3s) exceeded for testapp.spin[{result.id}]" in log
 
 
+def test_a_per_task_hard_limit(app, nodes):
+    nodes.start(concurrency=1)
+    from testapp import add, over_its_own_limit
+
+    with pytest.raises(TimeLimitExceeded, match=r"0\.3s"):
+        over_its_own_limit.delay().get(timeout=10)
+    assert add.delay(1, 1).get(timeout=10) == 2
+
+
 def test_a_child_killed_by_signal_9_fails_its_task_as_worker_lost(app, nodes, tmp_path):
     nodes.start(concurrency=1)
     from testapp import add, block

@@ -164,3 +164,32 @@ def test_health_without_the_broker_or_the_node():
     assert health.status == "NOT CONSUMING" and "no node of that name" in health.detail
     health = check_node(FakeBroker(None), "n1@h", 10.0, pid=os.getpid())
     assert "alive but not registered" in health.detail
+
+
+class StubNode:
+    """What the autoscaler touches on a node."""
+
+    def __init__(self, concurrency: int):
+        self.options = type("Options", (), {"concurrency": concurrency})()
+        self.sizes: list[int] = []
+
+    def resize(self, target: int) -> None:
+        self.sizes.append(target)
+        self.options.concurrency = target
+
+
+def test_autoscale_refuses_manual_resizes_beyond_its_range_and_its_range_can_change():
+    from fleet.engine.autoscale import Autoscaler
+    from fleet.errors import FleetError
+
+    node = StubNode(4)
+    scaler = Autoscaler(node, maximum=4, minimum=2, keepalive=30)
+    scaler.check(3, "pool_shrink")  # inside the range: fine
+    with pytest.raises(FleetError, match=r"pool_grow refused: .* over the autoscale maximum of 4"):
+        scaler.check(5, "pool_grow")
+    with pytest.raises(FleetError, match=r"TTOU refused: .* under the autoscale minimum of 2"):
+        scaler.check(1, "TTOU")
+    assert scaler.update(2, 3) == "autoscale now max=3 min=2"  # either order
+    assert node.sizes == [3]  # the pool was over the new maximum
+    with pytest.raises(FleetError, match="invalid autoscale range"):
+        scaler.update(0, 0)
