@@ -151,28 +151,7 @@ class Node:
         self.revoked: set[str] = set()
         self.processed: collections.Counter[str] = collections.Counter()
         self.started_at = time.time()
-        self._sequence = itertools.count()
-        self._want_fetch = True
-        self._last_fetch = 0.0
-        self._fetched_at = time.monotonic()  #: last reserve round trip that came back
-        #: New-message wakeups seen, and how many when the round trip under way was sent.
-        self._wakes = self._pending_wakes = 0
-        self._next_heartbeat = 0.0
-        self._next_subscription_poll = 0.0
-        self._next_cleanup = 0.0
-        self._next_progress = 0.0
-        self._batch_since: float | None = None
-        self._pending: Pending | None = None
-        self._pending_batch: Batch | None = None
-        self._pending_wanted = 0
-        self._pending_fd: int | None = None
-        self._broker_retry_at = 0.0
-        self._broker_failures = 0
-        self._boot_failures = 0
-        self._spawn_not_before = 0.0
-        self._cold_deadline: float | None = None
-        self._ready = False
-        self._log_fd: int | None = None
+        self._init_loop_state()
         self.selector = selectors.DefaultSelector()
         self.signals = SignalRecorder()
         self.pidfile = None
@@ -310,6 +289,31 @@ class Node:
 
     # == the loop's turn ========================================================================
 
+    def _init_loop_state(self) -> None:
+        """The loop's bookkeeping: due times, the round trip under way, failure counts."""
+        self._sequence = itertools.count()
+        self._want_fetch = True
+        self._last_fetch = 0.0
+        self._fetched_at = time.monotonic()  #: last reserve round trip that came back
+        #: New-message wakeups seen, and how many when the round trip under way was sent.
+        self._wakes = self._pending_wakes = 0
+        self._next_heartbeat = 0.0
+        self._next_subscription_poll = 0.0
+        self._next_cleanup = 0.0
+        self._next_progress = 0.0
+        self._batch_since: float | None = None
+        self._pending: Pending | None = None
+        self._pending_batch: Batch | None = None
+        self._pending_wanted = 0
+        self._pending_fd: int | None = None
+        self._broker_retry_at = 0.0
+        self._broker_failures = 0
+        self._boot_failures = 0
+        self._spawn_not_before = 0.0
+        self._cold_deadline: float | None = None
+        self._ready = False
+        self._log_fd: int | None = None
+
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [self._next_heartbeat]
@@ -323,13 +327,7 @@ class Node:
         idle_broker = self._pending is None  # else its reply wakes us
         if idle_broker and self.state == RUNNING and self._has_capacity():
             deadlines.append(self._last_fetch + self._poll_interval())
-        if self.buffer or self.throttled:
-            if any(self._idle_children()):
-                deadlines.append(now + self._rate_wait())
-            elif self.buffer and self.active:  # when _release_hostages may act
-                oldest = min(job.started for job in self.active.values())
-                deadlines.append(max(self.buffer[0].due, oldest) +
-                                 self.conf.worker_prefetch_timeout)
+        deadlines += self._waiting_work_deadlines(now)
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
         if self.pool is not None and self.pool.terminating:
@@ -342,6 +340,18 @@ class Node:
         if self.state != RUNNING:
             deadlines.append(now + 0.5)
         return max(0.0, min(min(deadlines) - now, 1.0))
+
+    def _waiting_work_deadlines(self, now: float) -> list[float]:
+        """When buffered or rate-limited work may move: a token comes, or prefetched tasks
+        stuck behind long ones are due to be handed back (_release_hostages)."""
+        if not (self.buffer or self.throttled):
+            return []
+        if any(self._idle_children()):
+            return [now + self._rate_wait()]
+        if self.buffer and self.active:
+            oldest = min(job.started for job in self.active.values())
+            return [max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout]
+        return []
 
     def _poll_interval(self) -> float:
         return self.subscription.poll_interval if self.subscription else 1.0
