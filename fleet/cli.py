@@ -178,13 +178,20 @@ def cli(ctx: click.Context) -> None:
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background: new session, stdio to the log file, a pid file "
+              "(defaults as for fleet multi); waits until the node consumes, or says why not.")
+@click.option("--uid", metavar="USER", help="With --detach: run as this user (name or id).")
+@click.option("--gid", metavar="GROUP", help="With --detach: run as this group.")
+@click.option("--umask", metavar="OCTAL", help="With --detach: umask (default 022).")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
 def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
            loglevel: str, logfile: str | None, pidfile: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, time_limit: float | None,
-           soft_time_limit: float | None, overrides: tuple[str, ...]) -> None:
+           soft_time_limit: float | None, detach: bool, uid: str | None, gid: str | None,
+           umask: str | None, overrides: tuple[str, ...]) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -196,10 +203,35 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     fleet worker -A proj -- task_acks_late=true worker_heartbeat_interval=1
     """
     from fleet.engine.log import parse_level
+
+    level = parse_level(loglevel)
+    handshake = None
+    if detach or uid or gid or umask:
+        from fleet.detach import detach_worker
+
+        cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
+        handshake, logfile, pidfile = detach_worker(hostname, logfile, pidfile, detach, uid,
+                                                    gid, umask)
+    try:
+        _run_worker(cli_ctx, level, concurrency, queues, hostname, logfile, pidfile,
+                    prefetch_multiplier, max_tasks_per_child, max_memory_per_child, time_limit,
+                    soft_time_limit, overrides, handshake)
+    except Exception as exc:
+        if handshake is not None:  # tell the launcher why, in the node's own words
+            handshake.failed(exc.one_line() if isinstance(exc, FleetError) else
+                             f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _run_worker(cli_ctx: CliContext, level: int, concurrency: int | None, queues: str | None,
+                hostname: str, logfile: str | None, pidfile: str | None,
+                prefetch_multiplier: int | None, max_tasks_per_child: int | None,
+                max_memory_per_child: int | None, time_limit: float | None,
+                soft_time_limit: float | None, overrides: tuple[str, ...],
+                handshake: Any) -> None:
     from fleet.engine.worker import Node, NodeOptions
     from fleet.nodenames import format_node, host_format
 
-    level = parse_level(loglevel)
     app = cli_ctx.load_app()
     app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
     app.import_includes()
@@ -218,6 +250,8 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
     )
+    if handshake is not None:
+        options.on_ready.append(lambda node: handshake.ready())
     node = Node(app, options)
     from fleet.engine import notify
 

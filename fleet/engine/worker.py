@@ -274,7 +274,10 @@ class Node:
             if self.subscription is not None:
                 self.subscription.close()
         if self.pidfile is not None:
-            self.pidfile.release()
+            if self.restart_requested and self.exit_code == 0:
+                self.pidfile.keep_across_exec()  # same pid, same lock: never "stopped"
+            else:
+                self.pidfile.release()
         self.signals.restore()
         if self.state == STOPPED:
             log.info("%s stopped.", self.name)
@@ -1061,7 +1064,8 @@ def _interrupted_during(delay: float, signals: SignalRecorder | None) -> bool:
 
 def restart_in_place() -> None:
     """Replace this process with the same command (same pid): HUP's warm restart."""
-    argv = [sys.executable, "-m", "fleet", *sys.argv[1:]]
+    # Already detached: the new image must not fork again (that would change the pid).
+    argv = [sys.executable, "-m", "fleet", *(arg for arg in sys.argv[1:] if arg != "--detach")]
     log.warning("Restarting: %s", " ".join(argv))
     logging.shutdown()
     os.execv(sys.executable, argv)
