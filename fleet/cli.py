@@ -468,6 +468,7 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 #: `register(cli)`; add one line here per module.
 COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
+    "fleet.cli_multi",
 ]
 
 
