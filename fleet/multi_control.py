@@ -417,6 +417,8 @@ def _finish(launch: _Launch, report: Report, timed_out: bool = False) -> StartRe
 def _note_in_log(record: NodeRecord, text: str) -> None:
     """The node never got to its log (bad option, unwritable path): keep the reason there."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with contextlib.suppress(OSError):
+        record.main_log.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with contextlib.suppress(OSError), open(record.main_log, "a") as stream:
         stream.write(f"[{stamp}: fleet multi] {record.name} did not start: {text}\n")
 
