@@ -127,6 +127,7 @@ class _View:
               "running": {"fg": "cyan"}}
 
     def __init__(self, cli_ctx: CliContext, quiet: bool, no_color: bool):
+        self.cli_ctx = cli_ctx
         self.quiet = quiet
         self.no_color = no_color
 
@@ -268,18 +269,59 @@ def _do_kill(spec: Any, view: _View) -> int:
 def _do_status(spec: Any, view: _View) -> int:
     from fleet import multi_control as control
 
-    rows = control.status(_known(spec, "status"))
+    records = _known(spec, "status")
+    rows = control.status(records, _consumers(view.cli_ctx, records))
     if spec.json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        print_table(["NODE", "PID", "STATE", "UPTIME", "MEMORY", "CHILDREN", "LOG"],
-                    [[row["node"], row["pid"] or "-", row["state"], _duration(row["uptime"]),
-                      _size(row["memory"]), "-" if row["children"] is None else row["children"],
-                      row["logfile"]] for row in rows])
+        print_table(["NODE", "PID", "STATE", "CONSUMING", "UPTIME", "MEMORY", "CHILDREN", "LOG"],
+                    [[row["node"], row["pid"] or "-", row["state"], _yes_no(row["consuming"]),
+                      _duration(row["uptime"]), _size(row["memory"]),
+                      "-" if row["children"] is None else row["children"], row["logfile"]]
+                     for row in rows])
         for row in rows:
             if row["detail"]:
                 click.echo(f"{row['node']}: {row['detail']}", err=True)
-    return 0 if all(row["state"] == control.RUNNING for row in rows) else EXIT_NOT_RUNNING
+    healthy = all(row["state"] == control.RUNNING and row["consuming"] is not False
+                  for row in rows)
+    return 0 if healthy else EXIT_NOT_RUNNING
+
+
+def _consumers(cli_ctx: CliContext, records: list[Any]) -> dict[str, Any] | None:
+    """Which nodes have a fresh heartbeat at their broker (None: could not ask)."""
+    from fleet import multi_control as control
+
+    running = [record for record in records if control.probe(record).running]
+    if not running:
+        return {}
+    urls, fresh, apps = [], 0.0, {}
+    for record in running:
+        # The broker as the node sees it: its --broker, else its app's settings (fleet.toml
+        # in its directory, FLEET_* variables, the app's own configuration).
+        key = tuple(arg for arg in record.argv if arg.startswith(("--app=", "--config=")))
+        if (key, record.workdir) not in apps:
+            apps[key, record.workdir] = _node_app(record)
+        app = apps[key, record.workdir]
+        if app is None:
+            return None
+        urls.append(control.broker_url_of(record, app.broker_url))
+        fresh = max(fresh, app.conf.worker_heartbeat_timeout)
+    return control.broker_consumers(urls, fresh)
+
+
+def _node_app(record: Any) -> Any:
+    options = dict(arg[2:].split("=", 1) for arg in record.argv
+                   if arg.startswith(("--app=", "--config=")))
+    node_ctx = CliContext(app=options.get("app"), config=options.get("config"),
+                          workdir=record.workdir)
+    try:
+        return node_ctx.load_app(required=False)
+    except FleetError:
+        return None
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "NO"
 
 
 def _duration(seconds: float | None) -> str:

@@ -129,7 +129,10 @@ def detach(options: DetachOptions) -> Handshake:
     """
     uid, gid = resolve_ids(options.uid, options.gid)
     for directory in options.directories:
-        _own(ensure_directory(directory), uid, gid)
+        created = not directory.exists()
+        ensure_directory(directory)
+        if created:  # only what we made: never chown an existing /var/log to the node's user
+            _own(directory, uid, gid)
     log_fd = open_log_file(options.logfile)
     _own(options.logfile, uid, gid)
     inherited = os.environ.pop(READY_ENV, None)

@@ -649,20 +649,64 @@ def restart(records: Sequence[NodeRecord], *, signum: int = signal.SIGTERM,
 # -- status ----------------------------------------------------------------------------------
 
 
-def status(records: Sequence[NodeRecord]) -> list[dict[str, Any]]:
-    """One row per node: state, pid, uptime, memory of its process tree, children, log."""
+def status(records: Sequence[NodeRecord], consumers: dict[str, Any] | None = None
+           ) -> list[dict[str, Any]]:
+    """One row per node: state, pid, uptime, memory of its process tree, children, log.
+
+    `consumers` (node name -> its fresh consumer records, from `broker_consumers`) adds
+    whether a running node is really consuming: alive is not enough (celery's nodes could
+    stay up without consuming after a broker outage, and look healthy).
+    """
     rows = []
     now = time.time()
     for record in records:
         found = probe(record)
         row: dict[str, Any] = {"node": record.name, "state": found.state, "pid": found.pid,
                                "uptime": None, "memory": None, "children": None,
-                               "logfile": str(record.main_log), "pidfile": record.pidfile,
-                               "detail": found.detail}
+                               "consuming": None, "logfile": str(record.main_log),
+                               "pidfile": record.pidfile, "detail": found.detail}
         if found.running:
             row.update(_usage(found.process, now))
+            if consumers is not None:
+                row["consuming"] = any(consumer.pid == found.pid
+                                       for consumer in consumers.get(record.name, ()))
+                if not row["consuming"] and not row["detail"]:
+                    row["detail"] = "alive, but not consuming: no fresh heartbeat at the broker"
         rows.append(row)
     return rows
+
+
+def broker_url_of(record: NodeRecord, default: str) -> str:
+    """The broker a node was started with (its --broker), else `default`."""
+    for arg in record.argv:
+        if arg.startswith("--broker="):
+            return arg.partition("=")[2]
+    return default
+
+
+def broker_consumers(urls: Iterable[str], fresh_within: float) -> dict[str, Any] | None:
+    """Node name -> its consumer records with a heartbeat younger than `fresh_within`
+    seconds, across the brokers in `urls`; None if a broker could not be asked. (A node
+    killed with SIGKILL leaves its record behind until it goes stale: hence a list.)"""
+    from fleet.engine.transport import open_transport
+
+    found: dict[str, Any] = {}
+    now = time.time()
+    for url in dict.fromkeys(urls):
+        transport = None
+        try:
+            transport = open_transport(url)
+            for consumer in transport.consumers():
+                if now - consumer.last_heartbeat <= fresh_within and \
+                        consumer.info.get("state", "running") == "running":
+                    found.setdefault(consumer.node, []).append(consumer)
+        except Exception:  # an unreachable broker: say "unknown", never fail status
+            return None
+        finally:
+            if transport is not None:
+                with contextlib.suppress(Exception):
+                    transport.close()
+    return found
 
 
 def _usage(process: psutil.Process, now: float) -> dict[str, Any]:

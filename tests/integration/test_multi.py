@@ -24,6 +24,7 @@ import pytest
 
 from fleet.daemon import pidfile_is_locked, read_pidfile
 from fleet.multi_control import StateFile
+from tests.integration.conftest import FAST_RECOVERY
 from tests.support import fleet_env, run_fleet, wait_for
 
 
@@ -366,3 +367,21 @@ def test_an_unknown_command_and_a_bad_selector_exit_2(multi):
 def test_commands_on_no_known_nodes_say_so(multi):
     result = multi.run("stop")
     assert result.returncode == 1 and "no nodes are known" in result.stderr
+
+
+def test_status_tells_a_node_that_is_alive_but_not_consuming(multi_any):
+    multi = multi_any
+    multi.env.update(FAST_RECOVERY)  # heartbeats every 0.2 s, stale after 1 s
+    assert multi.start("w1", "-A", "testapp", "-c", "1").returncode == 0
+    code, rows = multi.status()
+    assert code == 0 and rows[0]["consuming"] is True
+    node = psutil.Process(multi.pid("w1"))
+    node.suspend()  # alive, but its heartbeats stop
+    try:
+        def stale() -> bool:
+            code, rows = multi.status()
+            return code == 3 and rows[0]["state"] == "running" and rows[0]["consuming"] is False
+
+        wait_for(stale, 20, interval=0.2, message="the heartbeat to go stale")
+    finally:
+        node.resume()
