@@ -24,8 +24,6 @@ HELP = """Run a fleet of detached nodes on this host; they are verified, remembe
 stopped safely.
 
 \b
-fleet multi COMMAND [NODES] [OPTIONS] [-- PASSTHROUGH]
-\b
 Commands:
   start NODES [OPTS]   start every node detached, in parallel; OK only once it consumes,
                        else FAILED with the reason and its last log lines
@@ -37,8 +35,9 @@ Commands:
                        node at a time, the next once the previous one consumes again
   reload [NODES]       HUP: a warm restart in place (same pid, new code)
   kill [NODES]         SIGKILL each node's process group, remove its pid file
-  status [NODES]       node, pid, state, uptime, memory, children, log file (--json);
-                       exit 0 when all run, 3 otherwise
+  status [NODES]       node, pid, state, consuming (a fresh heartbeat at the broker),
+                       uptime, memory, children, log file (--json); exit 0 when all
+                       run and consume, 3 otherwise
   show [NODES]         each node's full command line
   get NODE [NODES]     one node's arguments
   names [NODES]        the node names
@@ -87,6 +86,7 @@ def register(cli: click.Group) -> None:
 
 
 @click.command(cls=_RawArguments, help=HELP, add_help_option=False,
+               options_metavar="COMMAND [NODES] [OPTIONS] [-- PASSTHROUGH]",
                context_settings={"ignore_unknown_options": True})
 @pass_cli
 def multi(cli_ctx: CliContext, argv: list[str]) -> None:
