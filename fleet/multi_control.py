@@ -276,8 +276,9 @@ class StartResult:
 @dataclass
 class _Launch:
     record: NodeRecord
-    process: subprocess.Popen
-    read_fd: int
+    pid: int  #: the launcher (`fleet worker --detach`), our child; exits once detached
+    read_fd: int  #: the readiness pipe
+    output_fd: int  #: the launcher's stdout and stderr (usage errors before it detached)
     buffer: bytes = b""
     outcome: Outcome = field(default_factory=Outcome)
 
@@ -331,20 +332,76 @@ def _launch_all(records: Sequence[NodeRecord], env: dict[str, str] | None, timeo
 
 
 def _launch(record: NodeRecord, env: dict[str, str] | None) -> _Launch:
+    """Run the node's `fleet worker --detach` with a readiness pipe in $FLEET_READY_FD."""
     read_fd, write_fd = os.pipe()
+    output_read, output_write = os.pipe()
     environment = dict(os.environ if env is None else env)
     environment[READY_ENV] = str(write_fd)
     try:
-        process = subprocess.Popen(record.argv, cwd=record.workdir, env=environment,
+        if _can_fork_launcher(record):
+            pid = _fork_launcher(record, environment, write_fd, output_write)
+        else:
+            pid = subprocess.Popen(record.argv, cwd=record.workdir, env=environment,
                                    pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                   stdout=output_write, stderr=output_write).pid
     except OSError:
         os.close(read_fd)
+        os.close(output_read)
         raise
     finally:
         os.close(write_fd)
+        os.close(output_write)
     os.set_blocking(read_fd, False)
-    return _Launch(record, process, read_fd)
+    os.set_blocking(output_read, False)
+    return _Launch(record, pid, read_fd, output_read)
+
+
+def _can_fork_launcher(record: NodeRecord) -> bool:
+    """The node runs with this very interpreter: fork instead of starting a new one."""
+    return record.argv[:3] == [os.path.abspath(sys.executable), "-m", "fleet"] and \
+        os.path.isdir(record.workdir)
+
+
+def _fork_launcher(record: NodeRecord, environment: dict[str, str], ready_fd: int,
+                   output_fd: int) -> int:
+    """Fork, and run the recorded `fleet worker --detach ...` in the child as if exec'd.
+
+    Starting ten interpreters (and importing fleet ten times) was most of the CPU a
+    `multi start 10` cost; a fork of this process already has both. The child sees the
+    recorded argv, directory and environment, so a later HUP re-exec runs the same command.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        keep = sorted({0, 1, 2, ready_fd})
+        for low, high in itertools.pairwise([*keep, os.sysconf("SC_OPEN_MAX")]):
+            os.closerange(low + 1, high)  # none of multi's other pipes leak into the node
+        os.chdir(record.workdir)
+        _claim_process_title()
+        os.environ.clear()
+        os.environ.update(environment)
+        sys.argv = ["fleet", *record.argv[3:]]
+        from fleet.cli import main
+
+        main(record.argv[3:])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    return 0  # not reached
 
 
 def _wait_ready(launches: list[_Launch], deadline: float, report: Report) -> list[StartResult]:
@@ -389,12 +446,9 @@ def _read_some(launch: _Launch) -> bool:
 def _finish(launch: _Launch, report: Report, timed_out: bool = False) -> StartResult:
     os.close(launch.read_fd)
     record, outcome = launch.record, launch.outcome
-    try:
-        launcher_code = launch.process.wait(5)
-        said = (launch.process.stdout.read() or b"").decode(errors="replace").strip()
-    except subprocess.TimeoutExpired:
-        launcher_code, said = None, ""
-    launch.process.stdout.close()
+    launcher_code = _reap(launch.pid)
+    said = _read_available(launch.output_fd).decode(errors="replace").strip()
+    os.close(launch.output_fd)
     if outcome.ready and outcome.pid:
         process = _process(outcome.pid)
         if process is not None:
@@ -412,6 +466,39 @@ def _finish(launch: _Launch, report: Report, timed_out: bool = False) -> StartRe
     else:
         reason = outcome.describe()
     return _failed(record, reason, report)
+
+
+def _claim_process_title() -> None:
+    """Let setproctitle take over argv's memory now, while the environment is untouched:
+    it relocates the environment first, and gives up (titles never change, so `ps` and
+    multi's identity check would not see the node) if the environment was rebuilt before."""
+    with contextlib.suppress(ImportError):
+        import setproctitle
+
+        setproctitle.getproctitle()
+
+
+def _reap(pid: int, within: float = 5.0) -> int | None:
+    """The launcher's exit code (it exits as soon as the node has detached)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.005)
+
+
+def _read_available(fd: int) -> bytes:
+    data = b""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    return data
 
 
 def _note_in_log(record: NodeRecord, text: str) -> None:
