@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -385,3 +386,29 @@ def test_status_tells_a_node_that_is_alive_but_not_consuming(multi_any):
         wait_for(stale, 20, interval=0.2, message="the heartbeat to go stale")
     finally:
         node.resume()
+
+
+def test_another_executable_is_started_as_a_new_program_and_works_the_same(multi):
+    python3 = str(Path(os.path.abspath(sys.executable)).with_name("python3"))
+    result = multi.start("w1", "-A", "testapp", "-c", "1", f"--executable={python3}")
+    assert result.returncode == 0, result.stdout
+    assert multi.records()[multi.name("w1")].argv[0] == python3
+    assert multi.run("stopwait").returncode == 0
+    failed = multi.start("w2", "-A", "no_such_app_here", f"--executable={python3}")
+    assert failed.returncode == 1 and "no_such_app_here" in failed.stdout
+
+
+def test_worker_detach_alone_reports_ready_or_why_not(multi):
+    files = [f"--pidfile={multi.tmp}/run/%n.pid", f"--logfile={multi.tmp}/log/%n%I.log"]
+    ready = run_fleet("worker", "--detach", "-A", "testapp", "-c", "1", "-n",
+                      multi.name("solo"), *files, env=multi.env)
+    assert ready.returncode == 0 and f"{multi.name('solo')}: ready (pid" in ready.stdout
+    pid = multi.pid("solo")
+    assert alive(pid) and os.getpgid(pid) == pid and os.getsid(pid) != os.getsid(0)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), 10, message="the node to stop")
+    failed = run_fleet("worker", "--detach", "-A", "no_such_app_here", "-n",
+                       multi.name("bad"), *files, env=multi.env)
+    assert failed.returncode == 1
+    assert "did not start: exited with code 4" in failed.stderr
+    assert "no_such_app_here" in failed.stderr
