@@ -224,16 +224,7 @@ def probe(record: NodeRecord) -> NodeState:
     """Find the node's process; decide running / stopped / stale pid file / not ours."""
     contents = read_pidfile(record.pidfile)
     if contents is not None:
-        process = _process(contents.pid)
-        if process is not None and is_node_process(process, record.name) and (
-                pidfile_is_locked(record.pidfile) or _started_as_recorded(process, record)):
-            return NodeState(record, RUNNING, contents.pid, process)
-        if process is None:
-            return NodeState(record, STALE, contents.pid,
-                             detail=f"pid file names pid {contents.pid}, which is gone")
-        return NodeState(record, NOT_OURS, contents.pid, detail=(
-            f"pid file names pid {contents.pid}, which is not this node "
-            f"({_describe(process)}); it was left alone"))
+        return _probe_pid(record, contents.pid)
     if Path(record.pidfile).exists():
         return NodeState(record, STALE, None, detail="pid file holds no pid")
     if record.pid:
@@ -245,6 +236,24 @@ def probe(record: NodeRecord) -> NodeState:
     return NodeState(record, STOPPED)
 
 
+def _probe_pid(record: NodeRecord, pid: int) -> NodeState:
+    """The pid file names `pid`: is that process this node?"""
+    process = _process(pid)
+    if process is None:
+        return NodeState(record, STALE, pid, detail=f"pid file names pid {pid}, which is gone")
+    locked = pidfile_is_locked(record.pidfile)
+    if is_node_process(process, record.name) and (
+            locked or _started_as_recorded(process, record)):
+        return NodeState(record, RUNNING, pid, process)
+    if locked:  # someone else's live pid file: hands off
+        return NodeState(record, NOT_OURS, pid, detail=(
+            f"pid file {record.pidfile} is held by pid {pid}, which is not this node "
+            f"({_describe(process)}); left alone, file and process"))
+    return NodeState(record, NOT_OURS, pid, detail=(
+        f"pid file names pid {pid}, which is not this node ({_describe(process)}); "
+        "it was left alone"))
+
+
 def _started_as_recorded(process: psutil.Process, record: NodeRecord) -> bool:
     try:
         return record.pid == process.pid and \
@@ -254,7 +263,11 @@ def _started_as_recorded(process: psutil.Process, record: NodeRecord) -> bool:
 
 
 def remove_stale(state: NodeState, report: Report) -> None:
-    """Report a stale pid file (or one naming someone else's process) and remove it."""
+    """Report a stale pid file (or one naming someone else's process) and remove it,
+    unless a live process holds its lock (then it is somebody's, and stays)."""
+    if pidfile_is_locked(state.record.pidfile):
+        report(Event(state.record.name, "stale", state.detail))
+        return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(state.record.pidfile)
     report(Event(state.record.name, "stale",

@@ -228,6 +228,7 @@ def test_stopwait_returns_only_after_the_running_task_finished(multi_any, app):
     waited = multi.run("stopwait")
     assert waited.returncode == 0, waited.stdout
     assert Path(marker).exists()  # the task had finished when stopwait returned
+    assert f"still stopping: {multi.name('w1')}" in waited.stdout  # progress names it
     assert result.get(timeout=10) == 1.5
     assert not alive(multi.records()[multi.name("w1")].pid)
 

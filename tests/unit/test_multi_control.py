@@ -116,7 +116,7 @@ def test_a_node_title_is_recognised_for_its_own_name_only():
         found = psutil.Process(process.pid)
         wait = threading.Event()
         for _ in range(200):
-            if found.cmdline()[0].startswith("fleet worker"):  # the title, not the -c code
+            if (found.cmdline() or [""])[0].startswith("fleet worker"):  # the title
                 break
             wait.wait(0.01)
         assert is_node_process(found, "w1@h")
@@ -200,3 +200,24 @@ def test_uid_without_detach_is_a_usage_error():
                             capture_output=True, text=True, check=False)
     assert result.returncode == EXIT_USAGE and "--detach" in result.stderr
     assert cli.commands["multi"] is not None
+
+
+def test_a_pid_file_locked_by_another_live_process_is_never_removed(tmp_path):
+    from fleet.multi_control import remove_stale
+
+    node = record(tmp_path)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            " fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d\\n' % os.getpid());"
+            " print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code, node.pidfile], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        found = probe(node)
+        assert found.state == NOT_OURS and "held by" in found.detail
+        events = []
+        remove_stale(found, events.append)
+        assert Path(node.pidfile).exists() and events[0].kind == "stale"
+    finally:
+        holder.kill()
+        holder.wait()
