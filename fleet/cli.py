@@ -210,6 +210,8 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         from fleet.detach import detach_worker
 
         cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
+        if cli_ctx.workdir:
+            cli_ctx.workdir = os.getcwd()  # entered: loading the app must not chdir again
         handshake, logfile, pidfile = detach_worker(hostname, logfile, pidfile, detach, uid,
                                                     gid, umask)
     try:

@@ -41,6 +41,7 @@ RUNNING, STOPPED, STALE, NOT_OURS = "running", "stopped", "stale pid file", "not
 DEFAULT_START_TIMEOUT = 60.0
 KILL_WAIT = 5.0  #: after SIGKILL, how long to wait for the kernel to finish the job
 PROGRESS_EVERY = 1.0
+START_PROGRESS_EVERY = 2.0
 CREATE_TIME_SLACK = 1.0  #: seconds; psutil's create_time is rounded to clock ticks
 
 
@@ -419,14 +420,20 @@ def _fork_launcher(record: NodeRecord, environment: dict[str, str], ready_fd: in
 
 def _wait_ready(launches: list[_Launch], deadline: float, report: Report) -> list[StartResult]:
     results = []
+    next_progress = time.monotonic() + START_PROGRESS_EVERY
     with selectors.DefaultSelector() as selector:
         for launch in launches:
             selector.register(launch.read_fd, selectors.EVENT_READ, launch)
         while selector.get_map():
-            wait = deadline - time.monotonic()
-            events = selector.select(max(0.0, wait)) if wait > 0 else []
-            if not events:
+            now = time.monotonic()
+            if now >= deadline:
                 break
+            if now >= next_progress:
+                next_progress = now + START_PROGRESS_EVERY
+                starting = [key.data.record.name for key in selector.get_map().values()]
+                report(Event(", ".join(starting), "waiting",
+                             f"{len(starting)} node(s) to consume"))
+            events = selector.select(max(0.0, min(deadline, next_progress) - now))
             for key, _ in events:
                 launch = key.data
                 if _read_some(launch):

@@ -42,7 +42,7 @@ class Multi:
 
     def start(self, *args: str, files: bool = True) -> subprocess.CompletedProcess:
         extra = [f"--pidfile={self.tmp}/run/%n.pid", f"--logfile={self.tmp}/log/%n%I.log"]
-        return self.run("start", *args, f"--hostname={self.host}", *(extra if files else []))
+        return self.run("start", f"--hostname={self.host}", *(extra if files else []), *args)
 
     def name(self, short: str) -> str:
         return f"{short}@{self.host}"
@@ -413,3 +413,20 @@ def test_worker_detach_alone_reports_ready_or_why_not(multi):
     assert failed.returncode == 1
     assert "did not start: exited with code 4" in failed.stderr
     assert "no_such_app_here" in failed.stderr
+
+
+def test_an_unreachable_broker_is_reported_failed_with_the_nodes_own_words(multi):
+    result = multi.start("w1", "-A", "testapp", "-c", "1", "-b", "redis://127.0.0.1:1/0",
+                         "--", "broker_connection_max_retries=1",
+                         "broker_connection_retry_delay=0.1")
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and "cannot reach the broker" in result.stdout
+    assert "cannot reach the broker" in multi.log("w1")
+
+
+def test_a_node_not_consuming_within_the_start_timeout_is_failed_and_says_so(multi):
+    result = multi.start("w1", "-A", "testapp", "-c", "1", "-b", "redis://127.0.0.1:1/0",
+                         "--timeout", "2.5", "--", "broker_connection_retry_delay=5")
+    assert result.returncode == 1
+    assert f"Waiting for 1 node(s) to consume: {multi.name('w1')}" in result.stdout
+    assert "not consuming yet after the timeout" in result.stdout
