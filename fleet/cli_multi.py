@@ -116,7 +116,7 @@ def _inherit_globals(cli_ctx: CliContext, spec: Any) -> None:
     if cli_ctx.workdir and spec.workdir is None:
         from pathlib import Path
 
-        spec.workdir = Path(cli_ctx.workdir).expanduser()
+        spec.workdir = Path(cli_ctx.workdir).expanduser().absolute()
 
 
 class _View:

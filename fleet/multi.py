@@ -306,7 +306,8 @@ def _non_empty(value: OptionValue, given_as: str) -> str:
 
 
 def _directory(value: OptionValue, given_as: str) -> Path:
-    return Path(_non_empty(value, given_as)).expanduser()
+    """Absolute (from where multi runs): the nodes run there, and their relative files too."""
+    return Path(_non_empty(value, given_as)).expanduser().absolute()
 
 
 def _timeout(value: OptionValue, given_as: str) -> float:

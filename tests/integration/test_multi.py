@@ -430,3 +430,19 @@ def test_a_node_not_consuming_within_the_start_timeout_is_failed_and_says_so(mul
     assert result.returncode == 1
     assert f"Waiting for 1 node(s) to consume: {multi.name('w1')}" in result.stdout
     assert "not consuming yet after the timeout" in result.stdout
+
+
+def test_a_relative_workdir_and_relative_files_are_where_the_nodes_run(multi, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "myproj.py").write_text("from testapp import app\n")
+    result = run_fleet("multi", "start", "w1", "-A", "myproj", "-c", "1",
+                       f"--hostname={multi.host}", "--workdir", "project",
+                       "--pidfile=run/%n.pid", "--logfile=log/%n%I.log", env=multi.env,
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert (project / "log" / "w1.log").exists() and (project / "log" / "w1-1.log").exists()
+    pid = read_pidfile(project / "run" / "w1.pid").pid
+    assert psutil.Process(pid).cwd() == str(project)
+    stopped = run_fleet("multi", "stopwait", env=multi.env, cwd=Path("/"))  # from anywhere
+    assert stopped.returncode == 0 and not alive(pid)
