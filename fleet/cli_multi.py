@@ -17,6 +17,7 @@ import click
 from fleet.cli import CliContext, pass_cli, print_table
 from fleet.errors import EXIT_FAILURE, EXIT_NOT_RUNNING, FleetError, UsageError, closest
 
+#: The sub-commands, in the order --help lists them (handlers: _HANDLERS at the end).
 COMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",
             "get", "names", "expand")
 
@@ -102,7 +103,7 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
     _inherit_globals(cli_ctx, spec)
     view = _View(cli_ctx, quiet=spec.quiet or cli_ctx.quiet,
                  no_color=spec.no_color or cli_ctx.no_color)
-    code = globals()[f"_do_{command}"](spec, view)
+    code = _HANDLERS[command](spec, view)
     sys.exit(code or 0)
 
 
@@ -125,6 +126,7 @@ class _View:
     STYLES = {"ok": {"fg": "green"}, "failed": {"fg": "red", "bold": True},
               "killed": {"fg": "red"}, "stale": {"fg": "yellow"}, "down": {"fg": "magenta"},
               "running": {"fg": "cyan"}}
+    LABELS = {"ok": "OK", "failed": "FAILED", "killed": "KILLED", "down": "DOWN"}
 
     def __init__(self, cli_ctx: CliContext, quiet: bool, no_color: bool):
         self.cli_ctx = cli_ctx
@@ -143,10 +145,13 @@ class _View:
         if kind == "waiting":
             self.note(f"> Waiting for {event.text}: {event.node}")
             return
-        label = {"ok": "OK", "failed": "FAILED", "killed": "KILLED", "down": "DOWN"}.get(kind)
-        text = self.style(label, kind) + (f" ({event.text})" if kind == "ok" else
-                                          f": {event.text}" if event.text else "") \
-            if label else self.style(event.text, kind)
+        label = self.LABELS.get(kind)
+        if label is None:
+            text = self.style(event.text, kind)
+        elif kind == "ok":
+            text = f"{self.style(label, kind)} ({event.text})"
+        else:
+            text = self.style(label, kind) + (f": {event.text}" if event.text else "")
         line = f"\t> {event.node}: {text}"
         if kind == "failed":
             click.echo(line)
@@ -385,3 +390,9 @@ def _do_expand(spec: Any, view: _View) -> int:
     for line in expand_template(template, _nodes_or_known(spec, rest)):
         click.echo(line)
     return 0
+
+
+_HANDLERS = {"start": _do_start, "stop": _do_stop, "stopwait": _do_stopwait,
+             "restart": _do_restart, "reload": _do_reload, "kill": _do_kill,
+             "status": _do_status, "show": _do_show, "get": _do_get, "names": _do_names,
+             "expand": _do_expand}

@@ -223,13 +223,13 @@ def test_stopwait_returns_only_after_the_running_task_finished(multi_any, app):
 
     assert multi.start("w1", "-A", "testapp", "-c", "1").returncode == 0
     marker = str(multi.tmp / "task")
-    result = sleep.delay(1.5, marker)
+    result = sleep.delay(3, marker)  # long enough for a progress line (one a second)
     wait_for(lambda: Path(marker + ".started").exists(), 15, message="the task to start")
     waited = multi.run("stopwait")
     assert waited.returncode == 0, waited.stdout
     assert Path(marker).exists()  # the task had finished when stopwait returned
-    assert f"still stopping: {multi.name('w1')}" in waited.stdout  # progress names it
-    assert result.get(timeout=10) == 1.5
+    assert f"still stopping: {multi.name('w1')}" in waited.stdout, waited.stdout
+    assert result.get(timeout=10) == 3
     assert not alive(multi.records()[multi.name("w1")].pid)
 
 
