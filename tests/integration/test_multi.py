@@ -320,7 +320,14 @@ def test_reload_keeps_the_pid_and_the_node_keeps_working(multi_any, app):
     pid = multi.pid("w1")
     result = multi.run("reload")
     assert result.returncode == 0 and f"HUP -> {pid}" in result.stdout
-    wait_for(lambda: multi.log("w1").count(" ready: ") == 2, 20, message="the second ready")
+    locked = []
+
+    def restarted() -> bool:  # meanwhile, the pid file never goes away or unlocked
+        locked.append(pidfile_is_locked(multi.pidfile("w1")))
+        return multi.log("w1").count(" ready: ") == 2
+
+    wait_for(restarted, 20, interval=0.002, message="the second ready")
+    assert all(locked) and len(locked) > 5
     assert multi.pid("w1") == pid and pidfile_is_locked(multi.pidfile("w1"))
     assert add.delay(2, 3).get(timeout=10) == 5
     assert multi.status()[0] == 0
