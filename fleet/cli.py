@@ -178,6 +178,8 @@ def cli(ctx: click.Context) -> None:
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
+@click.option("-E", "--events", "send_events", is_flag=True,
+              help="Send task events (see `fleet events`); worker events are always sent.")
 @click.option("--detach", is_flag=True,
               help="Run in the background: new session, stdio to the log file, a pid file "
               "(defaults as for fleet multi); waits until the node consumes, or says why not.")
@@ -191,7 +193,7 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, time_limit: float | None,
            soft_time_limit: float | None, detach: bool, uid: str | None, gid: str | None,
-           umask: str | None, overrides: tuple[str, ...]) -> None:
+           umask: str | None, overrides: tuple[str, ...], send_events: bool = False) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -217,7 +219,7 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     try:
         _run_worker(cli_ctx, level, concurrency, queues, hostname, logfile, pidfile,
                     prefetch_multiplier, max_tasks_per_child, max_memory_per_child, time_limit,
-                    soft_time_limit, overrides, handshake)
+                    soft_time_limit, overrides, handshake, send_events)
     except Exception as exc:
         if handshake is not None:  # tell the launcher why, in the node's own words
             handshake.failed(exc.one_line() if isinstance(exc, FleetError) else
@@ -230,7 +232,7 @@ def _run_worker(cli_ctx: CliContext, level: int, concurrency: int | None, queues
                 prefetch_multiplier: int | None, max_tasks_per_child: int | None,
                 max_memory_per_child: int | None, time_limit: float | None,
                 soft_time_limit: float | None, overrides: tuple[str, ...],
-                handshake: Any) -> None:
+                handshake: Any, send_events: bool = False) -> None:
     from fleet.engine.worker import Node, NodeOptions
     from fleet.nodenames import format_node, host_format
 
@@ -251,13 +253,15 @@ def _run_worker(cli_ctx: CliContext, level: int, concurrency: int | None, queues
         max_memory_per_child=max_memory_per_child or conf.worker_max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
+        send_events=send_events or conf.worker_send_task_events,
     )
     if handshake is not None:
         options.on_ready.append(lambda node: handshake.ready())
     node = Node(app, options)
-    from fleet.engine import notify
+    from fleet.engine import control, notify
 
     notify.attach(node)
+    control.attach(node)
     sys.exit(node.run())
 
 
@@ -470,6 +474,7 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 #: `register(cli)`; add one line here per module.
 COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
+    "fleet.cli_remote",
     "fleet.cli_multi",
 ]
 

@@ -27,8 +27,8 @@ stopped safely.
 \b
 Commands:
   start NODES [OPTS]   start every node detached, in parallel; OK only once it consumes,
-                       else FAILED with the reason and its last log lines
-                       (no NODES: start the remembered nodes again)
+                       else FAILED with the reason and its last log lines (no NODES:
+                       the fleet of fleet.toml's [multi], else the remembered nodes)
   stop [NODES]         send TERM (or -SIGNAME, -N, --signal NAME) and return
   stopwait [NODES]     the same, then wait until every node exited, showing which are
                        still stopping; --timeout S: SIGKILL the process group after S s
@@ -100,11 +100,25 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
                          f"did you mean {guess}?" if guess else
                          f"use one of: {', '.join(COMMANDS)}")
     spec = parse_multi_args(rest)
+    if command == "start" and not spec.positionals:
+        described = _fleet_from_file(cli_ctx, spec)
+        if described:  # the file's fleet, then the command line's options (they win)
+            spec = parse_multi_args([*described, *rest])
     _inherit_globals(cli_ctx, spec)
     view = _View(cli_ctx, quiet=spec.quiet or cli_ctx.quiet,
                  no_color=spec.no_color or cli_ctx.no_color)
     code = _HANDLERS[command](spec, view)
     sys.exit(code or 0)
+
+
+def _fleet_from_file(cli_ctx: CliContext, spec: Any) -> list[str]:
+    """The multi arguments fleet.toml's [multi] stands for ([] when it has none)."""
+    from fleet.config import find_config, load_config
+    from fleet.multi_config import multi_argv
+
+    explicit = spec.global_options.get("--config") or cli_ctx.config
+    config = load_config(find_config(explicit if isinstance(explicit, str) else None))
+    return multi_argv(config) if config.multi else []
 
 
 def _inherit_globals(cli_ctx: CliContext, spec: Any) -> None:

@@ -23,6 +23,7 @@ Every unknown key is an error naming the file, the key and the closest valid key
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -103,9 +104,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
     return config
 
 
-#: Extra checks for sections owned by other modules (multi, beat): each gets the parsed
-#: config and returns problems. Registered by those modules.
-SECTION_CHECKS: list[Any] = []
+#: Checks for sections owned by other modules, as "module:function": each gets the parsed
+#: config and returns a list of problems. Imported only when a file is checked.
+SECTION_CHECKS: list[str] = ["fleet.multi_config:check_multi"]
 
 
 def check_config(data: dict[str, Any], path: Path | None = None,
@@ -138,7 +139,8 @@ def check_config(data: dict[str, Any], path: Path | None = None,
             problems.append(exc)
             del config.settings[name]
     for check in SECTION_CHECKS:
-        problems += check(config)
+        module, _, function = check.partition(":")
+        problems += getattr(importlib.import_module(module), function)(config)
     return config, problems
 
 

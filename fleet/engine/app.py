@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fleet.engine.results import AsyncResult, ResultBackend
     from fleet.engine.task import Task
     from fleet.engine.transport.base import Transport
+    from fleet.inspect import Control
 
 
 class Fleet:
@@ -138,6 +139,18 @@ class Fleet:
         from fleet.engine.results import AsyncResult
 
         return AsyncResult(task_id, app=self)
+
+    # -- remote control ---------------------------------------------------------------------
+
+    @property
+    def control(self) -> Control:
+        """Inspect and control the nodes over the broker (`app.control.ping()`, ...)."""
+        control = self.__dict__.get("_control")
+        if control is None:
+            from fleet.inspect import Control
+
+            control = self._control = Control(self)
+        return control
 
     # -- connections ------------------------------------------------------------------------
 

@@ -263,6 +263,15 @@ class AsyncResult:
 
     wait = get
 
+    def revoke(self, terminate: bool = False, signal: str | int = "TERM",
+               reply: bool = False, timeout: float | None = None) -> Any:
+        """Never run this task; with `terminate`, also kill it with `signal` if it runs.
+
+        Durable: stored in the broker, so nodes started later refuse it too.
+        """
+        return self.app.control.revoke(self.id, terminate=terminate, signal=signal,
+                                       reply=reply, timeout=timeout)
+
     def forget(self) -> None:
         """Delete the stored result."""
         self._cache = None

@@ -219,6 +219,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("task_annotations", "dict", None, "Per-task option overrides: {'proj.tasks.add': "
        "{'rate_limit': '10/s'}}.", optional=True),
     _s("task_send_sent_event", "bool", False, "Send a task-sent event when a task is sent."),
+    _s("task_revoke_expires", "duration", 86400.0, "Seconds a revoke is kept in the broker "
+       "(nodes started within that time still refuse the task).", minimum=1),
     # -- worker --------------------------------------------------------------------------
     _s("worker_concurrency", "int", None, "Child processes per node (default: CPU count).",
        optional=True, minimum=1),

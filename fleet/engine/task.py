@@ -302,4 +302,8 @@ def send(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
     msg = build_message(app, name, args, kwargs, options, task)
     body = msg.encode()
     app.broker.put([Outgoing(msg.id, msg.queue, body, msg.priority, msg.eta)])
+    if app.conf.task_send_sent_event:
+        from fleet.engine.events import send_task_sent
+
+        send_task_sent(app, msg)
     return AsyncResult(msg.id, app=app)

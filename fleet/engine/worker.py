@@ -144,6 +144,7 @@ class Node:
         self._want_fetch = True
         self._last_fetch = 0.0
         self._next_heartbeat = 0.0
+        self._next_subscription_poll = 0.0
         self._next_cleanup = 0.0
         self._next_progress = 0.0
         self._batch_since: float | None = None
@@ -169,7 +170,8 @@ class Node:
         #: "ready"(node), "received"(node, job), "started"(node, job),
         #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
         #: results and acks are in the store, "broadcast"(node, channel, payload),
-        #: "heartbeat"(node), "shutdown"(node, how). Remote control, events and workflows
+        #: "heartbeat"(node), "shutdown"(node, how), "rejected"(node, delivery, reason) when a
+        #: message goes to the dead-letter queue. Remote control, events and workflows
         #: plug in here instead of growing the loop.
         self.hooks: dict[str, list[Callable[..., None]]] = collections.defaultdict(list)
         #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
@@ -287,6 +289,8 @@ class Node:
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [self._next_heartbeat]
+        if self.subscription is not None and self.subscription.fileno() is None:
+            deadlines.append(self._next_subscription_poll)
         if self.scheduled:
             deadlines.append(now + max(0.0, self.scheduled[0][0] - time.time()))
         if self.active:
@@ -313,6 +317,12 @@ class Node:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._heartbeat(now)
+        if now >= self._next_subscription_poll and self.subscription is not None and \
+                self.subscription.fileno() is None:
+            # Transports without a descriptor (SQLite) are polled, busy or not, so remote
+            # control answers within a poll interval even while every child is busy.
+            self._next_subscription_poll = now + self._poll_interval()
+            self._on_subscription()
         if self.timers:
             self._run_timers(now)
         self._release_due_etas()
@@ -463,6 +473,7 @@ class Node:
         log.error("Moved message %s from queue %r to the dead-letter queue: %s. Its body "
                   "starts with: %.200r", delivery.id, delivery.queue, reason, delivery.body)
         self._flush()  # the dead letter must not overtake earlier acks
+        self.emit("rejected", delivery, reason)
         try:
             self.broker.dead_letter(self.consumer_id, delivery, reason)
         except self.broker_errors() as exc:
@@ -729,6 +740,12 @@ class Node:
         log.info("Pool grows to %d children", self.options.concurrency)
         self._fill_pool()
 
+    def set_queues(self, queues: list[str]) -> None:
+        """Consume from `queues` from now on (remote add_consumer/cancel_consumer)."""
+        self.queues = list(dict.fromkeys(queues))
+        self._want_fetch = True
+        self._resubscribe()  # wakeups for the new queues
+
     def shrink(self, n: int = 1) -> None:
         target = max(1, self.options.concurrency - n)
         self.options.concurrency = self.pool.concurrency = target
@@ -927,12 +944,10 @@ class Node:
         return {"active": len(self.active), "processed": sum(self.processed.values()),
                 "concurrency": self.options.concurrency, "state": self.state,
                 "loadavg": list(os.getloadavg()), "started": self.started_at,
-                "version": __version__}
+                "version": __version__, "freq": self.conf.worker_heartbeat_interval}
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.conf.worker_heartbeat_interval
-        if self.subscription is not None and self.subscription.fileno() is None:
-            self._on_subscription()  # transports without a descriptor are polled
         try:
             self.emit("heartbeat")
             self.broker.heartbeat(self.consumer_info())

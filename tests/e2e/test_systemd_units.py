@@ -74,3 +74,16 @@ def test_tmpfiles_create_the_directories(tmp_path):
     modes = {path: oct((root / path).stat().st_mode & 0o777)
              for path in ("run/fleet", "var/log/fleet", "var/lib/fleet")}
     assert modes == {"run/fleet": "0o755", "var/log/fleet": "0o755", "var/lib/fleet": "0o750"}
+
+
+def test_fleet_unit_runs_multi_start_stopwait_and_rolling_restart():
+    text = (CONTRIB / "fleet.service").read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines()
+                    if "=" in line and not line.startswith("#"))
+    assert settings["Type"] == "oneshot" and settings["RemainAfterExit"] == "yes"
+    assert settings["ExecStart"].endswith("fleet multi start")
+    assert settings["ExecReload"].split()[1:4] == ["multi", "restart", "--rolling"]
+    stop = settings["ExecStop"].split()
+    assert stop[1:3] == ["multi", "stopwait"]
+    stopwait_timeout = float(next(arg for arg in stop if arg.startswith("--timeout="))[10:])
+    assert float(settings["TimeoutStopSec"]) > stopwait_timeout  # stopwait escalates first

@@ -453,3 +453,24 @@ def test_a_relative_workdir_and_relative_files_are_where_the_nodes_run(multi, tm
     assert psutil.Process(pid).cwd() == str(project)
     stopped = run_fleet("multi", "stopwait", env=multi.env, cwd=Path("/"))  # from anywhere
     assert stopped.returncode == 0 and not alive(pid)
+
+
+def test_start_with_no_nodes_starts_the_fleet_of_fleet_toml(multi, tmp_path):
+    (tmp_path / "fleet.toml").write_text(
+        'app = "testapp"\n'
+        "[multi]\n"
+        f'hostname = "{multi.host}"\n'
+        "concurrency = 1\n"
+        f'pidfile = "{tmp_path}/run/%n.pid"\n'
+        f'logfile = "{tmp_path}/log/%n%I.log"\n'
+        "[multi.groups.img]\n"
+        "nodes = 2\n"
+        'queues = ["images", "video"]\n'
+    )
+    result = run_fleet("multi", "start", env=multi.env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": OK") == 2
+    assert " queues:       images, video\n" in multi.log("img2")
+    assert multi.run("stopwait").returncode == 0  # remembered, from anywhere
+    again = multi.run("start")  # no [multi] here: the remembered nodes
+    assert again.returncode == 0 and again.stdout.count(": OK") == 2

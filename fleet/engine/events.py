@@ -1,0 +1,200 @@
+"""Task and worker events: sent by nodes over the broker's "events" broadcast channel.
+
+Worker events (worker-online, worker-heartbeat, worker-offline) are always sent; task events
+(task-received, -started, -succeeded, -failed, -retried, -revoked, -rejected) only while the
+node's `send_events` is on (`fleet worker -E`, `worker_send_task_events`, or
+`fleet control enable_events`). `task-sent` is sent by the client when
+`task_send_sent_event` is set.
+
+Events are transient: a broadcast (Redis PUBLISH, a SQLite broadcast row dropped after a
+minute), never a queue, so a slow or absent listener never slows a node or fills the broker.
+A node batches the events of one loop turn into one broadcast (a JSON list of event
+objects), sent from a loop timer right after the turn.
+
+An event is a flat JSON object: {"type", "node", "timestamp", ...}; task events add "uuid",
+"name" and, depending on the type, "args", "kwargs", "result", "exception", "runtime".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from fleet.engine import states
+
+if TYPE_CHECKING:
+    from fleet.engine.app import Fleet
+    from fleet.engine.worker import Job, Node
+
+log = logging.getLogger("fleet.events")
+
+EVENTS_CHANNEL = "events"
+SETTLED_TYPES = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed",
+                 states.RETRY: "task-retried", states.REVOKED: "task-revoked"}
+#: Longest args/kwargs/result text put in an event (events stay small).
+FIELD_LIMIT = 500
+IDLE = float("inf")
+
+
+def _clip(value: Any) -> Any:
+    text = json.dumps(value, default=repr)
+    return value if len(text) <= FIELD_LIMIT else text[:FIELD_LIMIT] + "..."
+
+
+class EventSender:
+    """A node's outgoing events: collected during a loop turn, published after it."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.pending: list[dict[str, Any]] = []
+        self.timer = [IDLE, self.flush]  # an entry of node.timers: [due, callback]
+
+    def send(self, event_type: str, **fields: Any) -> None:
+        self.pending.append({"type": event_type, "node": self.node.name,
+                             "timestamp": time.time(), **fields})
+        self.timer[0] = 0.0  # due at once: published right after this turn
+
+    def flush(self, now: float = 0.0) -> float:
+        events, self.pending = self.pending, []
+        if events and self.node.broker is not None:
+            try:
+                self.node.broker.publish(EVENTS_CHANNEL, json.dumps(events, default=repr))
+            except Exception as exc:  # events are best effort: never trouble the node
+                log.warning("%s: could not send %d event(s): %s", self.node.name, len(events),
+                            exc)
+        return IDLE
+
+    # -- worker events -------------------------------------------------------------------------
+
+    def worker(self, event_type: str) -> None:
+        node = self.node
+        info = node.heartbeat_info()
+        self.send(event_type, pid=os.getpid(), active=info["active"],
+                  processed=info["processed"], loadavg=info["loadavg"],
+                  freq=node.conf.worker_heartbeat_interval, concurrency=info["concurrency"],
+                  queues=list(node.queues), state=node.state)
+        if event_type != "worker-heartbeat":
+            self.flush()  # online/offline go out at once (the node may be about to exit)
+
+    # -- task events (node hooks) --------------------------------------------------------------
+
+    def _enabled(self) -> bool:
+        return bool(self.node.options.send_events)
+
+    def on_received(self, node: Node, job: Job) -> None:
+        if self._enabled():
+            msg = job.message
+            self.send("task-received", uuid=msg.id, name=msg.task, args=_clip(msg.args),
+                      kwargs=_clip(msg.kwargs), eta=msg.eta, expires=msg.expires,
+                      retries=msg.retries, queue=job.delivery.queue)
+
+    def on_started(self, node: Node, job: Job) -> None:
+        if self._enabled():
+            self.send("task-started", uuid=job.message.id, name=job.message.task,
+                      pid=job.child.pid if job.child else None)
+
+    def on_settled(self, node: Node, job: Job, state: str, header: dict) -> None:
+        if not self._enabled():
+            return
+        msg = job.message
+        fields: dict[str, Any] = {"uuid": msg.id, "name": msg.task,
+                                  "runtime": header.get("runtime")}
+        meta = header.get("meta") or {}
+        summary = header.get("summary") or meta.get("exc_message")
+        if state == states.SUCCESS:
+            fields["result"] = summary
+        else:
+            fields["exception"] = summary or \
+                f"{meta.get('exc_type', state)}: {meta.get('exc_message', '')}".strip()
+        self.send(SETTLED_TYPES.get(state, f"task-{state.lower()}"), **fields)
+
+    def on_rejected(self, node: Node, delivery: Any, reason: str) -> None:
+        if self._enabled():
+            self.send("task-rejected", uuid=delivery.id, queue=delivery.queue,
+                      reason=reason[:FIELD_LIMIT])
+
+
+def attach(node: Node) -> EventSender:
+    """Wire events into `node`'s hooks and timers; returns the sender."""
+    sender = EventSender(node)
+    node.timers.append(sender.timer)
+    node.hooks["ready"].append(lambda n: sender.worker("worker-online"))
+    node.hooks["heartbeat"].append(lambda n: sender.worker("worker-heartbeat"))
+    node.hooks["shutdown"].append(lambda n, how: sender.worker("worker-offline"))
+    node.hooks["received"].append(sender.on_received)
+    node.hooks["started"].append(sender.on_started)
+    node.hooks["settled"].append(sender.on_settled)
+    node.hooks["rejected"].append(sender.on_rejected)
+    return sender
+
+
+def send_task_sent(app: Fleet, msg: Any) -> None:
+    """The client's task-sent event (when `task_send_sent_event` is set); best effort."""
+    event = {"type": "task-sent", "node": None, "timestamp": time.time(), "uuid": msg.id,
+             "name": msg.task, "args": _clip(msg.args), "kwargs": _clip(msg.kwargs),
+             "queue": msg.queue, "eta": msg.eta, "expires": msg.expires}
+    try:
+        app.broker.publish(EVENTS_CHANNEL, json.dumps([event], default=repr))
+    except Exception as exc:
+        log.warning("could not send the task-sent event of %s: %s", msg.id, exc)
+
+
+# == receiving ==================================================================================
+
+def decode(payload: str) -> list[dict[str, Any]]:
+    """One broadcast -> its events (a malformed one yields nothing)."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return []
+    items = data if isinstance(data, list) else [data]
+    return [item for item in items if isinstance(item, dict) and "type" in item]
+
+
+def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float = 0.1
+           ) -> Iterator[dict[str, Any] | None]:
+    """Yield events as they arrive, and None once subscribed and then at least every
+    `interval` seconds (so a caller can announce itself, redraw or check for input), until
+    `stop()` is true."""
+    import selectors
+
+    subscription = app.broker.subscribe([EVENTS_CHANNEL])
+    try:
+        with selectors.DefaultSelector() as selector:
+            fd = subscription.fileno()
+            if fd is not None:
+                selector.register(fd, selectors.EVENT_READ)
+            wait = interval if fd is not None else min(interval, 0.02)
+            yield None
+            while stop is None or not stop():
+                selector.select(wait) if fd is not None else time.sleep(wait)
+                broadcasts, _ = subscription.poll()
+                for _, payload in broadcasts:
+                    yield from decode(payload)
+                yield None
+    finally:
+        subscription.close()
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One line for `fleet events --dump`: time, node, event, task, details."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.get("timestamp", 0)))
+    stamp += f".{int((event.get('timestamp', 0) % 1) * 1000):03d}"
+    kind = event.get("type", "?")
+    parts = [stamp, event.get("node") or "-", kind]
+    if kind.startswith("task-"):
+        parts.append(f"{event.get('name') or '?'}[{event.get('uuid')}]")
+        for key in ("args", "kwargs", "result", "exception", "reason"):
+            if key in event:
+                parts.append(f"{key}={json.dumps(event[key], default=repr)}")
+        if event.get("runtime") is not None:
+            parts.append(f"runtime={float(event['runtime']):.6f}s")
+    else:
+        for key in ("active", "processed", "loadavg", "state"):
+            if key in event:
+                parts.append(f"{key}={json.dumps(event[key])}")
+    return " ".join(parts)
