@@ -396,6 +396,8 @@ def _fork_launcher(record: NodeRecord, environment: dict[str, str], ready_fd: in
         keep = sorted({0, 1, 2, ready_fd})
         for low, high in itertools.pairwise([*keep, os.sysconf("SC_OPEN_MAX")]):
             os.closerange(low + 1, high)  # none of multi's other pipes leak into the node
+        if sys.path and sys.path[0] in ("", os.getcwd()):  # as `python -m` there would
+            sys.path[0] = record.workdir
         os.chdir(record.workdir)
         _claim_process_title()
         os.environ.clear()
