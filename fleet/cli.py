@@ -214,8 +214,9 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
         if cli_ctx.workdir:
             cli_ctx.workdir = os.getcwd()  # entered: loading the app must not chdir again
-        handshake, logfile, pidfile = detach_worker(hostname, logfile, pidfile, detach, uid,
-                                                    gid, umask)
+        detached = detach_worker(hostname, logfile, pidfile, detach, uid, gid, umask)
+        if detached is not None:
+            handshake, logfile, pidfile = detached
     try:
         _run_worker(cli_ctx, level, concurrency, queues, hostname, logfile, pidfile,
                     prefetch_multiplier, max_tasks_per_child, max_memory_per_child, time_limit,

@@ -280,15 +280,17 @@ def log_tail(path: Path | str, lines: int = 10) -> list[str]:
 
 def detach_worker(hostname: str, logfile: str | None, pidfile: str | None, detached: bool,
                   uid: str | None, gid: str | None,
-                  umask: str | None) -> tuple[Handshake, str, str]:
+                  umask: str | None) -> tuple[Handshake, str, str] | None:
     """`fleet worker --detach ...`: detach with the node's files; returns (in the node) its
-    handshake and the log and pid file templates it must use (defaults filled in)."""
+    handshake and the log and pid file templates it must use (defaults filled in).
+
+    Without --detach (--uid/--gid/--umask alone, as after a restart in place): applies what
+    still can be and returns None."""
     from fleet.multi import default_paths
     from fleet.nodenames import format_node, host_format
 
     if not detached:
-        raise UsageError("--uid, --gid and --umask only apply with --detach",
-                         "add --detach, or run the node as the user you want")
+        return _apply_in_place(uid, gid, umask)
     nodename = host_format(hostname)
     default_pid, default_log = default_paths()
     logfile = os.path.abspath(os.path.expanduser(logfile or default_log))
@@ -298,6 +300,17 @@ def detach_worker(hostname: str, logfile: str | None, pidfile: str | None, detac
     options = DetachOptions(main_log, uid, gid, parse_umask(umask), nodename,
                             directories=[main_log.parent, pid_path.parent])
     return detach(options), logfile, pidfile
+
+
+def _apply_in_place(uid: str | None, gid: str | None, umask: str | None) -> None:
+    """Without --detach: a node restarted in place (HUP) runs the same command minus
+    --detach, as the user it already became; anything else needs --detach."""
+    user, group = resolve_ids(uid, gid)
+    if user not in (None, os.getuid()) or group not in (None, os.getgid()):
+        raise UsageError("--uid and --gid only apply with --detach",
+                         "add --detach, or run the node as the user you want")
+    if umask is not None:
+        os.umask(parse_umask(umask))
 
 
 def parse_umask(text: str | None) -> int:

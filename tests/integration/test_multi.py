@@ -474,3 +474,16 @@ def test_start_with_no_nodes_starts_the_fleet_of_fleet_toml(multi, tmp_path):
     assert multi.run("stopwait").returncode == 0  # remembered, from anywhere
     again = multi.run("start")  # no [multi] here: the remembered nodes
     assert again.returncode == 0 and again.stdout.count(": OK") == 2
+
+
+def test_a_node_started_with_umask_and_uid_restarts_in_place_on_hup(multi):
+    user = psutil.Process().username()
+    assert multi.start("w1", "-A", "testapp", "-c", "1", "--umask=027",
+                       f"--uid={user}").returncode == 0
+    pid = multi.pid("w1")
+    umask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                 if line.startswith("Umask:"))
+    assert umask.split()[1] == "0027"
+    assert multi.run("reload").returncode == 0
+    wait_for(lambda: multi.log("w1").count(" ready: ") == 2, 20, message="the second ready")
+    assert multi.pid("w1") == pid and multi.status()[0] == 0
