@@ -293,6 +293,10 @@ def detach_worker(hostname: str, logfile: str | None, pidfile: str | None, detac
         return _apply_in_place(uid, gid, umask)
     nodename = host_format(hostname)
     default_pid, default_log = default_paths()
+    for option, given, default in (("--logfile", logfile, default_log),
+                                   ("--pidfile", pidfile, default_pid)):
+        if not given:
+            _add_to_own_argv(f"{option}={default}")
     logfile = os.path.abspath(os.path.expanduser(logfile or default_log))
     pidfile = os.path.abspath(os.path.expanduser(pidfile or default_pid))
     main_log = Path(format_node(logfile, nodename, 0))
@@ -300,6 +304,13 @@ def detach_worker(hostname: str, logfile: str | None, pidfile: str | None, detac
     options = DetachOptions(main_log, uid, gid, parse_umask(umask), nodename,
                             directories=[main_log.parent, pid_path.parent])
     return detach(options), logfile, pidfile
+
+
+def _add_to_own_argv(argument: str) -> None:
+    """A default chosen here must survive a restart in place, which re-runs sys.argv
+    without --detach (and so without these defaults)."""
+    cut = sys.argv.index("--") if "--" in sys.argv else len(sys.argv)
+    sys.argv.insert(cut, argument)
 
 
 def _apply_in_place(uid: str | None, gid: str | None, umask: str | None) -> None:

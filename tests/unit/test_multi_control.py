@@ -221,3 +221,12 @@ def test_a_pid_file_locked_by_another_live_process_is_never_removed(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_defaults_chosen_when_detaching_are_kept_for_a_restart_in_place(monkeypatch):
+    from fleet.detach import _add_to_own_argv
+
+    monkeypatch.setattr(sys, "argv", ["fleet", "worker", "--detach", "--", "a=1"])
+    _add_to_own_argv("--pidfile=/run/fleet/%n.pid")
+    assert sys.argv == ["fleet", "worker", "--detach", "--pidfile=/run/fleet/%n.pid", "--",
+                        "a=1"]
