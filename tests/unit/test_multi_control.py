@@ -230,3 +230,16 @@ def test_defaults_chosen_when_detaching_are_kept_for_a_restart_in_place(monkeypa
     _add_to_own_argv("--pidfile=/run/fleet/%n.pid")
     assert sys.argv == ["fleet", "worker", "--detach", "--pidfile=/run/fleet/%n.pid", "--",
                         "a=1"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (["worker", "--detach", "-n", "w1"], ["worker", "-n", "w1"]),
+    (["--workdir", "rel", "worker", "--detach"], ["--workdir", "CWD", "worker"]),
+    (["worker", "--workdir=rel", "--", "--detach", "x=--workdir=a"],
+     ["worker", "--workdir=CWD", "--", "--detach", "x=--workdir=a"]),
+])
+def test_a_restart_in_place_runs_the_same_command_minus_detach(given, expected):
+    from fleet.engine.worker import _same_command
+
+    cwd = os.getcwd()
+    assert _same_command(given) == [arg.replace("CWD", cwd) for arg in expected]
