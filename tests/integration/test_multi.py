@@ -487,3 +487,14 @@ def test_a_node_started_with_umask_and_uid_restarts_in_place_on_hup(multi):
     assert multi.run("reload").returncode == 0
     wait_for(lambda: multi.log("w1").count(" ready: ") == 2, 20, message="the second ready")
     assert multi.pid("w1") == pid and multi.status()[0] == 0
+
+
+def test_restart_brings_every_node_back_with_its_remembered_options(multi):
+    assert multi.start("2", "-A", "testapp", "-c", "1", "-Q:2", "special").returncode == 0
+    before = [multi.pid("w1"), multi.pid("w2")]
+    result = multi.run("restart")
+    assert result.returncode == 0 and result.stdout.count(": OK") == 2, result.stdout
+    after = [multi.pid("w1"), multi.pid("w2")]
+    assert not set(before) & set(after) and not any(alive(pid) for pid in before)
+    assert multi.log("w2").count(" queues:       special\n") == 2  # same options again
+    assert multi.status()[0] == 0
