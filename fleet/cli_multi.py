@@ -39,7 +39,7 @@ Commands:
   status [NODES]       node, pid, state, consuming (a fresh heartbeat at the broker),
                        uptime, memory, children, log file (--json); exit 0 when all
                        run and consume, 3 otherwise
-  show [NODES]         each node's full command line
+  show [NODES]         each node's full command line (no NODES: as for start)
   get NODE [NODES]     one node's arguments
   names [NODES]        the node names
   expand TEMPLATE [NODES]   TEMPLATE expanded once per node
@@ -100,7 +100,7 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
                          f"did you mean {guess}?" if guess else
                          f"use one of: {', '.join(COMMANDS)}")
     spec = parse_multi_args(rest)
-    if command == "start" and not spec.positionals:
+    if command in ("start", "show", "names") and not spec.positionals:
         described = _fleet_from_file(cli_ctx, spec)
         if described:  # the file's fleet, then the command line's options (they win)
             spec = parse_multi_args([*described, *rest])

@@ -467,6 +467,9 @@ def test_start_with_no_nodes_starts_the_fleet_of_fleet_toml(multi, tmp_path):
         "nodes = 2\n"
         'queues = ["images", "video"]\n'
     )
+    shown = run_fleet("multi", "show", env=multi.env, cwd=tmp_path).stdout.splitlines()
+    assert len(shown) == 2 and "--queues=images,video" in shown[1]
+    assert f"--config={tmp_path / 'fleet.toml'}" in shown[0]
     result = run_fleet("multi", "start", env=multi.env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": OK") == 2
