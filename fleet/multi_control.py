@@ -4,7 +4,8 @@ again and signal them safely, stop them with a deadline.
 This module never prints: every step is reported as an `Event` to a callback, and each
 command returns data (the CLI in fleet/cli_multi.py renders both). Nodes come in as
 `NodeSpec`s (from fleet.multi, or later from a config file) or as `NodeRecord`s read back
-from the state file, so nothing here depends on how a command line looked.
+from the state file, so nothing here depends on how a command line looked. The records and
+the state file are in fleet/multi_state.py, launching and readiness in fleet/multi_launch.py.
 
 Safety rules (celery multi signalled whatever pid a pid file held):
 * a node is "ours" only if its process is alive (not a zombie), is a fleet node of that name
