@@ -191,8 +191,8 @@ def _known(spec: Any, command: str) -> list[Any]:
     records = list(_state().load().values())
     if not records:
         raise FleetError("no nodes are known to fleet multi here",
-                         f"start some first (fleet multi start 3 -A proj); multi remembers "
-                         f"them in {_state().path}")
+                         "start some first (fleet multi start 3 -A proj, or describe them "
+                         f"in fleet.toml's [multi]); multi remembers them in {_state().path}")
     if spec.positionals and (spec.global_options or spec.node_options):
         # The start command line repeated (celery habit): its nodes, by name.
         by_name = {record.name: record for record in records}
