@@ -17,14 +17,25 @@ _EXPORTS = {
     "Task": "fleet.engine.task",
     "AsyncResult": "fleet.engine.results",
     "states": "fleet.engine.states",
+    "GroupResult": "fleet.engine.results",
+    "Signature": "fleet.engine.canvas",
+    "signature": "fleet.engine.canvas",
+    "subtask": "fleet.engine.canvas",
+    "chain": "fleet.engine.canvas",
+    "group": "fleet.engine.canvas",
+    "chord": "fleet.engine.canvas",
+    "crontab": "fleet.engine.schedules",
 }
 
-__all__ = ["AsyncResult", "Fleet", "Task", "__version__", "states"]  # = _EXPORTS + version
+__all__ = ["AsyncResult", "Fleet", "GroupResult", "Signature", "Task", "__version__", "chain",
+           "chord", "crontab", "group", "signature", "states", "subtask"]  # = _EXPORTS + version
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleet.engine import states
     from fleet.engine.app import Fleet
-    from fleet.engine.results import AsyncResult
+    from fleet.engine.canvas import Signature, chain, chord, group, signature, subtask
+    from fleet.engine.results import AsyncResult, GroupResult
+    from fleet.engine.schedules import crontab
     from fleet.engine.task import Task
 
 

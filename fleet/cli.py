@@ -180,6 +180,8 @@ def cli(ctx: click.Context) -> None:
               help="Soft time limit: SoftTimeLimitExceeded is raised in the task.")
 @click.option("-E", "--events", "send_events", is_flag=True,
               help="Send task events (see `fleet events`); worker events are always sent.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True,
+              help="Also run the periodic-task scheduler in this node (see `fleet beat`).")
 @click.option("--detach", is_flag=True,
               help="Run in the background: new session, stdio to the log file, a pid file "
               "(defaults as for fleet multi); waits until the node consumes, or says why not.")
@@ -193,7 +195,8 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, time_limit: float | None,
            soft_time_limit: float | None, detach: bool, uid: str | None, gid: str | None,
-           umask: str | None, overrides: tuple[str, ...], send_events: bool = False) -> None:
+           umask: str | None, overrides: tuple[str, ...], send_events: bool = False,
+           embed_beat: bool = False) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -220,7 +223,7 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     try:
         _run_worker(cli_ctx, level, concurrency, queues, hostname, logfile, pidfile,
                     prefetch_multiplier, max_tasks_per_child, max_memory_per_child, time_limit,
-                    soft_time_limit, overrides, handshake, send_events)
+                    soft_time_limit, overrides, handshake, send_events, embed_beat)
     except Exception as exc:
         if handshake is not None:  # tell the launcher why, in the node's own words
             handshake.failed(exc.one_line() if isinstance(exc, FleetError) else
@@ -233,7 +236,7 @@ def _run_worker(cli_ctx: CliContext, level: int, concurrency: int | None, queues
                 prefetch_multiplier: int | None, max_tasks_per_child: int | None,
                 max_memory_per_child: int | None, time_limit: float | None,
                 soft_time_limit: float | None, overrides: tuple[str, ...],
-                handshake: Any, send_events: bool = False) -> None:
+                handshake: Any, send_events: bool = False, embed_beat: bool = False) -> None:
     from fleet.engine.worker import Node, NodeOptions
     from fleet.nodenames import format_node, host_format
 
@@ -263,6 +266,10 @@ def _run_worker(cli_ctx: CliContext, level: int, concurrency: int | None, queues
 
     notify.attach(node)
     control.attach(node)
+    if embed_beat:
+        from fleet.engine import beat
+
+        beat.attach(node)
     sys.exit(node.run())
 
 
@@ -476,6 +483,7 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
     "fleet.cli_remote",
+    "fleet.cli_beat",
     "fleet.cli_multi",
 ]
 

@@ -106,7 +106,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
 
 #: Checks for sections owned by other modules, as "module:function": each gets the parsed
 #: config and returns a list of problems. Imported only when a file is checked.
-SECTION_CHECKS: list[str] = ["fleet.multi_config:check_multi"]
+SECTION_CHECKS: list[str] = ["fleet.multi_config:check_multi",
+                             "fleet.engine.beat:check_file_section"]
 
 
 def check_config(data: dict[str, Any], path: Path | None = None,

@@ -43,7 +43,7 @@ class Fleet:
         self.conf.setdefault_app("result_backend", backend)
         if include:
             self.conf.update(include=list(include))
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task] = TaskRegistry(self)
         self._connections: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -203,6 +203,43 @@ class Fleet:
             if transport is not None:
                 transport.close()
         connections.pop("backend", None)
+
+
+class TaskRegistry(dict):
+    """The app's tasks by name. Built-in tasks (`fleet.map`, `fleet.starmap`, used by
+    `task.map`/`starmap`/`chunks`) are found by name but never listed, so they don't crowd
+    banners and listings."""
+
+    def __init__(self, app: Fleet):
+        super().__init__()
+        self._app = app
+        self._builtins: dict[str, Task] = {}
+
+    def __missing__(self, name: str) -> Task:
+        task = self._builtins.get(name) or _builtin_task(self._app, name)
+        if task is None:
+            raise KeyError(name)
+        self._builtins[name] = task
+        return task
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+def _builtin_task(app: Fleet, name: str) -> Task | None:
+    from fleet.engine.canvas import MAP_TASK, STARMAP_TASK, run_map
+    from fleet.engine.task import Task
+
+    if name not in (MAP_TASK, STARMAP_TASK):
+        return None
+
+    def run(task: str, items: list) -> list:
+        return run_map(app, task, items, star=name == STARMAP_TASK)
+
+    return Task(app, run, name=name)
 
 
 def _is_setting_attr(obj: object, name: str) -> bool:

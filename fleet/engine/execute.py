@@ -61,7 +61,20 @@ def request_for(msg: TaskMessage, node: str, delivery_info: dict) -> Request:
 
 
 def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
-    """Run the task of `msg`; never raises (except to let the process die on KILL)."""
+    """Run the task of `msg`; never raises (except to let the process die on KILL).
+
+    A task that is part of a workflow (callbacks, chain, chord) gets its follow-up messages
+    in the outcome's `send` (see `fleet.engine.workflow`).
+    """
+    outcome = _execute(app, msg, node, delivery_info)
+    if msg.callbacks:
+        from fleet.engine.workflow import add_to_outcome
+
+        outcome = add_to_outcome(app, msg, outcome)
+    return outcome
+
+
+def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
     task = app.tasks[msg.task]
     request = request_for(msg, node, delivery_info)
     extra = {"task": msg.task, "node": node, "retries": msg.retries}

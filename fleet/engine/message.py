@@ -19,10 +19,24 @@ Version 1 (the only one so far)::
       "headers": {},                  # user headers (apply_async(headers=...))
       "options": {},                  # per-call task options: acks_late, ignore_result,
                                       #   time_limit, soft_time_limit, track_started
-      "callbacks": {},                # workflow data (link, link_error, chord): see canvas
+      "callbacks": {},                # workflow data, all optional (see below)
       "sent_at": 1732300000.123,      # epoch seconds
       "origin": "host:1234"           # who sent it
     }
+
+`callbacks` carries the rest of a workflow as signature dicts (`fleet.engine.canvas`
+`Signature.to_dict`: {"kind": "signature", "task", "args", "kwargs", "options", "immutable"},
+or kind "chain" / "group" with "tasks", or "chord" with "header" and "body")::
+
+    "link": [sig, ...]         # on success: each called with the result prepended
+    "link_error": [sig, ...]   # on failure: each called as errback(task_id, error, *args)
+    "chain": [sig, ...]        # on success: the first gets the result prepended and
+                               #   carries the others as its own "chain"
+    "chord": {"group": "...",  # this task is a chord header member: the group's id,
+              "size": 10,      #   its number of tasks,
+              "body": sig}     #   and the body to send once all of them succeeded
+
+Whoever finishes the task sends these (see `fleet.engine.workflow`).
 
 Only `v`, `id`, `task`, `args` and `kwargs` are required; everything else has the default
 shown. Unknown keys are ignored, so later minor additions stay readable by older nodes.

@@ -19,7 +19,7 @@ import builtins
 import sys
 import time
 import traceback as tb
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
@@ -279,3 +279,131 @@ class AsyncResult:
 
     def as_dict(self) -> dict:
         return dict(self._meta())
+
+
+# -- groups -------------------------------------------------------------------------------------
+
+GROUP_PREFIX = "group:"
+
+
+def save_group(app: Fleet, group_id: str, task_ids: Sequence[str]) -> None:
+    """Store a group's member ids (in order) under `group:<id>`, with `result_expires`."""
+    backend = app.backend
+    value = codec.dumps({"id": group_id, "results": list(task_ids)})
+    backend.store.set_values([StoredResult(GROUP_PREFIX + group_id, value, backend.ttl)])
+
+
+def load_group(app: Fleet, group_id: str) -> list[str] | None:
+    text = app.backend.store.get_value(GROUP_PREFIX + group_id)
+    return None if text is None else codec.loads(text)["results"]
+
+
+class GroupResult:
+    """The results of a group, in the order its tasks were given."""
+
+    def __init__(self, group_id: str, results: Sequence[Any], app: Fleet,
+                 parent: Any = None):
+        self.id = group_id
+        self.results = list(results)
+        self.app = app
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.results[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupResult) and other.id == self.id and \
+            [r.id for r in other.results] == [r.id for r in self.results]
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _metas(self) -> list[dict]:
+        return self.app.backend.get_metas([r.id for r in self.results])
+
+    def ready(self) -> bool:
+        """True when every task has finished (succeeded, failed or was revoked)."""
+        return all(meta["state"] in states.READY_STATES for meta in self._metas())
+
+    def successful(self) -> bool:
+        return all(meta["state"] == states.SUCCESS for meta in self._metas())
+
+    def failed(self) -> bool:
+        """True when any task failed."""
+        return any(meta["state"] == states.FAILURE for meta in self._metas())
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """How many tasks succeeded."""
+        return sum(meta["state"] == states.SUCCESS for meta in self._metas())
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float = 0.1) -> list:
+        """Wait for every task; return their results in order (one store read per poll).
+
+        The first failure (in group order) is raised when `propagate`; otherwise failures
+        appear in the list as exception objects.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.002, interval)
+        while True:
+            metas = self._metas()
+            unready = [m for m in metas if m["state"] not in states.READY_STATES]
+            if not unready:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(
+                    f"group {self.id}: {len(unready)} of {len(metas)} tasks still not ready "
+                    f"after {timeout:g}s (first: {unready[0]['id']} {unready[0]['state']})",
+                    "a worker consuming their queue may not be running",
+                )
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, interval)
+        values = []
+        for meta in metas:
+            if meta["state"] == states.SUCCESS:
+                values.append(meta.get("result"))
+                continue
+            exc = exception_from_meta(meta)
+            if propagate:
+                raise exc
+            values.append(exc)
+        return values
+
+    join = get
+
+    def revoke(self, terminate: bool = False, signal: str | int = "TERM",
+               reply: bool = False, timeout: float | None = None) -> Any:
+        """Revoke every task of the group, through the app's remote control (durable: nodes
+        started later refuse them too)."""
+        return self.app.control.revoke([r.id for r in self.results], terminate=terminate,
+                                       signal=signal, reply=reply, timeout=timeout)
+
+    def forget(self) -> None:
+        self.app.backend.forget([r.id for r in self.results])
+        self.app.backend.store.delete_values([GROUP_PREFIX + self.id])
+
+    def save(self) -> GroupResult:
+        """Store the member ids, so `GroupResult.restore(id, app)` finds the group again."""
+        save_group(self.app, self.id, [r.id for r in self.results])
+        return self
+
+    @classmethod
+    def restore(cls, group_id: str, app: Fleet) -> GroupResult | None:
+        """The group saved under `group_id`, or None if unknown or expired."""
+        ids = load_group(app, group_id)
+        if ids is None:
+            return None
+        return cls(group_id, [AsyncResult(task_id, app=app) for task_id in ids], app=app)

@@ -250,6 +250,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("beat_schedule", "dict", {}, "Periodic tasks: {'name': {'task': ..., 'schedule': ...}}."),
     _s("beat_lease_seconds", "float", 10.0, "How long a beat leader's lease lasts; a standby "
        "takes over within this time after the leader dies.", minimum=1),
+    _s("beat_max_loop_interval", "float", 5.0, "Longest a beat sleeps between looks at its "
+       "schedule (it wakes earlier when an entry is due).", minimum=0.01),
     # -- app -----------------------------------------------------------------------------
     _s("include", "list", [], "Modules a worker imports at start (where the tasks live)."),
 ]}

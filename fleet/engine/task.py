@@ -186,6 +186,46 @@ class Task:
         ignore_result, acks_late, time_limit, soft_time_limit, link, link_error."""
         return send(self.app, self.name, args, kwargs, options, task=self)
 
+    # -- signatures (fleet.engine.canvas) -----------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A signature of this task: `add.s(2)`, completed later (`add.s(2).delay(3)`)."""
+        from fleet.engine.canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        """An immutable signature: it ignores a parent's result (and partial arguments)."""
+        from fleet.engine.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(self, args: Any = (), kwargs: Any = None, **options: Any) -> Any:
+        """A signature with call options: `add.signature((2, 2), countdown=10)`."""
+        from fleet.engine.canvas import signature
+
+        return signature(self, args or (), kwargs, **options)
+
+    subtask = signature
+
+    def map(self, items: Any) -> Any:
+        """One task calling this one on every item: `add1.map([1, 2]).delay()`."""
+        from fleet.engine.canvas import task_map
+
+        return task_map(self, items)
+
+    def starmap(self, items: Any) -> Any:
+        """One task calling this one with each item's arguments: `add.starmap([(1, 2)])`."""
+        from fleet.engine.canvas import task_starmap
+
+        return task_starmap(self, items)
+
+    def chunks(self, items: Any, n: int) -> Any:
+        """A group of starmaps over `n` items each."""
+        from fleet.engine.canvas import chunks
+
+        return chunks(self, items, n)
+
     def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
               countdown: float | None = None, eta: Any = None,
               max_retries: Any = _UNSET, **options: Any) -> Retry:

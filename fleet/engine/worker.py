@@ -171,7 +171,8 @@ class Node:
         #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
         #: results and acks are in the store, "broadcast"(node, channel, payload),
         #: "heartbeat"(node), "shutdown"(node, how), "rejected"(node, delivery, reason) when a
-        #: message goes to the dead-letter queue. Remote control, events and workflows
+        #: message goes to the dead-letter queue, "lost"(node, message, meta) for a task that
+        #: was running on a dead node (found by recovery). Remote control, events and workflows
         #: plug in here instead of growing the loop.
         self.hooks: dict[str, list[Callable[..., None]]] = collections.defaultdict(list)
         #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
@@ -179,6 +180,9 @@ class Node:
         self.timers: list[list] = []  # [due, callback]
         #: Broadcast channels to listen to (remote control adds its own before start).
         self.channels: list[str] = []
+        from fleet.engine import workflow  # main-process failures follow their workflow
+
+        workflow.attach(self)
 
     # == lifecycle =============================================================================
 
@@ -977,8 +981,9 @@ class Node:
         log.error("Task %s[%s] was running on %s when it died: marked failed", msg.task, msg.id,
                   consumer_id)
         exc = WorkerLostError(f"worker lost: node {node} died while the task ran")
-        self._store_meta(exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
-                                        node=node))
+        meta = exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task, node=node)
+        self._store_meta(meta)
+        self.emit("lost", msg, meta)
 
     # == readiness and banner ===================================================================
 

@@ -101,3 +101,51 @@ def spawn_orphan(seconds):
 
     return subprocess.run(["sh", "-c", f"sleep {seconds} & echo $!"], capture_output=True,
                           text=True, check=True).stdout.strip()
+
+
+# -- canvas (workflows) -------------------------------------------------------------------------
+
+@app.task
+def mul(x, y):
+    return x * y
+
+
+@app.task
+def xsum(numbers):
+    return sum(numbers)
+
+
+@app.task
+def identity(value):
+    return value
+
+
+@app.task
+def errback_record(task_id, error, *extra):
+    """An errback: returns what it was told, so tests can read it from its result."""
+    return {"task_id": task_id, "exc_type": error["exc_type"], "exc_message": error["exc_message"],
+            "task": error["task"], "extra": list(extra)}
+
+
+@app.task
+def fail_if(value, bad):
+    """Return `value`, or fail when it equals `bad` (a failing chord header member)."""
+    if value == bad:
+        raise ValueError(f"bad value {value}")
+    return value
+
+
+@app.task
+def hard_limited(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+# -- beat ---------------------------------------------------------------------------------------
+
+@app.task
+def tick(path, label="tick"):
+    """Append one line (time and label) to `path`: beat tests count the lines."""
+    with open(path, "a") as out:
+        out.write(f"{time.time():.3f} {label} {os.getpid()}\n")
+    return label

@@ -38,6 +38,7 @@ def adapt(shipped: str, logs: Path, marker: str, env: dict[str, str]) -> str:
     text = text.replace("/var/log/fleet", str(logs))
     text = text.replace("-n default", f"-n default{marker}-").replace("-n images",
                                                                      f"-n images{marker}-")
+    text = text.replace("fleet beat -l info", f"fleet beat -l info -f {logs}/beat-{marker}.log")
     text = text.replace("-c 4", "-c 1").replace("-c 2", "-c 1")
     text = text.replace("startsecs=3", "startsecs=1")
     variables = ",".join(f'{key}="{value}"' for key, value in env.items())
@@ -112,7 +113,8 @@ def supervised(tmp_path, sqlite_url) -> Iterator[tuple[Supervisor, str]]:
 
 def test_supervisord_runs_stops_and_restarts_fleet_nodes(supervised, app, tmp_path):
     supervisor, marker = supervised
-    names = {"fleet:fleet-default_0", "fleet:fleet-default_1", "fleet:fleet-images_0"}
+    names = {"fleet:fleet-default_0", "fleet:fleet-default_1", "fleet:fleet-images_0",
+             "fleet:fleet-beat"}
     wait_for(lambda: {n for n, (state, _) in supervisor.states().items()
                       if state == "RUNNING"} >= names, 30, interval=0.2,
              message=f"all programs RUNNING: {supervisor.states()}")
@@ -120,6 +122,9 @@ def test_supervisord_runs_stops_and_restarts_fleet_nodes(supervised, app, tmp_pa
 
     assert testapp.add.delay(2, 2).get(timeout=20) == 4
     assert testapp.add.apply_async((3, 3), queue="images").get(timeout=20) == 6
+    beat_log = tmp_path / f"beat-{marker}.log"
+    wait_for(lambda: beat_log.exists() and "Beat" in beat_log.read_text(), 20,
+             message="the beat program's log")
 
     # stop waits for the running task to finish (warm shutdown of the main process only)
     marker_file = str(tmp_path / "slow")

@@ -83,3 +83,26 @@ def test_sd_notify_is_a_no_op_without_a_socket(monkeypatch, notify_socket):
     assert sd_notify("READY=1") is False
     assert sd_notify("STATUS=x", socket_path=notify_socket.path) is True
     assert notify_socket.wait_for("STATUS=x") == "STATUS=x"
+
+
+def test_beat_says_ready_and_stopping(notify_socket, broker_url, tmp_path):
+    """fleet-beat.service is Type=notify too."""
+    import subprocess
+    import sys
+
+    from tests.support import APPS, fleet_env
+
+    env = fleet_env(broker_url, NOTIFY_SOCKET=notify_socket.path)
+    beat = subprocess.Popen([sys.executable, "-m", "fleet", "beat", "-A", "testapp"], cwd=APPS,
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert fields(notify_socket.wait_for("READY=1"))["STATUS"].startswith("beat with")
+        beat.send_signal(signal.SIGTERM)
+        notify_socket.wait_for("STOPPING=1")
+        assert beat.wait(15) == 0
+    finally:
+        if beat.poll() is None:
+            import os
+            os.killpg(beat.pid, signal.SIGKILL)
+            beat.wait(5)
