@@ -147,9 +147,11 @@ def cli(ctx: click.Context) -> None:
 
     \b
     Quick start (the embedded SQLite broker needs no server):
-      fleet worker -A proj -c 2 -l info       run a node
+      fleet worker -A proj -c 2 -l info       run a node in the foreground
+      fleet multi start 3 -A proj             or a fleet of detached nodes
       fleet call proj.tasks.add --args '[2, 2]'
       fleet result ID                          print its result
+      fleet inspect ping; fleet multi status  who is up
     """
     ctx.ensure_object(CliContext)
 
