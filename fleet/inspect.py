@@ -8,7 +8,8 @@
 A request goes to every node (or the destination list) with a ticket and a deadline; the
 client subscribes to the ticket's reply channel *before* it publishes, then returns as soon
 as every node it expects has answered: the destination list, or every node whose heartbeat
-is fresh (see `NodeSeen.online`). Otherwise it returns at the deadline with what it got.
+is fresh (see `NodeSeen.online`). Otherwise it returns at the deadline with what it got;
+with no destination and no node registered with the broker at all, at once.
 Replies are waited for on the subscription's socket (Redis) or by polling every 10 ms
 (SQLite), never by sleeping out the timeout.
 
@@ -168,8 +169,10 @@ class Control:
             store_revokes(broker, checked["ids"], self.app.conf.task_revoke_expires,
                           checked.get("signal"))
         replies = Replies(command=cmd.name, timeout=timeout, expected=expected, known=known)
-        if not reply:
+        if not reply or (targets is None and not known):
+            # No node registered at all: nobody can answer, so do not wait out the timeout.
             broker.publish(CONTROL_CHANNEL, request)
+            replies.elapsed = time.monotonic() - started
             return replies
         subscription = broker.subscribe([reply_channel(ticket)])
         try:
@@ -384,9 +387,9 @@ def explain_silence(replies: Replies, broker_url: str, broker_error: str | None 
                 "check that it runs and that -b/broker_url is right")
     timeout = f"{replies.timeout:g}s"
     if not replies.known:
-        return (f"no node replied within {timeout}: the broker {where} was reachable but no "
-                "node is registered with it (none is running, or the nodes use another "
-                "broker: check -b/broker_url); try `fleet multi status`")
+        return (f"no node replied: the broker {where} was reachable but no node is "
+                "registered with it (none is running, or the nodes use another broker: "
+                "check -b/broker_url); try `fleet multi status`")
     seen = "; ".join(f"{node.name} (pid {node.pid} on {node.host or '?'}): last heartbeat "
                      f"{_ago(node.age)}, {'online' if node.online else 'offline'}"
                      for node in replies.known)
