@@ -271,3 +271,27 @@ def test_revoking_a_group_revokes_every_task_and_fails_a_chord_waiting_on_it(app
     chorded.parent.revoke()
     with pytest.raises(TaskRevokedError):
         chorded.get(timeout=20)
+
+
+# == a broker error while a child sends the follow-ups ===========================================
+# Regression: the child only logged the error, so the chain or chord waited forever. Now the
+# node takes the follow-up over (and retries it until the result store answers).
+
+@pytest.mark.parametrize("method", ["incr", "add_value", "set_values"])
+def test_a_chord_header_meeting_a_store_error_still_fires_the_body_once(app, nodes, method):
+    nodes.start(concurrency=1)
+    from testapp import add, store_trouble, xsum
+
+    header = [store_trouble.s(1, method)] + [add.s(i, 0) for i in range(2, 5)]
+    result = chord(header, xsum.s()).delay()
+    assert result.get(timeout=20) == 1 + 2 + 3 + 4
+
+
+def test_a_failing_chain_task_meeting_a_store_error_still_fails_the_rest(app, nodes):
+    nodes.start(concurrency=1)
+    from testapp import add, store_trouble
+
+    result = (store_trouble.s(7, "set_values", fail=True) | add.s(1) | add.s(2)).delay()
+    with pytest.raises(ValueError, match="failed on purpose"):
+        result.get(timeout=20)
+    assert result.parent.state == states.FAILURE
