@@ -7,12 +7,17 @@ the results to store. Who finishes the task carries the plan out:
 * a pool child (the usual case): in `execute`, the messages become the outcome's `send`
   list, which the node puts in the same commit as the task's result and ack;
 * the node's main process, for failures it decides itself (worker lost, hard time limit,
-  revoked or expired before running) and for early-acked tasks it finds were running on a
-  dead node: `attach` hooks `settled` and `lost` and adds the plan to the node's batch.
+  revoked or expired before running), for early-acked tasks it finds were running on a
+  dead node, and for follow-ups a child could not finish because the result store failed:
+  `attach` hooks `settled` and `lost` and adds the plan to the node's batch (`FollowUps`,
+  which retries with backoff while the store fails, so a workflow never waits forever).
 
 Chords count in the result store. Each header task, once it succeeded, stores its own result
 (so it is readable before it is counted), claims `chord:<group>:member:<task id>` (so a
-redelivered task never counts twice), then increments `chord:<group>:count`. The one that
+redelivered task never counts twice), then increments `chord:<group>:count`. Claims hold
+the follow-up's token, so a follow-up repeated after a broker error finds its own claim and
+goes on instead of skipping the count (a broker error right after the increment, before the
+member records its count, may still count it twice). The one that
 reaches the header size claims `chord:<group>:fired` and sends the body with every header
 result, in order. A failed header task claims `fired` instead and fails the chord: the body
 (and whatever follows it) gets the header's error as its result, and the body's errbacks
