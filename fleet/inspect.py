@@ -386,10 +386,13 @@ def explain_silence(replies: Replies, broker_url: str, broker_error: str | None 
         return (f"no node replied: the broker {where} was not reachable ({broker_error}); "
                 "check that it runs and that -b/broker_url is right")
     timeout = f"{replies.timeout:g}s"
+    # A revoke is stored before it is broadcast: say so, or it reads as if it was lost.
+    stored = (" The revoke itself is stored in the broker: nodes started later refuse "
+              "these tasks." if replies.command in ("revoke", "terminate") else "")
     if not replies.known:
         return (f"no node replied: the broker {where} was reachable but no node is "
                 "registered with it (none is running, or the nodes use another broker: "
-                "check -b/broker_url); try `fleet multi status`")
+                f"check -b/broker_url); try `fleet multi status`.{stored}")
     seen = "; ".join(f"{node.name} (pid {node.pid} on {node.host or '?'}): last heartbeat "
                      f"{_ago(node.age)}, {'online' if node.online else 'offline'}"
                      for node in replies.known)
@@ -399,4 +402,4 @@ def explain_silence(replies: Replies, broker_url: str, broker_error: str | None 
         wanted = f" None of {', '.join(replies.expected)} is known to the broker."
     return (f"no node replied within {timeout} (broker {where} reachable). Known nodes: "
             f"{seen}.{wanted} Try a longer --timeout, or `fleet multi status` to see whether "
-            "the nodes run")
+            f"the nodes run.{stored}")

@@ -264,6 +264,21 @@ def test_revoke_then_restart_every_node_still_never_runs(app, nodes, env, tmp_pa
     assert all(result.id in ids for ids in revoked.values()) and len(revoked) == 2
 
 
+def test_a_revoke_while_no_node_runs_says_it_is_stored_and_holds(app, nodes, env, tmp_path):
+    # Regression: the exit-69 message read as if the revoke was lost, yet it is durable.
+    from testapp import sleep
+
+    marker = tmp_path / "revoked"
+    result = sleep.delay(0, str(marker))
+    done = run_fleet("control", "revoke", result.id, env=env)
+    assert done.returncode == 69
+    assert "The revoke itself is stored in the broker" in done.stderr
+    nodes.start(concurrency=1)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=15)
+    assert not marker.exists()
+
+
 def test_terminate_kills_the_running_task(app, nodes, env, tmp_path):
     node = nodes.start(concurrency=1)
     result, marker = start_sleeping(app, tmp_path)

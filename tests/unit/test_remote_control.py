@@ -98,6 +98,16 @@ def test_silence_is_explained_with_the_known_nodes_and_what_to_try():
     assert "no node is registered" in nobody and "within" not in nobody
     typo = explain_silence(Replies(timeout=1.0, known=[stale], expected=["w9@h"]), "redis://db")
     assert "None of w9@h is known to the broker" in typo
+    assert "stored in the broker" not in typo
+
+
+def test_silence_after_a_revoke_says_the_revoke_is_stored_anyway():
+    # Regression: `fleet control revoke` with no node up read as a failure, yet it worked.
+    for replies in (Replies(command="revoke"), Replies(command="terminate", known=[
+            NodeSeen("w1@h", "h", 42, time.time() - 120, {"freq": 2.0})])):
+        text = explain_silence(replies, "sqlite:///x.db")
+        assert "The revoke itself is stored in the broker" in text
+    assert "stored" not in explain_silence(Replies(command="revoke"), "redis://db", "refused")
     down = explain_silence(Replies(timeout=1.0), "redis://db", "ConnectionError: refused")
     assert "was not reachable (ConnectionError: refused)" in down
 
