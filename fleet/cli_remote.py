@@ -111,8 +111,11 @@ def _group(kind: str) -> click.Group:
 
         _remember_remote(ctx, destination, timeout, as_json)
         if show_list:
-            for cmd in commands_of(kind):
-                click.echo(f"{cmd.signature():<28} {cmd.help}")
+            if as_json:
+                click.echo(json.dumps([_describe(cmd) for cmd in commands_of(kind)], indent=2))
+            else:
+                for cmd in commands_of(kind):
+                    click.echo(f"{cmd.signature():<28} {cmd.help}")
             ctx.exit(0)
         if ctx.invoked_subcommand is None:
             click.echo(ctx.get_help())
@@ -121,7 +124,8 @@ def _group(kind: str) -> click.Group:
     callback.__name__ = kind
     callback = remote_options(callback)
     callback = click.option("--list", "show_list", is_flag=True,
-                            help=f"List the {kind} commands and their arguments.")(callback)
+                            help=f"List the {kind} commands and their arguments (with "
+                            "--json: as JSON).")(callback)
     callback = global_options(callback)
     example = ("fleet inspect active -d w1@host" if kind == INSPECT
                else "fleet control rate_limit proj.tasks.add 10/s")
@@ -133,6 +137,16 @@ def _group(kind: str) -> click.Group:
     return click.group(kind, cls=RemoteGroup, kind=kind, help=help_text,
                        invoke_without_command=True,
                        context_settings={"help_option_names": ["-h", "--help"]})(callback)
+
+
+def _describe(cmd: Command) -> dict[str, Any]:
+    """A command of the registry as JSON (`--list --json`)."""
+    return {"name": cmd.name, "kind": cmd.kind, "help": cmd.help, "usage": cmd.signature(),
+            "timeout": cmd.timeout,
+            "arguments": [{"name": arg.name, "type": arg.type, "help": arg.help,
+                           "many": arg.many, "required": arg.required,
+                           **({} if arg.required else {"default": arg.default})}
+                          for arg in cmd.args]}
 
 
 def _make_command(cmd: Command) -> click.Command:
@@ -151,8 +165,8 @@ def _make_command(cmd: Command) -> click.Command:
                 words.append(value)
         try:
             checked = parse_command_line(cmd, words)
-        except CommandError as exc:
-            raise click.UsageError(str(exc), ctx) from None
+        except CommandError as exc:  # (click names the command already)
+            raise click.UsageError(str(exc).removeprefix(f"{cmd.name}: "), ctx) from None
         _run_remote(ctx.ensure_object(CliContext), cmd, checked, options)
 
     for arg in reversed(cmd.args):

@@ -177,13 +177,19 @@ def _text(value: Any) -> str:
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
-    return int(value)
+    try:
+        return int(value)
+    except (ValueError, TypeError):  # int()'s own message speaks Python, not operator
+        raise ValueError("expected a whole number such as 2") from None
 
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except (ValueError, TypeError):
+        raise ValueError("expected a number of seconds such as 1.5") from None
 
 
 def _flag(value: Any) -> bool:

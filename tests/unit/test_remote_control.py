@@ -3,6 +3,7 @@ replies and events, the live view, and the explanation when nobody answered."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -46,7 +47,8 @@ def test_command_line_words_are_typed_by_the_registry():
 
 
 @pytest.mark.parametrize(("name", "words", "message"), [
-    ("pool_grow", ["two"], "bad N 'two'"),
+    ("pool_grow", ["two"], "bad N 'two': expected a whole number such as 2"),
+    ("time_limit", ["t", "soon"], "bad SOFT 'soon': expected a number of seconds"),
     ("terminate", ["NOPE", "x"], "unknown signal"),
     ("terminate", ["INT", "x"], "SIGINT does not stop a task"),
     ("rate_limit", ["t", "fast"], "invalid rate limit"),
@@ -165,6 +167,18 @@ def test_cli_lists_and_helps_from_the_registry():
     assert "--destination" in helped.stdout and "--timeout" in helped.stdout
     wrong = run_fleet("inspect", "activ", env=env)
     assert wrong.returncode == 2 and "did you mean 'active'" in wrong.stderr
+    as_json = json.loads(run_fleet("control", "--list", "--json", env=env).stdout)
+    limit = next(cmd for cmd in as_json if cmd["name"] == "time_limit")
+    assert limit["usage"] == "time_limit TASK SOFT [HARD]" and limit["kind"] == "control"
+    assert [a["required"] for a in limit["arguments"]] == [True, True, False]
+
+
+def test_a_bad_argument_is_one_line_naming_the_command_once():
+    # Regression: "fleet control pool_grow: pool_grow: bad N 'x': invalid literal for int()".
+    bad = run_fleet("control", "pool_grow", "x", env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("fleet control pool_grow: bad N 'x': expected a whole")
+    assert "pool_grow: pool_grow" not in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 class FakeNode:
