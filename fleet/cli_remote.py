@@ -347,8 +347,12 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     from fleet.engine.transport import mask_url
 
     announced = False
+
+    def notice(text: str) -> None:
+        cli_ctx.echo(f"fleet events: {text}", err=True)
+
     try:
-        for event in listen(app):
+        for event in listen(app, notice=notice):
             if event is None:
                 if not announced:  # subscribed: nothing sent from now on is missed
                     announced = True
