@@ -700,13 +700,15 @@ def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
     setter = getattr(node, "set_autoscale", None)
     if setter is not None:  # a node with an autoscaler adjusts its own range
         setter(max, min)
-    else:  # otherwise: keep the pool inside the range
-        node.autoscale_range = (min, max)
-        if node.options.concurrency > max:
-            node.shrink(node.options.concurrency - max)
-        elif node.options.concurrency < min:
-            node.grow(min - node.options.concurrency)
-    return f"autoscale now max={max} min={min}"
+        return f"autoscale now max={max} min={min}"
+    # Otherwise: bring the pool inside the range once, and say that it will not follow load.
+    node.autoscale_range = (min, max)
+    if node.options.concurrency > max:
+        node.shrink(node.options.concurrency - max)
+    elif node.options.concurrency < min:
+        node.grow(min - node.options.concurrency)
+    return (f"pool set to {node.options.concurrency} children (within {min}..{max}); this "
+            "node was started without autoscaling, so it does not follow the load")
 
 
 @command(CONTROL)
