@@ -154,6 +154,8 @@ def test_the_live_view_folds_events_into_nodes_tasks_rates_and_failures():
     assert len(render(state, 40, 5, now)) == 5
     state.apply({"type": "worker-offline", "node": "w1@h", "timestamp": now})
     assert "offline" in "\n".join(render(state, 100, 50, now))
+    state.notice = "12:00:00 broker error (ConnectionError: refused)"
+    assert render(state, 100, 50, now)[1] == state.notice
 
 
 def test_cli_lists_and_helps_from_the_registry():
