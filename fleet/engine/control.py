@@ -284,6 +284,7 @@ class Mailbox:
     events: Any = None  #: the node's EventSender (fleet.engine.events)
     revokes_version: str | None = None
     _after_reply: list[Callable[[], None]] = field(default_factory=list)
+    _durable: set[str] = field(default_factory=set)  #: revoked ids last loaded from the broker
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -336,15 +337,19 @@ class Mailbox:
     # -- durable revokes -----------------------------------------------------------------------
 
     def load_revokes(self, node: Node | None = None) -> None:
-        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay)."""
+        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay),
+        and drop those loaded before that expired since (the set would grow forever)."""
         broker = self.node.broker
         version = broker.get_value(REVOKE_VERSION_KEY)
-        stored = broker.values_with_prefix(REVOKE_PREFIX)
+        stored = {key[len(REVOKE_PREFIX):] for key in broker.values_with_prefix(REVOKE_PREFIX)}
         self.revokes_version = version
-        self.node.revoked |= {key[len(REVOKE_PREFIX):] for key in stored}
-        if stored:
-            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name,
-                     len(stored))
+        revoked = self.node.revoked
+        added = len(stored - revoked)
+        revoked -= self._durable - stored
+        revoked |= stored
+        self._durable = stored
+        if added:
+            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name, added)
 
     def refresh_revokes(self, node: Node | None = None) -> None:
         """Reload when another client revoked something since (one read per heartbeat)."""

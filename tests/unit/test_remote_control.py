@@ -261,8 +261,14 @@ def test_revokes_are_stored_with_their_expiry_and_loaded_by_a_node(mailbox):
     mailbox.refresh_revokes()
     assert mailbox.node.revoked == {"a", "b", "c"}
     control.store_revokes(broker, ["gone"], expires=0.01)
+    mailbox.refresh_revokes()
+    assert "gone" in mailbox.node.revoked
     time.sleep(0.05)
     assert "revoked:gone" not in broker.values_with_prefix(control.REVOKE_PREFIX)
+    # Regression: expired revokes stayed in the node's set forever (it only grew).
+    control.store_revokes(broker, ["d"], expires=60)
+    mailbox.refresh_revokes()
+    assert mailbox.node.revoked == {"a", "b", "c", "d"}
 
 
 def test_events_keep_coming_after_a_broker_error_when_the_caller_takes_notices(monkeypatch):
