@@ -7,9 +7,10 @@ the results to store. Who finishes the task carries the plan out:
 * a pool child (the usual case): in `execute`, the messages become the outcome's `send`
   list, which the node puts in the same commit as the task's result and ack;
 * the node's main process, for failures it decides itself (worker lost, hard time limit,
-  revoked or expired before running), for early-acked tasks it finds were running on a
-  dead node, and for follow-ups a child could not finish because the result store failed:
-  `attach` hooks `settled` and `lost` and adds the plan to the node's batch (`FollowUps`,
+  revoked or expired before running, dead-lettered as unknown), for early-acked tasks it
+  finds were running on a dead node, and for follow-ups a child could not finish because
+  the result store failed: `attach` hooks `settled`, `lost` and `rejected` and adds the
+  plan to the node's batch (`FollowUps`,
   which retries with backoff while the store fails, so a workflow never waits forever).
 
 Chords count in the result store. Each header task, once it succeeded, stores its own result
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
 from fleet.engine import states
@@ -240,6 +241,7 @@ def attach(node: Node) -> FollowUps:
     follow_ups = FollowUps(node)
     node.hooks["settled"].append(follow_ups.on_settled)
     node.hooks["lost"].append(follow_ups.on_lost)
+    node.hooks["rejected"].append(follow_ups.on_rejected)
     node.timers.append(follow_ups.timer)
     return follow_ups
 
@@ -265,6 +267,18 @@ class FollowUps:
 
     def on_lost(self, node: Node, msg: TaskMessage, meta: dict) -> None:
         self.add(msg, meta)
+
+    def on_rejected(self, node: Node, delivery: Any, reason: str) -> None:
+        """A dead-lettered task (unknown to the node) failed: so does what follows it."""
+        from fleet.exceptions import MessageDecodeError, NotRegistered
+
+        try:
+            msg = codec.decode(delivery.body)
+        except MessageDecodeError:
+            return  # an undecodable message carries no workflow we could read
+        exc = NotRegistered(f"task {msg.task!r} was moved to the dead-letter queue: {reason}")
+        self.add(msg, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                     node=node.name))
 
     def add(self, msg: TaskMessage, meta: dict, meta_text: str | None = None,
             token: str | None = None) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleet import GroupResult, chain, chord, group
+from fleet import GroupResult, chain, chord, group, signature
 from fleet.engine import states
-from fleet.exceptions import TimeLimitExceeded
+from fleet.exceptions import NotRegistered, TimeLimitExceeded
 
 
 def test_a_group_of_10_returns_results_in_submission_order(app, nodes):
@@ -295,3 +295,19 @@ def test_a_failing_chain_task_meeting_a_store_error_still_fails_the_rest(app, no
     with pytest.raises(ValueError, match="failed on purpose"):
         result.get(timeout=20)
     assert result.parent.state == states.FAILURE
+
+
+def test_an_unknown_task_in_a_workflow_fails_the_rest_instead_of_hanging(app, nodes):
+    # Regression: a dead-lettered task (unknown to the node) was never followed up: the rest
+    # of its chain stayed PENDING and a chord over it never fired nor failed.
+    nodes.start()
+    from testapp import add, xsum
+
+    unknown = signature("testapp.no_such_task", app=app)
+    result = (add.s(1, 1) | unknown | add.s(1)).delay()
+    with pytest.raises(NotRegistered):
+        result.get(timeout=20)
+    assert result.parent.parent.get(timeout=5) == 2
+    chorded = chord([add.s(1, 1), unknown.clone()], xsum.s()).delay()
+    with pytest.raises(NotRegistered):
+        chorded.get(timeout=20)
