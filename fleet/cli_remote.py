@@ -243,10 +243,12 @@ def _colour(cli_ctx: CliContext, line: str) -> str:
 def _warn_about_missing(replies: Replies) -> None:
     for name in replies.missing:
         seen = {node.name: node for node in replies.known}.get(name)
-        when = (f"last heartbeat {seen.age:.1f}s ago" if seen is not None
-                else "not known to the broker")
-        click.echo(f"fleet: no reply from {name} within {replies.timeout:g}s ({when})",
-                   err=True)
+        if seen is None:  # (not waited for)
+            click.echo(f"fleet: no reply from {name}: not known to the broker (check the name "
+                       "with `fleet status`)", err=True)
+            continue
+        click.echo(f"fleet: no reply from {name} within {replies.timeout:g}s (last heartbeat "
+                   f"{seen.age:.1f}s ago)", err=True)
     for name in dict.fromkeys(replies.duplicates):
         click.echo(f"fleet: more than one node answered as {name}: give each node a unique "
                    "name (fleet worker -n NAME@%h)", err=True)

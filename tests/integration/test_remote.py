@@ -62,6 +62,13 @@ def test_destination_limits_the_replies_to_that_node(app, nodes, env):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {full("w2"): {"ok": "pong"}}
     assert list(app.control.inspect(destination=[full("w1")]).stats()) == [full("w1")]
+    # A name the broker does not know (a typo) is not waited for: with a 60s timeout, the
+    # command still returns at once (run_fleet gives up after 30s).
+    typo = run_fleet("inspect", "ping", "-d", f"{full('w2')},w9@nowhere", "-t", "60", env=env)
+    assert typo.returncode == 0, typo.stderr
+    assert "no reply from w9@nowhere: not known to the broker" in typo.stderr
+    alone = run_fleet("inspect", "ping", "-d", "w9@nowhere", "-t", "60", env=env)
+    assert alone.returncode == 69 and "None of w9@nowhere is known" in alone.stderr
 
 
 def test_active_shows_the_running_task_while_the_only_child_is_busy(app, nodes, env,
