@@ -16,8 +16,9 @@ The wire (JSON over the broker's broadcast channels, so it works on every transp
 
 A node answers from its main loop (a hook on the node's "broadcast" event), so it answers
 while every child is busy. It ignores requests for other nodes and requests whose deadline
-passed (the client stopped listening). Side effects that would stop the node from replying
-(shutdown) run after the reply is published.
+passed (the client stopped listening) by more than CLOCK_SKEW_GRACE, since the deadline is
+the client's clock. Side effects that would stop the node from replying (shutdown) run after
+the reply is published.
 
 Revokes are durable: `revoked:<task id>` values in the broker, with an expiry
 (`task_revoke_expires`), and a counter `revoked.version` bumped on every revoke. A node
@@ -49,6 +50,9 @@ EVENTS_CHANNEL = "events"
 REVOKE_PREFIX = "revoked:"
 REVOKE_VERSION_KEY = "revoked.version"
 DEFAULT_TIMEOUT = 1.0
+#: A request is still answered this long after its deadline: the deadline is the client's
+#: wall clock, and hosts' clocks differ (a node a second ahead would ignore every request).
+CLOCK_SKEW_GRACE = 5.0
 
 INSPECT, CONTROL = "inspect", "control"
 #: Signals that stop a task in a pool child (the others are ignored or handled there).
@@ -300,9 +304,11 @@ class Mailbox:
         destination = request.get("destination")
         if destination and node.name not in destination:
             return
-        deadline = request.get("deadline")
-        if deadline is not None and time.time() > float(deadline):
-            log.info("%s: ignored control request %r: its deadline passed", node.name, name)
+        late = time.time() - float(request.get("deadline") or "inf")
+        if late > CLOCK_SKEW_GRACE:
+            log.warning("%s: ignored control request %r: its deadline passed %.1fs ago (the "
+                        "client stopped waiting; if this repeats, check that this host's clock "
+                        "agrees with the client's)", node.name, name, late)
             return
         reply = self.run(name, request.get("arguments"))
         try:

@@ -232,10 +232,17 @@ def test_the_mailbox_answers_requests_for_it_with_the_ticket(mailbox):
 
 
 @pytest.mark.parametrize("extra", [{"destination": ["w2@h"]},
-                                   {"deadline": time.time() - 1}])
+                                   {"deadline": time.time() - 60}])
 def test_the_mailbox_ignores_other_nodes_and_late_requests(mailbox, extra):
     mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("ping", **extra))
     assert _replies(mailbox) == []
+
+
+def test_a_node_whose_clock_runs_a_little_ahead_still_answers(mailbox):
+    # Regression: the deadline is the client's clock; a node 1s ahead ignored every request.
+    late = _request("ping", deadline=time.time() - 1)
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, late)
+    assert [reply["ok"] for reply in _replies(mailbox)] == ["pong"]
 
 
 def test_an_unknown_command_or_bad_arguments_get_an_error_reply(mailbox):
