@@ -289,6 +289,24 @@ def test_the_node_retries_follow_ups_with_backoff_while_the_store_fails(app, mon
     assert body.key.endswith(result.id) and '"exc_message":"nope"' in body.value
 
 
+def test_a_follow_up_that_cannot_be_built_fails_the_task_with_a_clear_error(app):
+    # Regression: the error was only logged; the task looked successful and its chain hung.
+    from fleet.engine.execute import Outcome
+    from fleet.engine.workflow import add_to_outcome
+
+    add, mul, _ = tasks(app)
+    (add.s(1, 1) | mul.s(8)).delay()
+    (first,) = sent(app)
+    first.callbacks["chain"] = [{"kind": "bogus"}]
+    done = Outcome(first.id, states.SUCCESS, 0.1, "2", codec.dumps(success_meta(first.id, 2)))
+    failed = add_to_outcome(app, first, done)
+    assert failed.state == states.FAILURE and failed.send == []
+    meta = codec.loads(failed.meta)
+    assert "what follows it in its workflow could not be sent" in meta["exc_message"]
+    assert "unknown signature kind 'bogus'" in meta["exc_message"]
+    assert failed.header()["follow_up"]["meta"] == failed.meta  # the node follows it up
+
+
 # -- map, starmap, chunks, built-in tasks -------------------------------------------------------
 
 
