@@ -325,8 +325,8 @@ def status(cli_ctx: CliContext, destination: str | None, timeout: float | None,
 @global_options
 @click.option("--dump", is_flag=True, help="Print every event as it arrives, one per line "
               "(time, node, event, task, args, result or exception, runtime).")
-@click.option("-j", "--json", "as_json", is_flag=True, help="With --dump: one JSON object "
-              "per line.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="Print every event as one JSON "
+              "object per line (implies --dump).")
 @pass_cli
 def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     """Watch the fleet's events: a live view, or a dump with --dump.
@@ -337,7 +337,7 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     (online, heartbeat, offline) always.
     """
     app = cli_ctx.load_app(required=False)
-    if not dump:
+    if not (dump or as_json):  # (JSON is for programs: never the live view)
         if not (sys.stdout.isatty() and sys.stdin.isatty()):
             raise UsageError("the live view needs a terminal", "use --dump to print events "
                              "as lines (e.g. into a file or a pipe)")

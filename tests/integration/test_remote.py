@@ -444,7 +444,8 @@ def test_an_unreachable_broker_exits_69_and_says_so(tmp_path):
 def test_events_report_sent_failed_and_rejected_tasks(app, nodes, broker_url, tmp_path):
     nodes.start("-E")
     env = fleet_env(broker_url, FLEET_STATE_DIR=str(tmp_path / "state"))
-    dump = subprocess.Popen([sys.executable, "-m", "fleet", "events", "--dump", "--json"],
+    # (--json alone implies --dump: it used to ask for a terminal for the live view)
+    dump = subprocess.Popen([sys.executable, "-m", "fleet", "events", "--json"],
                             cwd=APPS, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     app.conf.update(task_send_sent_event=True)
