@@ -169,11 +169,15 @@ def cli(ctx: click.Context) -> None:
               help="Log file (default: stderr); %n, %i, %I expand per process.")
 @click.option("--pidfile", metavar="PATH", help="Write and lock a pid file.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), metavar="N",
-              help="Messages reserved per child (default 4).")
+              help="Messages reserved per child (default 4); only for idle children once a "
+                   "task has run longer than worker_prefetch_timeout (1 s).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), metavar="N",
               help="Replace a child after N tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB",
               help="Replace a child once its resident memory exceeds KIB after a task.")
+@click.option("--autoscale", metavar="MAX,MIN",
+              help="Grow the pool up to MAX children while tasks wait, shrink it back to "
+                   "MIN after worker_autoscale_keepalive idle seconds (default 30).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
@@ -182,20 +186,31 @@ def cli(ctx: click.Context) -> None:
               help="Send task events (see `fleet events`); worker events are always sent.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True,
               help="Also run the periodic-task scheduler in this node (see `fleet beat`).")
+@click.option("--check", is_flag=True,
+              help="Don't start a node: say whether the node named by -n is consuming "
+                   "(exit 0), alive but not consuming (1), or unknown: broker down (75). "
+                   "With --pidfile, the process must be alive too.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="With --check: print JSON.")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
 def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
            loglevel: str, logfile: str | None, pidfile: str | None,
            prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           max_memory_per_child: int | None, time_limit: float | None,
-           soft_time_limit: float | None, overrides: tuple[str, ...],
-           send_events: bool = False, embed_beat: bool = False) -> None:
+           max_memory_per_child: int | None, autoscale: str | None, time_limit: float | None,
+           soft_time_limit: float | None, check: bool, as_json: bool,
+           overrides: tuple[str, ...], send_events: bool = False,
+           embed_beat: bool = False) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
     Signals: TERM warm shutdown (running tasks finish), INT warm then cold on a second
     INT, QUIT cold shutdown, HUP restart in place, USR1 stack dump to the log,
-    TTIN/TTOU grow/shrink the pool by one.
+    TTIN/TTOU grow/shrink the pool by one (within the --autoscale range).
+
+    \b
+    Health check (for probes and HEALTHCHECK): fleet worker -A proj -n w1@%h --check
+    exits 0 if the node consumes, 1 if it is alive but not consuming, 75 if the broker
+    cannot be reached.
 
     Settings can be given after `--` as SETTING=VALUE (VALUE is JSON, else a string):
     fleet worker -A proj -- task_acks_late=true worker_heartbeat_interval=1
@@ -207,9 +222,15 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     level = parse_level(loglevel)
     app = cli_ctx.load_app()
     app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
+    nodename = host_format(hostname)
+    if check:
+        from fleet.cli_health import run_check
+
+        shown_pidfile = format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile \
+            else None
+        sys.exit(run_check(cli_ctx, app, nodename, shown_pidfile, as_json))
     app.import_includes()
     conf = app.conf
-    nodename = host_format(hostname)
     options = NodeOptions(
         nodename=nodename,
         queues=split_list(queues) or [conf.task_default_queue],
@@ -224,6 +245,10 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         soft_time_limit=soft_time_limit,
         send_events=send_events or conf.worker_send_task_events,
     )
+    if autoscale or conf.worker_autoscale:
+        from fleet.engine.autoscale import parse_autoscale
+
+        options.autoscale = parse_autoscale(autoscale or conf.worker_autoscale)
     node = Node(app, options)
     from fleet.engine import control, notify
 

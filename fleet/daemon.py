@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -166,14 +167,20 @@ class PidFile:
         self._fd = None
 
 
+@functools.cache
+def libc() -> ctypes.CDLL | None:
+    """libc, looked up once (find_library is slow) and inherited by forked children."""
+    libc_name = ctypes.util.find_library("c")
+    return ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+
+
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> None:
     """Linux: have the kernel send `signum` to this process when its parent dies, so a pool
     child never outlives a node whose main process was SIGKILLed."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    handle = libc()
+    if handle is None:
         return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+    if handle.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", errno.errorcode.get(ctypes.get_errno()))
 
 

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleet.errors import FleetError
+
 if TYPE_CHECKING:
     from fleet.engine.worker import Job, Node
 
@@ -672,20 +674,21 @@ def do_cancel_consumer(mailbox: Mailbox, queue: str) -> str:
     return f"no longer consuming from {queue}"
 
 
-def _refuse_while_autoscaling(node: Node, name: str) -> None:
-    if getattr(node, "autoscaler", None) is not None:
-        raise CommandError(f"{name} is not supported while autoscaling: change the range with "
-                           "`fleet control autoscale MAX MIN` instead")
+def _resize(node: Node, method: str, n: int, what: str) -> None:
+    """Grow or shrink through the node, which refuses sizes outside an autoscale range."""
+    try:
+        getattr(node, method)(n, what)
+    except FleetError as exc:
+        raise CommandError(exc.one_line()) from None
 
 
 @command(CONTROL, Arg("n", "int", "Children to add (default 1).", default=1))
 def do_pool_grow(mailbox: Mailbox, n: int) -> str:
-    """Add N children to the pool."""
+    """Add N children to the pool (within the autoscale range, if one is set)."""
     node = mailbox.node
-    _refuse_while_autoscaling(node, "pool_grow")
     if n < 1:
         raise CommandError("N must be at least 1")
-    node.grow(n)
+    _resize(node, "grow", n, "pool_grow")
     return f"pool will grow to {node.options.concurrency}"
 
 
@@ -693,33 +696,29 @@ def do_pool_grow(mailbox: Mailbox, n: int) -> str:
 def do_pool_shrink(mailbox: Mailbox, n: int) -> str:
     """Remove N children from the pool (busy ones finish their task first)."""
     node = mailbox.node
-    _refuse_while_autoscaling(node, "pool_shrink")
     if n < 1:
         raise CommandError("N must be at least 1")
-    if node.options.concurrency <= 1:
+    if node.autoscaler is None and node.options.concurrency <= 1:
         raise CommandError("the pool has one child already: it cannot shrink further")
-    node.shrink(n)
+    _resize(node, "shrink", n, "pool_shrink")
     return f"pool will shrink to {node.options.concurrency}"
 
 
 @command(CONTROL, Arg("max", "int", "Most children."), Arg("min", "int", "Fewest children."))
 def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
-    """Set the pool's autoscale range (children between MIN and MAX)."""
+    """Set the pool's autoscale range (children between MIN and MAX); turns autoscaling on
+    for a node started without --autoscale."""
+    from fleet.engine.autoscale import Autoscaler
+
     node = mailbox.node
-    if min < 1 or max < min:
-        raise CommandError(f"need 1 <= MIN <= MAX (got MAX={max} MIN={min})")
-    setter = getattr(node, "set_autoscale", None)
-    if setter is not None:  # a node with an autoscaler adjusts its own range
-        setter(max, min)
-        return f"autoscale now max={max} min={min}"
-    # Otherwise: bring the pool inside the range once, and say that it will not follow load.
-    node.autoscale_range = (min, max)
-    if node.options.concurrency > max:
-        node.shrink(node.options.concurrency - max)
-    elif node.options.concurrency < min:
-        node.grow(min - node.options.concurrency)
-    return (f"pool set to {node.options.concurrency} children (within {min}..{max}); this "
-            "node was started without autoscaling, so it does not follow the load")
+    if min < 0 or max < 1 or max < min:
+        raise CommandError(f"need 0 <= MIN <= MAX and MAX >= 1 (got MAX={max} MIN={min})")
+    if node.autoscaler is None:
+        Autoscaler(node, max, min, node.conf.worker_autoscale_keepalive).attach()
+    try:
+        return node.autoscaler.update(max, min)
+    except FleetError as exc:
+        raise CommandError(exc.one_line()) from None
 
 
 @command(CONTROL)

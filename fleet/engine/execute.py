@@ -72,7 +72,9 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
     in the outcome's `send` (see `fleet.engine.workflow`).
     """
     outcome = _execute(app, msg, node, delivery_info)
-    if msg.callbacks:
+    # A terminated task (hard time limit, revoke with terminate) is followed up by the node,
+    # which alone knows why it stopped it (the hard limit settles it as TimeLimitExceeded).
+    if msg.callbacks and not outcome.terminated:
         from fleet.engine.workflow import add_to_outcome
 
         outcome = add_to_outcome(app, msg, outcome)
