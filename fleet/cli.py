@@ -191,15 +191,17 @@ def cli(ctx: click.Context) -> None:
                    "(exit 0), alive but not consuming (1), or unknown: broker down (75). "
                    "With --pidfile, the process must be alive too.")
 @click.option("-j", "--json", "as_json", is_flag=True, help="With --check: print JSON.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background: new session, stdio to the log file, a pid file "
+              "(defaults as for fleet multi); waits until the node consumes, or says why not.")
+@click.option("--uid", metavar="USER", help="With --detach: run as this user (name or id).")
+@click.option("--gid", metavar="GROUP", help="With --detach: run as this group.")
+@click.option("--umask", metavar="OCTAL", help="With --detach: umask (default 022).")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
-def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
-           loglevel: str, logfile: str | None, pidfile: str | None,
-           prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           max_memory_per_child: int | None, autoscale: str | None, time_limit: float | None,
-           soft_time_limit: float | None, check: bool, as_json: bool,
-           overrides: tuple[str, ...], send_events: bool = False,
-           embed_beat: bool = False) -> None:
+def worker(cli_ctx: CliContext, loglevel: str, overrides: tuple[str, ...], check: bool,
+           as_json: bool, detach: bool, uid: str | None, gid: str | None, umask: str | None,
+           **node_args: Any) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
@@ -216,19 +218,55 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
     fleet worker -A proj -- task_acks_late=true worker_heartbeat_interval=1
     """
     from fleet.engine.log import parse_level
-    from fleet.engine.worker import Node, NodeOptions
-    from fleet.nodenames import format_node, host_format
 
     level = parse_level(loglevel)
+    if check:
+        _check_worker(cli_ctx, overrides, node_args["hostname"], node_args["pidfile"], as_json)
+    handshake = None
+    if detach or uid or gid or umask:
+        from fleet.detach import detach_worker
+
+        cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
+        if cli_ctx.workdir:
+            cli_ctx.workdir = os.getcwd()  # entered: loading the app must not chdir again
+        detached = detach_worker(node_args["hostname"], node_args["logfile"],
+                                 node_args["pidfile"], detach, uid, gid, umask)
+        if detached is not None:
+            handshake, node_args["logfile"], node_args["pidfile"] = detached
+    try:
+        _run_worker(cli_ctx, level, overrides, handshake, **node_args)
+    except Exception as exc:
+        if handshake is not None:  # tell the launcher why, in the node's own words
+            handshake.failed(exc.one_line() if isinstance(exc, FleetError) else
+                             f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _check_worker(cli_ctx: CliContext, overrides: tuple[str, ...], hostname: str,
+                  pidfile: str | None, as_json: bool) -> None:
+    """`fleet worker --check`: is the node named by -n consuming? (exits)"""
+    from fleet.cli_health import run_check
+    from fleet.nodenames import format_node, host_format
+
     app = cli_ctx.load_app()
     app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
     nodename = host_format(hostname)
-    if check:
-        from fleet.cli_health import run_check
+    shown_pidfile = format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile else None
+    sys.exit(run_check(cli_ctx, app, nodename, shown_pidfile, as_json))
 
-        shown_pidfile = format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile \
-            else None
-        sys.exit(run_check(cli_ctx, app, nodename, shown_pidfile, as_json))
+
+def _run_worker(cli_ctx: CliContext, level: int, overrides: tuple[str, ...], handshake: Any,
+                *, concurrency: int | None, queues: str | None, hostname: str,
+                logfile: str | None, pidfile: str | None, prefetch_multiplier: int | None,
+                max_tasks_per_child: int | None, max_memory_per_child: int | None,
+                autoscale: str | None, time_limit: float | None, soft_time_limit: float | None,
+                send_events: bool, embed_beat: bool) -> None:
+    from fleet.engine.worker import Node, NodeOptions
+    from fleet.nodenames import format_node, host_format
+
+    app = cli_ctx.load_app()
+    app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
+    nodename = host_format(hostname)
     app.import_includes()
     conf = app.conf
     options = NodeOptions(
@@ -249,6 +287,8 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         from fleet.engine.autoscale import parse_autoscale
 
         options.autoscale = parse_autoscale(autoscale or conf.worker_autoscale)
+    if handshake is not None:
+        options.on_ready.append(lambda node: handshake.ready())
     node = Node(app, options)
     from fleet.engine import control, notify
 
@@ -472,6 +512,7 @@ COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
     "fleet.cli_remote",
     "fleet.cli_beat",
+    "fleet.cli_multi",
 ]
 
 

@@ -28,6 +28,8 @@ from fleet.errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
 log = logging.getLogger("fleet.daemon")
 
 PR_SET_PDEATHSIG = 1
+#: Set by a node restarting in place: "FD:PATH" of its pid file, still locked.
+INHERITED_ENV = "FLEET_PIDFILE_FD"
 
 
 def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> Path:
@@ -104,6 +106,8 @@ class PidFile:
 
     def acquire(self) -> None:
         ensure_directory(self.path.parent, purpose="pid files")
+        if self._adopt_inherited():
+            return
         for _attempt in range(5):
             if self._try_create():
                 return
@@ -154,6 +158,41 @@ class PidFile:
                         self.path, contents.pid)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    def keep_across_exec(self) -> None:
+        """Before a restart in place (exec, same pid): keep the file and its lock.
+
+        The locked descriptor is inherited through exec (flock locks belong to the open
+        file, not to the program), and $FLEET_PIDFILE_FD tells the new program which one it
+        is; so the pid file never disappears and is never unlocked while the node restarts.
+        """
+        if self._fd is None:
+            return
+        os.set_inheritable(self._fd, True)
+        os.environ[INHERITED_ENV] = f"{self._fd}:{self.path}"
+        self._fd = None
+
+    def _adopt_inherited(self) -> bool:
+        """Take over the pid file our previous program image kept locked for us."""
+        inherited = os.environ.pop(INHERITED_ENV, None)
+        if not inherited:
+            return False
+        fd_text, _, path = inherited.partition(":")
+        try:
+            fd = int(fd_text)
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except (ValueError, OSError):
+            return False
+        contents = read_pidfile(self.path)
+        if not same or path != str(self.path) or contents is None or \
+                contents.pid != os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return False
+        os.set_inheritable(fd, False)
+        self._fd = fd
+        log.info("Kept pid file %s across the restart in place", self.path)
+        return True
 
     def release(self) -> None:
         """Remove the pid file if it still holds our pid, then drop the lock."""

@@ -443,7 +443,8 @@ def do_active(mailbox: Mailbox) -> list[dict]:
 def do_reserved(mailbox: Mailbox) -> list[dict]:
     """Tasks prefetched by the node, waiting for a free child (or their rate limit)."""
     node = mailbox.node
-    return [job_info(node, job) for job in node.buffer]
+    waiting = [job for jobs in node.throttled.values() for job in jobs]
+    return [job_info(node, job) for job in [*node.buffer, *waiting]]
 
 
 @command(INSPECT)

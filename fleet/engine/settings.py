@@ -23,7 +23,7 @@ LAYERS = ("default", "app", "file", "env", "cli")
 
 #: FLEET_* environment variables that are not settings (so never "unknown setting" errors).
 OTHER_ENV = {"FLEET_APP", "FLEET_CONFIG", "FLEET_STATE_DIR", "FLEET_DEBUG",
-             "FLEET_NODE_OPTIONS", "FLEET_READY_FD"}
+             "FLEET_NODE_OPTIONS", "FLEET_READY_FD", "FLEET_PIDFILE_FD"}
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,10 @@ class Node:
             if self.subscription is not None:
                 self.subscription.close()
         if self.pidfile is not None:
-            self.pidfile.release()
+            if self.restart_requested and self.exit_code == 0:
+                self.pidfile.keep_across_exec()  # same pid, same lock: never "stopped"
+            else:
+                self.pidfile.release()
         self.signals.restore()
         if self.state == STOPPED:
             log.info("%s stopped.", self.name)
@@ -1277,10 +1280,28 @@ def _interrupted_during(delay: float, signals: SignalRecorder | None) -> bool:
 
 def restart_in_place() -> None:
     """Replace this process with the same command (same pid): HUP's warm restart."""
-    argv = [sys.executable, "-m", "fleet", *sys.argv[1:]]
+    # Already detached: the new image must not fork again (that would change the pid).
+    argv = [sys.executable, "-m", "fleet", *_same_command(sys.argv[1:])]
     log.warning("Restarting: %s", " ".join(argv))
     logging.shutdown()
     os.execv(sys.executable, argv)
+
+
+def _same_command(args: list[str]) -> list[str]:
+    """The arguments for the new image: without --detach, and with a --workdir that was
+    already entered (we are in it now) made absolute, so it is not entered twice."""
+    result: list[str] = []
+    for arg in args:
+        options = "--" not in result  # after `--` come settings, left as they are
+        if arg == "--detach" and options:
+            continue
+        if arg.startswith("--workdir=") and options:
+            result.append(f"--workdir={os.getcwd()}")
+        elif result and result[-1] == "--workdir" and options:
+            result.append(os.getcwd())
+        else:
+            result.append(arg)
+    return result
 
 
 def set_title(title: str) -> None:

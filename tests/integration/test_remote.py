@@ -244,7 +244,7 @@ def test_revoking_a_held_eta_task_settles_it_at_once(app, nodes):
     wait_for(lambda: app.control.inspect().scheduled().get(full("w1")), 10,
              message="the node to hold the ETA task")
     app.control.revoke(later.id, reply=True)
-    with pytest.raises(TaskRevokedError, match="revoked before it ran"):
+    with pytest.raises(TaskRevokedError, match="revoked before it started"):
         later.get(timeout=10)  # not after 120 s
     assert app.control.inspect().scheduled()[full("w1")] == []
 
