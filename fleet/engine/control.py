@@ -16,8 +16,9 @@ The wire (JSON over the broker's broadcast channels, so it works on every transp
 
 A node answers from its main loop (a hook on the node's "broadcast" event), so it answers
 while every child is busy. It ignores requests for other nodes and requests whose deadline
-passed (the client stopped listening). Side effects that would stop the node from replying
-(shutdown) run after the reply is published.
+passed (the client stopped listening) by more than CLOCK_SKEW_GRACE, since the deadline is
+the client's clock. Side effects that would stop the node from replying (shutdown) run after
+the reply is published.
 
 Revokes are durable: `revoked:<task id>` values in the broker, with an expiry
 (`task_revoke_expires`), and a counter `revoked.version` bumped on every revoke. A node
@@ -51,6 +52,9 @@ EVENTS_CHANNEL = "events"
 REVOKE_PREFIX = "revoked:"
 REVOKE_VERSION_KEY = "revoked.version"
 DEFAULT_TIMEOUT = 1.0
+#: A request is still answered this long after its deadline: the deadline is the client's
+#: wall clock, and hosts' clocks differ (a node a second ahead would ignore every request).
+CLOCK_SKEW_GRACE = 5.0
 
 INSPECT, CONTROL = "inspect", "control"
 #: Signals that stop a task in a pool child (the others are ignored or handled there).
@@ -179,13 +183,19 @@ def _text(value: Any) -> str:
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
-    return int(value)
+    try:
+        return int(value)
+    except (ValueError, TypeError):  # int()'s own message speaks Python, not operator
+        raise ValueError("expected a whole number such as 2") from None
 
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except (ValueError, TypeError):
+        raise ValueError("expected a number of seconds such as 1.5") from None
 
 
 def _flag(value: Any) -> bool:
@@ -280,6 +290,7 @@ class Mailbox:
     events: Any = None  #: the node's EventSender (fleet.engine.events)
     revokes_version: str | None = None
     _after_reply: list[Callable[[], None]] = field(default_factory=list)
+    _durable: set[str] = field(default_factory=set)  #: revoked ids last loaded from the broker
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -295,9 +306,11 @@ class Mailbox:
         destination = request.get("destination")
         if destination and node.name not in destination:
             return
-        deadline = request.get("deadline")
-        if deadline is not None and time.time() > float(deadline):
-            log.info("%s: ignored control request %r: its deadline passed", node.name, name)
+        late = time.time() - float(request.get("deadline") or "inf")
+        if late > CLOCK_SKEW_GRACE:
+            log.warning("%s: ignored control request %r: its deadline passed %.1fs ago (the "
+                        "client stopped waiting; if this repeats, check that this host's clock "
+                        "agrees with the client's)", node.name, name, late)
             return
         reply = self.run(name, request.get("arguments"))
         try:
@@ -332,15 +345,19 @@ class Mailbox:
     # -- durable revokes -----------------------------------------------------------------------
 
     def load_revokes(self, node: Node | None = None) -> None:
-        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay)."""
+        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay),
+        and drop those loaded before that expired since (the set would grow forever)."""
         broker = self.node.broker
         version = broker.get_value(REVOKE_VERSION_KEY)
-        stored = broker.values_with_prefix(REVOKE_PREFIX)
+        stored = {key[len(REVOKE_PREFIX):] for key in broker.values_with_prefix(REVOKE_PREFIX)}
         self.revokes_version = version
-        self.node.revoked |= {key[len(REVOKE_PREFIX):] for key in stored}
-        if stored:
-            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name,
-                     len(stored))
+        revoked = self.node.revoked
+        added = len(stored - revoked)
+        revoked -= self._durable - stored
+        revoked |= stored
+        self._durable = stored
+        if added:
+            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name, added)
 
     def refresh_revokes(self, node: Node | None = None) -> None:
         """Reload when another client revoked something since (one read per heartbeat)."""

@@ -277,3 +277,26 @@ def segfault():
 def over_its_own_limit():
     while True:
         pass
+
+
+# -- workflow follow-ups when the result store fails ----------------------------------------------
+
+@app.task
+def store_trouble(value, method, times=1, fail=False):
+    """Return `value` (or raise ValueError with `fail`), after making this child's result store
+    raise a transient error on its next `times` calls of `method` (set_values, add_value,
+    incr, ...): what follows the task in its workflow then meets a broker error."""
+    store = app.result_store
+    real = getattr(type(store), method)
+    left = [times]
+
+    def broken(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise type(store).transient_errors[0]("injected: the result store is down")
+        return real(store, *args, **kwargs)
+
+    setattr(store, method, broken)
+    if fail:
+        raise ValueError(f"store_trouble failed on purpose with {value!r}")
+    return value
