@@ -147,9 +147,11 @@ def cli(ctx: click.Context) -> None:
 
     \b
     Quick start (the embedded SQLite broker needs no server):
-      fleet worker -A proj -c 2 -l info       run a node
+      fleet worker -A proj -c 2 -l info       run a node in the foreground
+      fleet multi start 3 -A proj             or a fleet of detached nodes
       fleet call proj.tasks.add --args '[2, 2]'
       fleet result ID                          print its result
+      fleet inspect ping; fleet multi status  who is up
     """
     ctx.ensure_object(CliContext)
 
@@ -169,11 +171,15 @@ def cli(ctx: click.Context) -> None:
               help="Log file (default: stderr); %n, %i, %I expand per process.")
 @click.option("--pidfile", metavar="PATH", help="Write and lock a pid file.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), metavar="N",
-              help="Messages reserved per child (default 4).")
+              help="Messages reserved per child (default 4); only for idle children once a "
+                   "task has run longer than worker_prefetch_timeout (1 s).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), metavar="N",
               help="Replace a child after N tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB",
               help="Replace a child once its resident memory exceeds KIB after a task.")
+@click.option("--autoscale", metavar="MAX,MIN",
+              help="Grow the pool up to MAX children while tasks wait, shrink it back to "
+                   "MIN after worker_autoscale_keepalive idle seconds (default 30).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Hard time limit per task: its process is killed.")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="S",
@@ -182,34 +188,89 @@ def cli(ctx: click.Context) -> None:
               help="Send task events (see `fleet events`); worker events are always sent.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True,
               help="Also run the periodic-task scheduler in this node (see `fleet beat`).")
+@click.option("--check", is_flag=True,
+              help="Don't start a node: say whether the node named by -n is consuming "
+                   "(exit 0), alive but not consuming (1), or unknown: broker down (75). "
+                   "With --pidfile, the process must be alive too.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="With --check: print JSON.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background: new session, stdio to the log file, a pid file "
+              "(defaults as for fleet multi); waits until the node consumes, or says why not.")
+@click.option("--uid", metavar="USER", help="With --detach: run as this user (name or id).")
+@click.option("--gid", metavar="GROUP", help="With --detach: run as this group.")
+@click.option("--umask", metavar="OCTAL", help="With --detach: umask (default 022).")
 @click.argument("overrides", nargs=-1, metavar="[-- SETTING=VALUE ...]")
 @pass_cli
-def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hostname: str,
-           loglevel: str, logfile: str | None, pidfile: str | None,
-           prefetch_multiplier: int | None, max_tasks_per_child: int | None,
-           max_memory_per_child: int | None, time_limit: float | None,
-           soft_time_limit: float | None, overrides: tuple[str, ...],
-           send_events: bool = False, embed_beat: bool = False) -> None:
+def worker(cli_ctx: CliContext, loglevel: str, overrides: tuple[str, ...], check: bool,
+           as_json: bool, detach: bool, uid: str | None, gid: str | None, umask: str | None,
+           **node_args: Any) -> None:
     """Run one node: a main process and a prefork pool of children.
 
     \b
     Signals: TERM warm shutdown (running tasks finish), INT warm then cold on a second
     INT, QUIT cold shutdown, HUP restart in place, USR1 stack dump to the log,
-    TTIN/TTOU grow/shrink the pool by one.
+    TTIN/TTOU grow/shrink the pool by one (within the --autoscale range).
+
+    \b
+    Health check (for probes and HEALTHCHECK): fleet worker -A proj -n w1@%h --check
+    exits 0 if the node consumes, 1 if it is alive but not consuming, 75 if the broker
+    cannot be reached.
 
     Settings can be given after `--` as SETTING=VALUE (VALUE is JSON, else a string):
     fleet worker -A proj -- task_acks_late=true worker_heartbeat_interval=1
     """
     from fleet.engine.log import parse_level
+
+    level = parse_level(loglevel)
+    if check:
+        _check_worker(cli_ctx, overrides, node_args["hostname"], node_args["pidfile"], as_json)
+    handshake = None
+    if detach or uid or gid or umask:
+        from fleet.detach import detach_worker
+
+        cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
+        if cli_ctx.workdir:
+            cli_ctx.workdir = os.getcwd()  # entered: loading the app must not chdir again
+        detached = detach_worker(node_args["hostname"], node_args["logfile"],
+                                 node_args["pidfile"], detach, uid, gid, umask)
+        if detached is not None:
+            handshake, node_args["logfile"], node_args["pidfile"] = detached
+    try:
+        _run_worker(cli_ctx, level, overrides, handshake, **node_args)
+    except Exception as exc:
+        if handshake is not None:  # tell the launcher why, in the node's own words
+            handshake.failed(exc.one_line() if isinstance(exc, FleetError) else
+                             f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _check_worker(cli_ctx: CliContext, overrides: tuple[str, ...], hostname: str,
+                  pidfile: str | None, as_json: bool) -> None:
+    """`fleet worker --check`: is the node named by -n consuming? (exits)"""
+    from fleet.cli_health import run_check
+    from fleet.nodenames import format_node, host_format
+
+    app = cli_ctx.load_app()
+    app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
+    nodename = host_format(hostname)
+    shown_pidfile = format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile else None
+    sys.exit(run_check(cli_ctx, app, nodename, shown_pidfile, as_json))
+
+
+def _run_worker(cli_ctx: CliContext, level: int, overrides: tuple[str, ...], handshake: Any,
+                *, concurrency: int | None, queues: str | None, hostname: str,
+                logfile: str | None, pidfile: str | None, prefetch_multiplier: int | None,
+                max_tasks_per_child: int | None, max_memory_per_child: int | None,
+                autoscale: str | None, time_limit: float | None, soft_time_limit: float | None,
+                send_events: bool, embed_beat: bool) -> None:
     from fleet.engine.worker import Node, NodeOptions
     from fleet.nodenames import format_node, host_format
 
-    level = parse_level(loglevel)
     app = cli_ctx.load_app()
     app.conf.update(parse_overrides(overrides), layer="cli", where="command line: ")
+    nodename = host_format(hostname)
     app.import_includes()
     conf = app.conf
-    nodename = host_format(hostname)
     options = NodeOptions(
         nodename=nodename,
         queues=split_list(queues) or [conf.task_default_queue],
@@ -224,6 +285,12 @@ def worker(cli_ctx: CliContext, concurrency: int | None, queues: str | None, hos
         soft_time_limit=soft_time_limit,
         send_events=send_events or conf.worker_send_task_events,
     )
+    if autoscale or conf.worker_autoscale:
+        from fleet.engine.autoscale import parse_autoscale
+
+        options.autoscale = parse_autoscale(autoscale or conf.worker_autoscale)
+    if handshake is not None:
+        options.on_ready.append(lambda node: handshake.ready())
     node = Node(app, options)
     from fleet.engine import control, notify
 
@@ -447,6 +514,7 @@ COMMAND_MODULES: list[str] = [
     "fleet.cli_config",
     "fleet.cli_remote",
     "fleet.cli_beat",
+    "fleet.cli_multi",
 ]
 
 

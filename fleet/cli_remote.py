@@ -111,8 +111,11 @@ def _group(kind: str) -> click.Group:
 
         _remember_remote(ctx, destination, timeout, as_json)
         if show_list:
-            for cmd in commands_of(kind):
-                click.echo(f"{cmd.signature():<28} {cmd.help}")
+            if as_json:
+                click.echo(json.dumps([_describe(cmd) for cmd in commands_of(kind)], indent=2))
+            else:
+                for cmd in commands_of(kind):
+                    click.echo(f"{cmd.signature():<28} {cmd.help}")
             ctx.exit(0)
         if ctx.invoked_subcommand is None:
             click.echo(ctx.get_help())
@@ -121,7 +124,8 @@ def _group(kind: str) -> click.Group:
     callback.__name__ = kind
     callback = remote_options(callback)
     callback = click.option("--list", "show_list", is_flag=True,
-                            help=f"List the {kind} commands and their arguments.")(callback)
+                            help=f"List the {kind} commands and their arguments (with "
+                            "--json: as JSON).")(callback)
     callback = global_options(callback)
     example = ("fleet inspect active -d w1@host" if kind == INSPECT
                else "fleet control rate_limit proj.tasks.add 10/s")
@@ -133,6 +137,16 @@ def _group(kind: str) -> click.Group:
     return click.group(kind, cls=RemoteGroup, kind=kind, help=help_text,
                        invoke_without_command=True,
                        context_settings={"help_option_names": ["-h", "--help"]})(callback)
+
+
+def _describe(cmd: Command) -> dict[str, Any]:
+    """A command of the registry as JSON (`--list --json`)."""
+    return {"name": cmd.name, "kind": cmd.kind, "help": cmd.help, "usage": cmd.signature(),
+            "timeout": cmd.timeout,
+            "arguments": [{"name": arg.name, "type": arg.type, "help": arg.help,
+                           "many": arg.many, "required": arg.required,
+                           **({} if arg.required else {"default": arg.default})}
+                          for arg in cmd.args]}
 
 
 def _make_command(cmd: Command) -> click.Command:
@@ -151,8 +165,8 @@ def _make_command(cmd: Command) -> click.Command:
                 words.append(value)
         try:
             checked = parse_command_line(cmd, words)
-        except CommandError as exc:
-            raise click.UsageError(str(exc), ctx) from None
+        except CommandError as exc:  # (click names the command already)
+            raise click.UsageError(str(exc).removeprefix(f"{cmd.name}: "), ctx) from None
         _run_remote(ctx.ensure_object(CliContext), cmd, checked, options)
 
     for arg in reversed(cmd.args):
@@ -229,10 +243,12 @@ def _colour(cli_ctx: CliContext, line: str) -> str:
 def _warn_about_missing(replies: Replies) -> None:
     for name in replies.missing:
         seen = {node.name: node for node in replies.known}.get(name)
-        when = (f"last heartbeat {seen.age:.1f}s ago" if seen is not None
-                else "not known to the broker")
-        click.echo(f"fleet: no reply from {name} within {replies.timeout:g}s ({when})",
-                   err=True)
+        if seen is None:  # (not waited for)
+            click.echo(f"fleet: no reply from {name}: not known to the broker (check the name "
+                       "with `fleet status`)", err=True)
+            continue
+        click.echo(f"fleet: no reply from {name} within {replies.timeout:g}s (last heartbeat "
+                   f"{seen.age:.1f}s ago)", err=True)
     for name in dict.fromkeys(replies.duplicates):
         click.echo(f"fleet: more than one node answered as {name}: give each node a unique "
                    "name (fleet worker -n NAME@%h)", err=True)
@@ -309,8 +325,8 @@ def status(cli_ctx: CliContext, destination: str | None, timeout: float | None,
 @global_options
 @click.option("--dump", is_flag=True, help="Print every event as it arrives, one per line "
               "(time, node, event, task, args, result or exception, runtime).")
-@click.option("-j", "--json", "as_json", is_flag=True, help="With --dump: one JSON object "
-              "per line.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="Print every event as one JSON "
+              "object per line (implies --dump).")
 @pass_cli
 def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     """Watch the fleet's events: a live view, or a dump with --dump.
@@ -321,7 +337,7 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     (online, heartbeat, offline) always.
     """
     app = cli_ctx.load_app(required=False)
-    if not dump:
+    if not (dump or as_json):  # (JSON is for programs: never the live view)
         if not (sys.stdout.isatty() and sys.stdin.isatty()):
             raise UsageError("the live view needs a terminal", "use --dump to print events "
                              "as lines (e.g. into a file or a pipe)")
@@ -333,8 +349,12 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     from fleet.engine.transport import mask_url
 
     announced = False
+
+    def notice(text: str) -> None:
+        cli_ctx.echo(f"fleet events: {text}", err=True)
+
     try:
-        for event in listen(app):
+        for event in listen(app, notice=notice):
             if event is None:
                 if not announced:  # subscribed: nothing sent from now on is missed
                     announced = True

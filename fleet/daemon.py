@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -27,6 +28,8 @@ from fleet.errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
 log = logging.getLogger("fleet.daemon")
 
 PR_SET_PDEATHSIG = 1
+#: Set by a node restarting in place: "FD:PATH" of its pid file, still locked.
+INHERITED_ENV = "FLEET_PIDFILE_FD"
 
 
 def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> Path:
@@ -103,6 +106,8 @@ class PidFile:
 
     def acquire(self) -> None:
         ensure_directory(self.path.parent, purpose="pid files")
+        if self._adopt_inherited():
+            return
         for _attempt in range(5):
             if self._try_create():
                 return
@@ -154,6 +159,41 @@ class PidFile:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
+    def keep_across_exec(self) -> None:
+        """Before a restart in place (exec, same pid): keep the file and its lock.
+
+        The locked descriptor is inherited through exec (flock locks belong to the open
+        file, not to the program), and $FLEET_PIDFILE_FD tells the new program which one it
+        is; so the pid file never disappears and is never unlocked while the node restarts.
+        """
+        if self._fd is None:
+            return
+        os.set_inheritable(self._fd, True)
+        os.environ[INHERITED_ENV] = f"{self._fd}:{self.path}"
+        self._fd = None
+
+    def _adopt_inherited(self) -> bool:
+        """Take over the pid file our previous program image kept locked for us."""
+        inherited = os.environ.pop(INHERITED_ENV, None)
+        if not inherited:
+            return False
+        fd_text, _, path = inherited.partition(":")
+        try:
+            fd = int(fd_text)
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except (ValueError, OSError):
+            return False
+        contents = read_pidfile(self.path)
+        if not same or path != str(self.path) or contents is None or \
+                contents.pid != os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return False
+        os.set_inheritable(fd, False)
+        self._fd = fd
+        log.info("Kept pid file %s across the restart in place", self.path)
+        return True
+
     def release(self) -> None:
         """Remove the pid file if it still holds our pid, then drop the lock."""
         if self._fd is None:
@@ -166,14 +206,20 @@ class PidFile:
         self._fd = None
 
 
+@functools.cache
+def libc() -> ctypes.CDLL | None:
+    """libc, looked up once (find_library is slow) and inherited by forked children."""
+    libc_name = ctypes.util.find_library("c")
+    return ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+
+
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> None:
     """Linux: have the kernel send `signum` to this process when its parent dies, so a pool
     child never outlives a node whose main process was SIGKILLed."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    handle = libc()
+    if handle is None:
         return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+    if handle.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", errno.errorcode.get(ctypes.get_errno()))
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "EncodeError",
     "FleetError",
+    "MaxRetriesExceededError",
     "MessageDecodeError",
     "NotRegistered",
     "RemoteError",
@@ -97,7 +98,21 @@ class SoftTimeLimitExceeded(Exception):  # celery users know this name
 
 
 class TimeLimitExceeded(FleetError):  # celery users know this name
-    """The task ran past its hard time limit and its process was killed."""
+    """The task ran past its hard time limit and its process was killed.
+
+    `TimeLimitExceeded(0.3)`: the one argument is the limit in seconds (`.seconds`)."""
+
+    def __init__(self, seconds: float | str, hint: str | None = None,
+                 exit_code: int | None = None):
+        self.seconds = seconds
+        text = f"hard time limit ({seconds:g}s) exceeded" if isinstance(seconds, int | float) \
+            else str(seconds)
+        super().__init__(text, hint, exit_code)
+        self.args = (seconds,)
+
+
+class MaxRetriesExceededError(FleetError):  # celery users know this name
+    """`self.retry()` was called with no `exc` after the task's last allowed retry."""
 
 
 class Terminated(BaseException):  # BaseException so `except Exception` can't eat it

@@ -9,6 +9,8 @@ A request goes to every node (or the destination list) with a ticket and a deadl
 client subscribes to the ticket's reply channel *before* it publishes, then returns as soon
 as every node it expects has answered: the destination list, or every node whose heartbeat
 is fresh (see `NodeSeen.online`). Otherwise it returns at the deadline with what it got.
+Nodes the broker does not know are not waited for: with no node registered at all, or a
+destination list of unknown nodes only, it returns at once.
 Replies are waited for on the subscription's socket (Redis) or by polling every 10 ms
 (SQLite), never by sleeping out the timeout.
 
@@ -159,6 +161,9 @@ class Control:
         started = time.monotonic()
         known = known_nodes(self.app)
         expected = targets or [node.name for node in known if node.online]
+        # Who can answer: a destination the broker does not know (a typo, a node that was
+        # stopped) never will, so it is not waited for.
+        able = [name for name in expected if name in {node.name for node in known}]
         ticket = uuid.uuid4().hex
         request = json.dumps({"v": WIRE_VERSION, "ticket": ticket, "command": cmd.name,
                               "arguments": checked, "destination": targets,
@@ -168,21 +173,26 @@ class Control:
             store_revokes(broker, checked["ids"], self.app.conf.task_revoke_expires,
                           checked.get("signal"))
         replies = Replies(command=cmd.name, timeout=timeout, expected=expected, known=known)
-        if not reply:
+        if not reply or (not able and (targets is not None or not known)):
+            # Nobody who could answer (no node registered at all, or none of the destination
+            # list): do not wait out the timeout. (With no destination and only nodes with
+            # stale heartbeats, wait: a late node may still answer.)
             broker.publish(CONTROL_CHANNEL, request)
+            replies.elapsed = time.monotonic() - started
             return replies
         subscription = broker.subscribe([reply_channel(ticket)])
         try:
             broker.publish(CONTROL_CHANNEL, request)
-            self._collect(subscription, ticket, replies, started + timeout)
+            self._collect(subscription, ticket, replies, started + timeout, able)
         finally:
             subscription.close()
         replies.elapsed = time.monotonic() - started
         return replies
 
     @staticmethod
-    def _collect(subscription: Any, ticket: str, replies: Replies, deadline: float) -> None:
-        waiting = set(replies.expected)
+    def _collect(subscription: Any, ticket: str, replies: Replies, deadline: float,
+                 able: list[str]) -> None:
+        waiting = set(able)
         with selectors.DefaultSelector() as selector:
             fd = subscription.fileno()
             if fd is not None:
@@ -193,7 +203,7 @@ class Control:
                     _take_reply(payload, ticket, replies)
                 waiting.difference_update(replies)
                 remaining = deadline - time.monotonic()
-                if (replies.expected and not waiting) or remaining <= 0:
+                if (able and not waiting) or remaining <= 0:
                     return
                 if fd is not None:
                     selector.select(remaining)
@@ -383,10 +393,13 @@ def explain_silence(replies: Replies, broker_url: str, broker_error: str | None 
         return (f"no node replied: the broker {where} was not reachable ({broker_error}); "
                 "check that it runs and that -b/broker_url is right")
     timeout = f"{replies.timeout:g}s"
+    # A revoke is stored before it is broadcast: say so, or it reads as if it was lost.
+    stored = (" The revoke itself is stored in the broker: nodes started later refuse "
+              "these tasks." if replies.command in ("revoke", "terminate") else "")
     if not replies.known:
-        return (f"no node replied within {timeout}: the broker {where} was reachable but no "
-                "node is registered with it (none is running, or the nodes use another "
-                "broker: check -b/broker_url); try `fleet multi status`")
+        return (f"no node replied: the broker {where} was reachable but no node is "
+                "registered with it (none is running, or the nodes use another broker: "
+                f"check -b/broker_url); try `fleet multi status`.{stored}")
     seen = "; ".join(f"{node.name} (pid {node.pid} on {node.host or '?'}): last heartbeat "
                      f"{_ago(node.age)}, {'online' if node.online else 'offline'}"
                      for node in replies.known)
@@ -396,4 +409,4 @@ def explain_silence(replies: Replies, broker_url: str, broker_error: str | None 
         wanted = f" None of {', '.join(replies.expected)} is known to the broker."
     return (f"no node replied within {timeout} (broker {where} reachable). Known nodes: "
             f"{seen}.{wanted} Try a longer --timeout, or `fleet multi status` to see whether "
-            "the nodes run")
+            f"the nodes run.{stored}")

@@ -54,6 +54,8 @@ class FleetState:
     failures: collections.deque = field(
         default_factory=lambda: collections.deque(maxlen=RECENT_FAILURES))
     events_seen: int = 0
+    #: The latest word from the event stream about the broker (an error, or back again).
+    notice: str = ""
 
     def apply(self, event: dict[str, Any]) -> None:
         self.events_seen += 1
@@ -107,7 +109,7 @@ def render(state: FleetState, width: int, height: int, now: float) -> list[str]:
     """The screen as lines (each at most `width` characters, at most `height` lines)."""
     lines = [f"fleet events  {time.strftime('%H:%M:%S', time.localtime(now))}  "
              f"{len(state.nodes)} node(s), {len(state.active)} active task(s), "
-             f"{state.events_seen} event(s)   q: quit", ""]
+             f"{state.events_seen} event(s)   q: quit", state.notice]
     lines.append(f"{'NODE':<30} {'STATUS':<8} {'ACTIVE':>6} {'DONE':>8} {'LOAD':>6}")
     for node in sorted(state.nodes.values(), key=lambda n: n.name):
         load = f"{node.loadavg[0]:.2f}" if node.loadavg else "-"
@@ -153,7 +155,10 @@ def run_monitor(app: Fleet) -> None:  # pragma: no cover - needs a terminal
         curses.curs_set(0)
         screen.nodelay(True)
         last_draw = 0.0
-        for event in listen(app):
+        def notice(text: str) -> None:
+            state.notice = f"{time.strftime('%H:%M:%S')} {text}"
+
+        for event in listen(app, notice=notice):
             if event is not None:
                 state.apply(event)
             if screen.getch() in (ord("q"), ord("Q"), 27):

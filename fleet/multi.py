@@ -2,7 +2,8 @@
 
 This part is pure: it reads the host name (and, for default paths, the effective uid and the
 state directory's location) but starts no process and creates no file. The controller that
-starts and stops nodes, and the state file, build on it.
+starts and stops nodes, and the state file, build on it (fleet/multi_control.py), and so does
+fleet.toml's [multi] section (fleet/multi_config.py).
 
 Grammar, after the sub-command (`fleet multi start ...`):
 
@@ -77,7 +78,6 @@ WORKER_OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("--uid"),
     OptionDef("--gid"),
     OptionDef("--umask"),
-    OptionDef("--without-heartbeat", takes_value=False),
 )
 
 # Worker options whose value the node expands again itself, with fleet.nodenames.format_node
@@ -306,7 +306,8 @@ def _non_empty(value: OptionValue, given_as: str) -> str:
 
 
 def _directory(value: OptionValue, given_as: str) -> Path:
-    return Path(_non_empty(value, given_as)).expanduser()
+    """Absolute (from where multi runs): the nodes run there, and their relative files too."""
+    return Path(_non_empty(value, given_as)).expanduser().absolute()
 
 
 def _timeout(value: OptionValue, given_as: str) -> float:

@@ -108,8 +108,20 @@ def entries_from(schedule: Mapping, timezone: str, prefix: str = "beat_schedule"
             refuse_unknown(dict(options), CALL_OPTIONS, "unknown option")
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        _check_encodable(where, args, kwargs)
         entries.append(Entry(name, task, every, list(args), dict(kwargs), dict(options)))
     return entries
+
+
+def _check_encodable(where: str, args: Any, kwargs: Any) -> None:
+    """Arguments travel as JSON: say so at start, not with a failed send at every run."""
+    from fleet.engine import message as codec
+    from fleet.exceptions import EncodeError
+
+    try:
+        codec.dumps([list(args), dict(kwargs)])
+    except EncodeError as exc:
+        raise ConfigError(f"{where}: 'args'/'kwargs' {exc.message}", exc.hint) from None
 
 
 def check_file_section(config: Any) -> list[ConfigError]:

@@ -16,8 +16,9 @@ The wire (JSON over the broker's broadcast channels, so it works on every transp
 
 A node answers from its main loop (a hook on the node's "broadcast" event), so it answers
 while every child is busy. It ignores requests for other nodes and requests whose deadline
-passed (the client stopped listening). Side effects that would stop the node from replying
-(shutdown) run after the reply is published.
+passed (the client stopped listening) by more than CLOCK_SKEW_GRACE, since the deadline is
+the client's clock. Side effects that would stop the node from replying (shutdown) run after
+the reply is published.
 
 Revokes are durable: `revoked:<task id>` values in the broker, with an expiry
 (`task_revoke_expires`), and a counter `revoked.version` bumped on every revoke. A node
@@ -38,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleet.errors import FleetError
+
 if TYPE_CHECKING:
     from fleet.engine.worker import Job, Node
 
@@ -49,6 +52,9 @@ EVENTS_CHANNEL = "events"
 REVOKE_PREFIX = "revoked:"
 REVOKE_VERSION_KEY = "revoked.version"
 DEFAULT_TIMEOUT = 1.0
+#: A request is still answered this long after its deadline: the deadline is the client's
+#: wall clock, and hosts' clocks differ (a node a second ahead would ignore every request).
+CLOCK_SKEW_GRACE = 5.0
 
 INSPECT, CONTROL = "inspect", "control"
 #: Signals that stop a task in a pool child (the others are ignored or handled there).
@@ -177,13 +183,19 @@ def _text(value: Any) -> str:
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
-    return int(value)
+    try:
+        return int(value)
+    except (ValueError, TypeError):  # int()'s own message speaks Python, not operator
+        raise ValueError("expected a whole number such as 2") from None
 
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except (ValueError, TypeError):
+        raise ValueError("expected a number of seconds such as 1.5") from None
 
 
 def _flag(value: Any) -> bool:
@@ -278,6 +290,7 @@ class Mailbox:
     events: Any = None  #: the node's EventSender (fleet.engine.events)
     revokes_version: str | None = None
     _after_reply: list[Callable[[], None]] = field(default_factory=list)
+    _durable: set[str] = field(default_factory=set)  #: revoked ids last loaded from the broker
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -293,9 +306,11 @@ class Mailbox:
         destination = request.get("destination")
         if destination and node.name not in destination:
             return
-        deadline = request.get("deadline")
-        if deadline is not None and time.time() > float(deadline):
-            log.info("%s: ignored control request %r: its deadline passed", node.name, name)
+        late = time.time() - float(request.get("deadline") or "inf")
+        if late > CLOCK_SKEW_GRACE:
+            log.warning("%s: ignored control request %r: its deadline passed %.1fs ago (the "
+                        "client stopped waiting; if this repeats, check that this host's clock "
+                        "agrees with the client's)", node.name, name, late)
             return
         reply = self.run(name, request.get("arguments"))
         try:
@@ -330,15 +345,19 @@ class Mailbox:
     # -- durable revokes -----------------------------------------------------------------------
 
     def load_revokes(self, node: Node | None = None) -> None:
-        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay)."""
+        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay),
+        and drop those loaded before that expired since (the set would grow forever)."""
         broker = self.node.broker
         version = broker.get_value(REVOKE_VERSION_KEY)
-        stored = broker.values_with_prefix(REVOKE_PREFIX)
+        stored = {key[len(REVOKE_PREFIX):] for key in broker.values_with_prefix(REVOKE_PREFIX)}
         self.revokes_version = version
-        self.node.revoked |= {key[len(REVOKE_PREFIX):] for key in stored}
-        if stored:
-            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name,
-                     len(stored))
+        revoked = self.node.revoked
+        added = len(stored - revoked)
+        revoked -= self._durable - stored
+        revoked |= stored
+        self._durable = stored
+        if added:
+            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name, added)
 
     def refresh_revokes(self, node: Node | None = None) -> None:
         """Reload when another client revoked something since (one read per heartbeat)."""
@@ -424,7 +443,8 @@ def do_active(mailbox: Mailbox) -> list[dict]:
 def do_reserved(mailbox: Mailbox) -> list[dict]:
     """Tasks prefetched by the node, waiting for a free child (or their rate limit)."""
     node = mailbox.node
-    return [job_info(node, job) for job in node.buffer]
+    waiting = [job for jobs in node.throttled.values() for job in jobs]
+    return [job_info(node, job) for job in [*node.buffer, *waiting]]
 
 
 @command(INSPECT)
@@ -655,20 +675,21 @@ def do_cancel_consumer(mailbox: Mailbox, queue: str) -> str:
     return f"no longer consuming from {queue}"
 
 
-def _refuse_while_autoscaling(node: Node, name: str) -> None:
-    if getattr(node, "autoscaler", None) is not None:
-        raise CommandError(f"{name} is not supported while autoscaling: change the range with "
-                           "`fleet control autoscale MAX MIN` instead")
+def _resize(node: Node, method: str, n: int, what: str) -> None:
+    """Grow or shrink through the node, which refuses sizes outside an autoscale range."""
+    try:
+        getattr(node, method)(n, what)
+    except FleetError as exc:
+        raise CommandError(exc.one_line()) from None
 
 
 @command(CONTROL, Arg("n", "int", "Children to add (default 1).", default=1))
 def do_pool_grow(mailbox: Mailbox, n: int) -> str:
-    """Add N children to the pool."""
+    """Add N children to the pool (within the autoscale range, if one is set)."""
     node = mailbox.node
-    _refuse_while_autoscaling(node, "pool_grow")
     if n < 1:
         raise CommandError("N must be at least 1")
-    node.grow(n)
+    _resize(node, "grow", n, "pool_grow")
     return f"pool will grow to {node.options.concurrency}"
 
 
@@ -676,31 +697,29 @@ def do_pool_grow(mailbox: Mailbox, n: int) -> str:
 def do_pool_shrink(mailbox: Mailbox, n: int) -> str:
     """Remove N children from the pool (busy ones finish their task first)."""
     node = mailbox.node
-    _refuse_while_autoscaling(node, "pool_shrink")
     if n < 1:
         raise CommandError("N must be at least 1")
-    if node.options.concurrency <= 1:
+    if node.autoscaler is None and node.options.concurrency <= 1:
         raise CommandError("the pool has one child already: it cannot shrink further")
-    node.shrink(n)
+    _resize(node, "shrink", n, "pool_shrink")
     return f"pool will shrink to {node.options.concurrency}"
 
 
 @command(CONTROL, Arg("max", "int", "Most children."), Arg("min", "int", "Fewest children."))
 def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
-    """Set the pool's autoscale range (children between MIN and MAX)."""
+    """Set the pool's autoscale range (children between MIN and MAX); turns autoscaling on
+    for a node started without --autoscale."""
+    from fleet.engine.autoscale import Autoscaler
+
     node = mailbox.node
-    if min < 1 or max < min:
-        raise CommandError(f"need 1 <= MIN <= MAX (got MAX={max} MIN={min})")
-    setter = getattr(node, "set_autoscale", None)
-    if setter is not None:  # a node with an autoscaler adjusts its own range
-        setter(max, min)
-    else:  # otherwise: keep the pool inside the range
-        node.autoscale_range = (min, max)
-        if node.options.concurrency > max:
-            node.shrink(node.options.concurrency - max)
-        elif node.options.concurrency < min:
-            node.grow(min - node.options.concurrency)
-    return f"autoscale now max={max} min={min}"
+    if min < 0 or max < 1 or max < min:
+        raise CommandError(f"need 0 <= MIN <= MAX and MAX >= 1 (got MAX={max} MIN={min})")
+    if node.autoscaler is None:
+        Autoscaler(node, max, min, node.conf.worker_autoscale_keepalive).attach()
+    try:
+        return node.autoscaler.update(max, min)
+    except FleetError as exc:
+        raise CommandError(exc.one_line()) from None
 
 
 @command(CONTROL)

@@ -17,14 +17,17 @@ An event is a flat JSON object: {"type", "node", "timestamp", ...}; task events 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import selectors
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import states
+from fleet.exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
@@ -155,29 +158,76 @@ def decode(payload: str) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict) and "type" in item]
 
 
-def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float = 0.1
-           ) -> Iterator[dict[str, Any] | None]:
+def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float = 0.1,
+           notice: Callable[[str], None] | None = None) -> Iterator[dict[str, Any] | None]:
     """Yield events as they arrive, and None once subscribed and then at least every
     `interval` seconds (so a caller can announce itself, redraw or check for input), until
-    `stop()` is true."""
-    import selectors
+    `stop()` is true.
 
-    subscription = app.broker.subscribe([EVENTS_CHANNEL])
+    With `notice`, a broker error does not end the stream: `notice(text)` says so, and the
+    subscription is opened again with backoff (events sent meanwhile are missed: they are
+    transient). Without it, the error propagates.
+    """
+    errors = (*app.broker.transient_errors, BrokerUnavailable)
+    subscription: Any = app.broker.subscribe([EVENTS_CHANNEL])
+    delay, retry_at = RESUBSCRIBE_DELAY, 0.0
     try:
-        with selectors.DefaultSelector() as selector:
-            fd = subscription.fileno()
-            if fd is not None:
-                selector.register(fd, selectors.EVENT_READ)
-            wait = interval if fd is not None else min(interval, 0.02)
-            yield None
-            while stop is None or not stop():
-                selector.select(wait) if fd is not None else time.sleep(wait)
-                broadcasts, _ = subscription.poll()
-                for _, payload in broadcasts:
-                    yield from decode(payload)
+        yield None
+        while stop is None or not stop():
+            if subscription is None and time.monotonic() >= retry_at:
+                try:
+                    subscription = app.broker.subscribe([EVENTS_CHANNEL])
+                    notice(f"listening again on {app.broker.describe()}")
+                    delay = RESUBSCRIBE_DELAY
+                except errors as exc:
+                    retry_at, delay = _trouble(notice, exc, delay)
+            if subscription is None:
+                time.sleep(interval)
                 yield None
+                continue
+            try:
+                broadcasts = _wait(subscription, interval)
+            except errors as exc:
+                if notice is None:
+                    raise
+                _close(subscription)
+                subscription = None
+                retry_at, delay = _trouble(notice, exc, delay)
+                continue
+            for _, payload in broadcasts:
+                yield from decode(payload)
+            yield None
     finally:
-        subscription.close()
+        _close(subscription)
+
+
+#: First and longest wait before subscribing again after a broker error (seconds).
+RESUBSCRIBE_DELAY, RESUBSCRIBE_MAX_DELAY = 0.5, 5.0
+
+
+def _wait(subscription: Any, interval: float) -> list[tuple[str, str]]:
+    """The broadcasts that arrive within `interval` (sooner if one arrives)."""
+    fd = subscription.fileno()
+    if fd is None:  # polled transports (SQLite)
+        time.sleep(min(interval, 0.02))
+    else:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            selector.select(interval)
+    return subscription.poll()[0]
+
+
+def _trouble(notice: Callable[[str], None], exc: BaseException, delay: float
+             ) -> tuple[float, float]:
+    notice(f"broker error ({type(exc).__name__}: {' '.join(str(exc).split())}); events are "
+           f"missed until it answers again; retrying in {delay:g}s")
+    return time.monotonic() + delay, min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+
+
+def _close(subscription: Any) -> None:
+    if subscription is not None:
+        with contextlib.suppress(Exception):  # its connection may be broken already
+            subscription.close()
 
 
 def format_event(event: dict[str, Any]) -> str:

@@ -38,6 +38,9 @@ class Outcome:
     #: Messages to put when the node settles this task, in the same commit as its result
     #: and ack: [{"queue", "body", "priority", "eta"}] (workflow callbacks use this).
     send: list[dict[str, Any]] = field(default_factory=list)
+    #: A workflow follow-up the child could not finish (the result store failed), for the
+    #: node to carry out: {"token", "meta"} (see fleet.engine.workflow.add_to_outcome).
+    follow_up: dict[str, Any] | None = None
 
     def header(self) -> dict:
         header = {"id": self.id, "state": self.state, "runtime": self.runtime,
@@ -48,6 +51,8 @@ class Outcome:
             header["terminated"] = True
         if self.send:
             header["send"] = self.send
+        if self.follow_up:
+            header["follow_up"] = self.follow_up
         return header
 
 
@@ -67,7 +72,9 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
     in the outcome's `send` (see `fleet.engine.workflow`).
     """
     outcome = _execute(app, msg, node, delivery_info)
-    if msg.callbacks:
+    # A terminated task (hard time limit, revoke with terminate) is followed up by the node,
+    # which alone knows why it stopped it (the hard limit settles it as TimeLimitExceeded).
+    if msg.callbacks and not outcome.terminated:
         from fleet.engine.workflow import add_to_outcome
 
         outcome = add_to_outcome(app, msg, outcome)

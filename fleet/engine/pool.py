@@ -15,6 +15,10 @@ a replacement into the same slot (the `%i` index stays stable). Children ignore 
 Ctrl-C goes to the main process, which decides) and turn SIGTERM into `Terminated` and
 SIGUSR1 into `SoftTimeLimitExceeded` inside the running task; SIGUSR2 dumps their stacks.
 They die with the main process (PR_SET_PDEATHSIG).
+
+Each child leads its own process group, so stopping a task (hard time limit, cold shutdown)
+also stops whatever the task started: the group gets TERM, then after a short grace KILL
+(`terminate` and `escalate`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
+from fleet.engine.execute import execute
+from fleet.signals import signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -108,6 +114,19 @@ class Child:
         return self.up and self.job is None and self.retiring is None and self.task_fd >= 0
 
 
+def lost_reason(status: int) -> str:
+    """How a child that was running a task died, for the task's WorkerLostError:
+    'signal 9 (perhaps out of memory)', 'signal 11 (SEGV)', 'exit code 3'."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum == signal.SIGKILL:
+            return f"signal {signum} (perhaps out of memory)"
+        return f"signal {signum} ({signal_name(signum)})"
+    if os.WIFEXITED(status):
+        return f"exit code {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
+
+
 class Pool:
     """The main process's view of its children: spawn, dispatch, read, reap."""
 
@@ -115,11 +134,19 @@ class Pool:
         self.settings = settings
         self.concurrency = concurrency
         self.children: dict[int, Child] = {}  # pid -> child
+        #: Process groups sent TERM, and when they get KILL (monotonic): see `terminate`.
+        self.terminating: dict[int, float] = {}
+        from fleet.daemon import libc
+
+        libc()  # looked up once here, so children inherit it instead of each searching
 
     # -- spawning ---------------------------------------------------------------------------
 
     def free_slots(self) -> list[int]:
-        used = {child.slot for child in self.children.values()}
+        """Slots without a child, counting a slot whose child is on its way out (retiring
+        with no task) as free: its replacement starts without waiting for the exit."""
+        used = {child.slot for child in self.children.values()
+                if not (child.retiring and child.job is None)}
         return [slot for slot in range(1, self.concurrency + 1) if slot not in used]
 
     def spawn(self, slot: int) -> Child:
@@ -128,15 +155,22 @@ class Pool:
         _prepare_fork()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         parent = os.getpid()
+        pid = 0
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which exits via os._exit
                 os.close(task_w)
                 os.close(result_r)
                 _child_main(self.settings, slot, task_r, result_w, previous, self, parent)
+        except OSError:  # fork failed (EAGAIN, ENOMEM): the caller retries later
+            for fd in (task_r, task_w, result_r, result_w):
+                os.close(fd)
+            raise
         finally:
-            if pid:
+            if not _in_child(parent):  # (the child restores its mask itself)
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        with contextlib.suppress(OSError):  # also done in the child: whichever runs first
+            os.setpgid(pid, pid)
         os.close(task_r)
         os.close(result_w)
         os.set_blocking(result_r, False)
@@ -185,6 +219,31 @@ class Pool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signum)
 
+    def kill_group(self, child: Child, signum: int, reason: str | None = None) -> None:
+        """Signal the child and every process its task started (its process group)."""
+        if reason and not child.killed_for:
+            child.killed_for = reason
+        _signal_group(child.pid, signum)
+
+    def terminate(self, child: Child, grace: float, reason: str) -> None:
+        """Stop the child's task and everything it started: TERM to its process group now
+        (the task gets `Terminated` and may clean up), KILL after `grace` seconds (see
+        `escalate`). Its task pipe is closed, so a child that unwinds in time exits."""
+        self.kill_group(child, signal.SIGTERM, reason)
+        self.retire(child)
+        self.terminating[child.pid] = time.monotonic() + grace
+
+    def escalate(self, now: float) -> None:
+        """KILL the process groups whose grace after `terminate` is over.
+
+        The group is killed even if its leader already exited: a grandchild that ignored
+        TERM must not outlive the task (pids are allocated in sequence, so the group id is
+        not reused within the grace)."""
+        for pgid, deadline in list(self.terminating.items()):
+            if now >= deadline:
+                del self.terminating[pgid]
+                _signal_group(pgid, signal.SIGKILL)
+
     # -- reaping ----------------------------------------------------------------------------
 
     def reap(self) -> list[tuple[Child, int]]:
@@ -216,6 +275,15 @@ class Pool:
         return [child for child in self.children.values() if child.job is not None]
 
 
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _in_child(parent: int) -> bool:
+    return os.getpid() != parent
+
+
 # -- the child side ----------------------------------------------------------------------------
 
 class _ChildState:
@@ -239,16 +307,14 @@ def _raise_in_task(exc_type: type[BaseException]) -> Callable[[int, Any], None]:
 def _prepare_fork() -> None:
     """Keep the pages a child inherits shared with the main process (idle memory).
 
-    What the children run is imported here, once, instead of in each child after the fork;
-    and at the first fork every object that exists then (the start-up's modules, the app)
-    is moved out of the cyclic collector's reach (`gc.freeze`), so no collection in a
-    child (or in the main process) writes into the inherited objects' headers, which would
-    copy their pages one by one. Only once: freezing again at every respawn would also
-    freeze whatever cyclic garbage the main process made meanwhile, for good.
+    At the first fork every object that exists then (the start-up's modules, the app, the
+    executor imported at the top of this module) is moved out of the cyclic collector's
+    reach (`gc.freeze`), so no collection in a child (or in the main process) writes into
+    the inherited objects' headers, which would copy their pages one by one. Only once:
+    freezing again at every respawn would also freeze whatever cyclic garbage the main
+    process made meanwhile, for good.
     """
     global _FROZEN
-    import fleet.engine.execute  # noqa: F401 - shared by every child
-
     if not _FROZEN:
         gc.freeze()
         _FROZEN = True
@@ -275,8 +341,10 @@ def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
 def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
                  result_fd: int, parent: int) -> None:
     from fleet.daemon import set_parent_death_signal
-    from fleet.engine.log import setup_logging
+    from fleet.engine.log import setup_logging  # (imported by the main process already)
 
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # lead a group of our own: a hard limit stops the task's processes
     signal.set_wakeup_fd(-1)
     for child in pool.children.values():  # the siblings' pipes belong to the main process
         for fd in (child.task_fd, child.result_fd):
@@ -286,9 +354,10 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
     pool.children.clear()
     if settings.after_fork:
         settings.after_fork()
-    for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
-                   signal.SIGCHLD):
+    for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    for signum in (signal.SIGTTIN, signal.SIGTTOU):  # not the terminal's foreground group
+        signal.signal(signum, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     from fleet.exceptions import SoftTimeLimitExceeded, Terminated
@@ -306,8 +375,6 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
 
 
 def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int) -> None:
-    from fleet.engine.execute import execute
-
     _write_all(result_fd, encode_frame({"t": "up", "slot": slot, "pid": os.getpid()}))
     reader = _FrameReader(task_fd)
     done = 0

@@ -23,7 +23,7 @@ LAYERS = ("default", "app", "file", "env", "cli")
 
 #: FLEET_* environment variables that are not settings (so never "unknown setting" errors).
 OTHER_ENV = {"FLEET_APP", "FLEET_CONFIG", "FLEET_STATE_DIR", "FLEET_DEBUG",
-             "FLEET_NODE_OPTIONS", "FLEET_READY_FD"}
+             "FLEET_NODE_OPTIONS", "FLEET_READY_FD", "FLEET_PIDFILE_FD"}
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "runs first).", minimum=0),
     _s("task_acks_late", "bool", False, "Acknowledge after the task ran (re-run if the node "
        "dies) instead of when it starts."),
+    _s("task_reject_on_worker_lost", "bool", False, "With acks_late: a task whose child "
+       "process died (killed, out of memory) goes back to its queue instead of failing."),
     _s("task_track_started", "bool", False, "Store the STARTED state when a task begins."),
     _s("task_ignore_result", "bool", False, "Store no results by default."),
     _s("task_time_limit", "duration", None, "Hard time limit in seconds: the task's process "
@@ -226,14 +228,25 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        optional=True, minimum=1),
     _s("worker_prefetch_multiplier", "int", 4, "Messages a node reserves per child process "
        "(ETA tasks excepted).", minimum=1),
+    _s("worker_prefetch_timeout", "float", 1.0, "Once a task has run this many seconds, the "
+       "node reserves only for idle children and returns prefetched messages waiting behind "
+       "busy ones, so an idle node runs them (a long task holds no other task hostage).",
+       minimum=0.01),
+    _s("worker_autoscale", "str", None, "Autoscale the pool between MAX,MIN children (e.g. "
+       "'8,2'): grow while tasks wait, shrink after worker_autoscale_keepalive idle seconds.",
+       optional=True),
+    _s("worker_autoscale_keepalive", "float", 30.0, "Seconds a child of an autoscaled pool "
+       "stays idle before the pool shrinks.", minimum=0),
     _s("worker_max_tasks_per_child", "int", None, "Replace a child after this many tasks.",
        optional=True, minimum=1),
     _s("worker_max_memory_per_child", "int", None, "Replace a child after a task leaves its "
        "resident memory above this many KiB.", optional=True, minimum=1),
     _s("worker_heartbeat_interval", "float", 2.0, "Seconds between a node's heartbeats.",
        minimum=0.05),
-    _s("worker_heartbeat_timeout", "float", 10.0, "Seconds without a heartbeat after which a "
-       "node is dead and its reserved messages return to their queues.", minimum=0.1),
+    _s("worker_heartbeat_timeout", "float", 8.0, "Seconds without a heartbeat after which a "
+       "node is dead and its reserved messages return to their queues (so a dead node's "
+       "acks-late tasks run again elsewhere within this plus one heartbeat interval).",
+       minimum=0.1),
     _s("worker_eta_horizon", "float", 300.0, "ETA/countdown tasks due within this many "
        "seconds are reserved and held by a node; later ones wait in the broker.", minimum=0),
     _s("worker_lost_max_redeliveries", "int", 3, "An acks-late task whose process died this "
@@ -246,7 +259,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        minimum=0),
     _s("worker_disable_rate_limits", "bool", False, "Ignore every rate limit."),
     # -- scheduling ----------------------------------------------------------------------
-    _s("timezone", "str", "UTC", "Time zone for crontab schedules (an IANA name)."),
+    _s("timezone", "str", "UTC", "Time zone (an IANA name) for crontab schedules and for "
+       "eta/expires datetimes given without tzinfo; ETAs are stored as UTC epoch seconds."),
     _s("beat_schedule", "dict", {}, "Periodic tasks: {'name': {'task': ..., 'schedule': ...}}."),
     _s("beat_lease_seconds", "float", 10.0, "How long a beat leader's lease lasts; a standby "
        "takes over within this time after the leader dies.", minimum=1),

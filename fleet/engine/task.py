@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as messages
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 TASK_OPTIONS = frozenset({
     "name", "bind", "ignore_result", "queue", "acks_late", "track_started", "max_retries",
     "default_retry_delay", "rate_limit", "time_limit", "soft_time_limit", "autoretry_for",
-    "retry_backoff", "retry_backoff_max", "retry_jitter", "priority",
+    "retry_backoff", "retry_backoff_max", "retry_jitter", "priority", "reject_on_worker_lost",
 })
 
 #: Options `apply_async` accepts.
@@ -101,6 +101,7 @@ class Task:
         self._ignore_result = options.get("ignore_result")
         self._acks_late = options.get("acks_late")
         self._track_started = options.get("track_started")
+        self._reject_on_worker_lost = options.get("reject_on_worker_lost")
         self._max_retries = options.get("max_retries", _UNSET)
         self._default_retry_delay = options.get("default_retry_delay")
         self.rate_limit: str | None = options.get("rate_limit")
@@ -135,6 +136,11 @@ class Task:
     @property
     def track_started(self) -> bool:
         return self._pick(self._track_started, "task_track_started")
+
+    @property
+    def reject_on_worker_lost(self) -> bool:
+        """With acks_late: requeue (rather than fail) the task when its process dies."""
+        return self._pick(self._reject_on_worker_lost, "task_reject_on_worker_lost")
 
     @property
     def max_retries(self) -> int | None:
@@ -232,20 +238,24 @@ class Task:
         """Ask for this task to run again later; use as `raise self.retry(exc=exc)`.
 
         Raises `exc` (or `MaxRetriesExceededError`) instead when the retries are used up.
+        `eta` is a datetime (naive: in the `timezone` setting) or epoch seconds.
         """
         request = self.request
         limit = self.max_retries if max_retries is _UNSET else max_retries
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
-            from fleet.exceptions import FleetError
+            from fleet.exceptions import MaxRetriesExceededError
 
-            raise FleetError(f"task {self.name}[{request.id}] exceeded its {limit} retries")
+            raise MaxRetriesExceededError(
+                f"task {self.name}[{request.id}] exceeded its {limit} retries",
+                "pass exc= to self.retry() to fail with the original exception instead")
         if request.is_eager:
             raise exc or Retry("cannot retry a task that was called directly")
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
-        when = _timestamp(eta) if eta is not None else time.time() + float(countdown or 0)
+        when = _timestamp(eta, self.app) if eta is not None else \
+            time.time() + float(countdown or 0)
         signal = Retry(exc=exc, when=when)
         signal.args_override = args  # type: ignore[attr-defined]
         signal.kwargs_override = kwargs  # type: ignore[attr-defined]
@@ -268,13 +278,31 @@ def _default_name(app: Fleet, fun: Callable) -> str:
     return f"{module}.{fun.__name__}"
 
 
-def _timestamp(value: Any) -> float:
-    """An eta/expires option as epoch seconds: datetime (naive = local time) or number."""
+def _timestamp(value: Any, app: Fleet | None = None) -> float:
+    """An eta/expires option as epoch seconds (UTC): a datetime (naive ones are taken in the
+    app's `timezone` setting, UTC by default), a timedelta from now, or a number."""
     if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_zone(app.conf.timezone if app else "UTC"))
         return value.timestamp()
     if isinstance(value, timedelta):
         return time.time() + value.total_seconds()
     return float(value)
+
+
+def _zone(name: str) -> Any:
+    """The tzinfo for an IANA name ('UTC', 'Europe/Paris'); a clear error if unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        from fleet.errors import ConfigError
+
+        raise ConfigError(f"timezone = {name!r} is not a known time zone",
+                          "use an IANA name such as 'UTC' or 'Europe/Paris'") from None
 
 
 def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
@@ -288,10 +316,11 @@ def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
     if options.get("countdown") is not None:
         eta = now + float(options["countdown"])
     elif options.get("eta") is not None:
-        eta = _timestamp(options["eta"])
+        eta = _timestamp(options["eta"], app)
     expires = options.get("expires")
     if expires is not None:
-        expires = _timestamp(expires) if isinstance(expires, datetime) else now + float(expires)
+        expires = _timestamp(expires, app) if isinstance(expires, datetime | timedelta) \
+            else now + float(expires)
     priority = options.get("priority")
     if priority is None:
         priority = task.priority if task and task.priority is not None else \

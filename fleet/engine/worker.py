@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from fleet import __version__
 from fleet.engine import message as codec
 from fleet.engine import states
-from fleet.engine.pool import Child, ChildSettings, Pool
+from fleet.engine.pool import Child, ChildSettings, Pool, lost_reason
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.results import exception_meta
 from fleet.engine.transport.base import (
@@ -47,6 +47,7 @@ from fleet.engine.transport.base import (
     Pending,
     ReserveRequest,
 )
+from fleet.errors import FleetError
 from fleet.exceptions import (
     BrokerUnavailable,
     MessageDecodeError,
@@ -67,6 +68,9 @@ log = logging.getLogger("fleet.worker")
 RUNNING, WARM, COLD, STOPPED = "running", "warm shutdown", "cold shutdown", "stopped"
 REDELIVERY_HEADER = "x-fleet-redeliveries"
 MAX_BOOT_FAILURES = 5
+#: A child that fails to come up after the node is ready is retried with this backoff
+#: (doubling from the first to the last), never given up: recycling must not wedge a node.
+RESPAWN_BACKOFF = (0.1, 10.0)
 #: Commits are batched across loop turns while tasks keep finishing: a batch is written once
 #: it holds FLUSH_SIZE operations or is FLUSH_DELAY seconds old, and at once when the node
 #: has nothing running. One round trip then settles many tasks.
@@ -93,6 +97,8 @@ class NodeOptions:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     send_events: bool = False
+    #: (max, min) children for autoscaling (`--autoscale MAX,MIN`), or None.
+    autoscale: tuple[int, int] | None = None
     #: Called once the node is consuming (readiness handshakes: detach, sd_notify).
     on_ready: list[Callable[[Node], None]] = field(default_factory=list)
 
@@ -113,6 +119,8 @@ class Job:
     hard_limit: float | None = None
     soft_sent: bool = False
     terminate: int | None = None  #: signal a remote terminate asked for
+    #: When it became ready to run (monotonic): its reception, or its eta for an ETA job.
+    due: float = 0.0
 
     @property
     def label(self) -> str:
@@ -137,27 +145,13 @@ class Node:
         self.active: dict[str, Job] = {}  # delivery id -> job running in a child
         self.batch = Batch()
         self.buckets: dict[str, TokenBucket | None] = {}
+        #: Jobs over their task's rate limit, per task name, waiting for a token. They do not
+        #: count against the prefetch, so they never keep other tasks from being reserved.
+        self.throttled: dict[str, collections.deque[Job]] = {}
         self.revoked: set[str] = set()
         self.processed: collections.Counter[str] = collections.Counter()
         self.started_at = time.time()
-        self._sequence = itertools.count()
-        self._want_fetch = True
-        self._last_fetch = 0.0
-        self._next_heartbeat = 0.0
-        self._next_subscription_poll = 0.0
-        self._next_cleanup = 0.0
-        self._next_progress = 0.0
-        self._batch_since: float | None = None
-        self._pending: Pending | None = None
-        self._pending_batch: Batch | None = None
-        self._pending_wanted = 0
-        self._pending_fd: int | None = None
-        self._broker_retry_at = 0.0
-        self._broker_failures = 0
-        self._boot_failures = 0
-        self._cold_deadline: float | None = None
-        self._ready = False
-        self._log_fd: int | None = None
+        self._init_loop_state()
         self.selector = selectors.DefaultSelector()
         self.signals = SignalRecorder()
         self.pidfile = None
@@ -166,6 +160,7 @@ class Node:
         self.backend = None
         self.result_store = None
         self.pool: Pool | None = None
+        self.autoscaler = None  #: an `Autoscaler` when --autoscale is on
         #: Extension points, called in the main loop (never from a signal handler):
         #: "ready"(node), "received"(node, job), "started"(node, job),
         #: "settled"(node, job, state, header), "committed"(node, batch) once a batch's
@@ -216,6 +211,13 @@ class Node:
         self.subscription = self.broker.subscribe(self.channels, self.queues)
         self._watch_subscription()
         self._recover_dead_nodes()
+        if self.options.autoscale:
+            from fleet.engine.autoscale import Autoscaler
+
+            maximum, minimum = self.options.autoscale
+            scaler = Autoscaler(self, maximum, minimum, self.conf.worker_autoscale_keepalive)
+            scaler.attach()
+            self.options.concurrency = scaler.initial
         self.pool = Pool(self.child_settings(), self.options.concurrency)
         for slot in self.pool.free_slots():
             self._spawn(slot)
@@ -265,7 +267,7 @@ class Node:
         """Final cleanup, whatever happened: return what we hold, release the pid file."""
         if self.pool is not None:
             for child in list(self.pool.children.values()):
-                self.pool.kill(child, signal.SIGKILL, "node exit")
+                self.pool.kill_group(child, signal.SIGKILL, "node exit")
             deadline = time.monotonic() + 2.0
             while self.pool.children and time.monotonic() < deadline:
                 self.pool.reap()
@@ -280,12 +282,40 @@ class Node:
             if self.subscription is not None:
                 self.subscription.close()
         if self.pidfile is not None:
-            self.pidfile.release()
+            if self.restart_requested and self.exit_code == 0:
+                self.pidfile.keep_across_exec()  # same pid, same lock: never "stopped"
+            else:
+                self.pidfile.release()
         self.signals.restore()
         if self.state == STOPPED:
             log.info("%s stopped.", self.name)
 
     # == the loop's turn ========================================================================
+
+    def _init_loop_state(self) -> None:
+        """The loop's bookkeeping: due times, the round trip under way, failure counts."""
+        self._sequence = itertools.count()
+        self._want_fetch = True
+        self._last_fetch = 0.0
+        self._fetched_at = time.monotonic()  #: last reserve round trip that came back
+        #: New-message wakeups seen, and how many when the round trip under way was sent.
+        self._wakes = self._pending_wakes = 0
+        self._next_heartbeat = 0.0
+        self._next_subscription_poll = 0.0
+        self._next_cleanup = 0.0
+        self._next_progress = 0.0
+        self._batch_since: float | None = None
+        self._pending: Pending | None = None
+        self._pending_batch: Batch | None = None
+        self._pending_wanted = 0
+        self._pending_fd: int | None = None
+        self._broker_retry_at = 0.0
+        self._broker_failures = 0
+        self._boot_failures = 0
+        self._spawn_not_before = 0.0
+        self._cold_deadline: float | None = None
+        self._ready = False
+        self._log_fd: int | None = None
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -300,16 +330,31 @@ class Node:
         idle_broker = self._pending is None  # else its reply wakes us
         if idle_broker and self.state == RUNNING and self._has_capacity():
             deadlines.append(self._last_fetch + self._poll_interval())
-        if self.buffer and any(self._idle_children()):
-            deadlines.append(now + self._rate_wait())
+        deadlines += self._waiting_work_deadlines(now)
         if self._cold_deadline is not None:
             deadlines.append(self._cold_deadline)
+        if self.pool is not None and self.pool.terminating:
+            deadlines += self.pool.terminating.values()
+        if self._spawn_not_before:
+            deadlines.append(self._spawn_not_before)
         deadlines += [timer[0] for timer in self.timers]
         if idle_broker and self._batch_since is not None:
             deadlines.append(self._batch_since + FLUSH_DELAY)
         if self.state != RUNNING:
             deadlines.append(now + 0.5)
         return max(0.0, min(min(deadlines) - now, 1.0))
+
+    def _waiting_work_deadlines(self, now: float) -> list[float]:
+        """When buffered or rate-limited work may move: a token comes, or prefetched tasks
+        stuck behind long ones are due to be handed back (_release_hostages)."""
+        if not (self.buffer or self.throttled):
+            return []
+        if any(self._idle_children()):
+            return [now + self._rate_wait()]
+        if self.buffer and self.active:
+            oldest = min(job.started for job in self.active.values())
+            return [max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout]
+        return []
 
     def _poll_interval(self) -> float:
         return self.subscription.poll_interval if self.subscription else 1.0
@@ -329,6 +374,13 @@ class Node:
         self._release_due_etas()
         if self.active:
             self._enforce_time_limits(now)
+        if self.pool.terminating:
+            self.pool.escalate(now)
+        if self.buffer and self.active:
+            self._release_hostages(now)
+        if self._spawn_not_before and now >= self._spawn_not_before:
+            self._spawn_not_before = 0.0
+            self._fill_pool()
         self._dispatch()
         self._exchange(now)
         if self.state != RUNNING:
@@ -360,6 +412,7 @@ class Node:
         self._pending = self.broker.submit(self.consumer_id, batch, reserve)
         self._pending_batch = batch
         self._pending_wanted = reserve.limit if reserve else 0
+        self._pending_wakes = self._wakes
         fd = self._pending.fileno()
         if fd is None:
             self._on_pending()
@@ -371,6 +424,11 @@ class Node:
         if self.state != RUNNING or not self._ready:
             return None
         wanted = self.prefetch_limit - len(self.buffer) - len(self.active)
+        if wanted > 0 and self.active and self._busy_for_long(now):
+            # a long task runs here: take only what idle children start now, leave the rest
+            # to other nodes (see _release_hostages)
+            wanted = min(wanted, len(self._idle_children()) + self._growth_room() -
+                         len(self.buffer))
         if wanted <= 0:
             return None
         if not self._want_fetch and now - self._last_fetch < self._poll_interval():
@@ -379,6 +437,29 @@ class Node:
         if wanted < self.prefetch_limit // 2 and self.buffer:
             return None
         return ReserveRequest(self.queues, wanted, self.conf.worker_eta_horizon)
+
+    def _busy_for_long(self, now: float) -> bool:
+        """Whether a task here has been running longer than worker_prefetch_timeout."""
+        limit = self.conf.worker_prefetch_timeout
+        return any(now - job.started > limit for job in self.active.values())
+
+    def _growth_room(self) -> int:
+        """Children the autoscaler may still add."""
+        if self.autoscaler is None:
+            return 0
+        return max(0, self.autoscaler.maximum - self.options.concurrency)
+
+    def _release_hostages(self, now: float) -> None:
+        """Prefetched messages that wait behind long tasks go back to their queue, so an idle
+        node runs them instead of them waiting here for a child (celery#2994, #6500)."""
+        if now - self.buffer[0].due < self.conf.worker_prefetch_timeout or \
+                any(self._idle_children()) or self._growth_room() or \
+                not self._busy_for_long(now):
+            return
+        log.info("Every child is busy with a long task: returning %d prefetched message(s) "
+                 "to their queues for other nodes", len(self.buffer))
+        self.batch.requeues += [job.delivery.id for job in self.buffer]
+        self.buffer.clear()
 
     def _should_flush(self, now: float) -> bool:
         batch = self.batch
@@ -405,8 +486,9 @@ class Node:
             return
         self._broker_ok()
         self.emit("committed", batch)
-        if wanted:
-            self._want_fetch = len(deliveries) == wanted
+        if wanted:  # fetch again at once if it came back full or a wakeup came meanwhile
+            self._want_fetch = len(deliveries) == wanted or self._wakes != self._pending_wakes
+            self._fetched_at = time.monotonic()
         if self.state != RUNNING:  # reserved while we began shutting down: give them back
             self.batch.requeues += [delivery.id for delivery in deliveries]
             return
@@ -452,6 +534,7 @@ class Node:
         job = Job(delivery, msg, task, time.monotonic(),
                   acks_late=_first(options.get("acks_late"), task.acks_late),
                   ignore_result=_first(options.get("ignore_result"), task.ignore_result))
+        job.due = job.received
         log.info("Task %s received", job.label)
         self.emit("received", job)
         if msg.eta is not None and msg.eta > time.time():
@@ -485,6 +568,7 @@ class Node:
         now = time.time()
         while self.scheduled and self.scheduled[0][0] <= now:
             _, _, job = heapq.heappop(self.scheduled)
+            job.due = time.monotonic()
             self.buffer.append(job)
 
     # == dispatching ============================================================================
@@ -494,36 +578,65 @@ class Node:
             else []
 
     def _dispatch(self) -> None:
-        if not self.buffer or self.state == COLD:
+        if not (self.buffer or self.throttled) or self.state == COLD:
             return
         idle = self._idle_children()
         if not idle:
             return
+        if self.throttled:
+            self._dispatch_throttled(idle)
         postponed = []
         while idle and self.buffer:
             job = self.buffer.popleft()
             if self._refuse(job):
                 continue
             bucket = self._bucket(job.task)
-            if bucket is not None and not bucket.take():
-                postponed.append(job)
+            if bucket is not None and (job.task.name in self.throttled or not bucket.take()):
+                if not self._throttle(job, bucket):
+                    postponed.append(job)
                 continue
             self._start(job, idle.pop())
         self.buffer.extendleft(reversed(postponed))
+
+    def _throttle(self, job: Job, bucket: TokenBucket) -> bool:
+        """Hold a job over its rate limit aside (False: enough are held already, it stays in
+        the buffer). A node holds at most what its rate lets it start within the ETA
+        horizon (at least a prefetch's worth), so it never hoards a slow task's backlog."""
+        waiting = self.throttled.setdefault(job.task.name, collections.deque())
+        if len(waiting) >= max(self.prefetch_limit,
+                               bucket.rate * self.conf.worker_eta_horizon):
+            return False
+        waiting.append(job)
+        return True
+
+    def _dispatch_throttled(self, idle: list[Child]) -> None:
+        for name, waiting in list(self.throttled.items()):
+            bucket = self.buckets.get(name)
+            while waiting and idle:
+                if self._refuse(waiting[0]):
+                    waiting.popleft()
+                    continue
+                if bucket is not None and not bucket.take():
+                    break
+                self._start(waiting.popleft(), idle.pop())
+            if not waiting:
+                del self.throttled[name]
 
     def _refuse(self, job: Job) -> bool:
         """Revoked or expired tasks are not run: REVOKED result, message acked."""
         msg = job.message
         if msg.id in self.revoked:
             reason = "revoked"
+            text = f"task {msg.id} was revoked before it started"
         elif msg.expires is not None and msg.expires < time.time():
             reason = "expired"
+            text = f"task {msg.id} expired at {_utc(msg.expires)} before it started"
         else:
             return False
         log.info("Task %s %s: not running it", job.label, reason)
-        exc = TaskRevokedError(f"task {msg.id} was {reason} before it ran")
+        exc = TaskRevokedError(text)
         self._finish(job, exception_meta(msg.id, states.REVOKED, exc, None, task=msg.task,
-                                         node=self.name))
+                                         node=self.name, reason=reason))
         return True
 
     def _bucket(self, task: Task) -> TokenBucket | None:
@@ -532,12 +645,18 @@ class Node:
         return None if self.conf.worker_disable_rate_limits else self.buckets[task.name]
 
     def set_rate_limit(self, task: Task, rate: str | float | None) -> None:
+        """Change a task's rate limit on this node now (None or 0: no limit); jobs held for
+        the old rate get the new one (remote `rate_limit` calls this)."""
         per_second = parse_rate(rate)
         self.buckets[task.name] = TokenBucket(per_second) if per_second else None
+        if not per_second and task.name in self.throttled:
+            self.buffer.extendleft(reversed(self.throttled.pop(task.name)))
 
     def _rate_wait(self) -> float:
         waits = [bucket.wait_time() for job in self.buffer
                  if (bucket := self.buckets.get(job.task.name)) is not None]
+        waits += [bucket.wait_time() for name in self.throttled
+                  if (bucket := self.buckets.get(name)) is not None]
         return min(waits) if waits else 0.0
 
     def _start(self, job: Job, child: Child) -> None:
@@ -593,6 +712,7 @@ class Node:
         self._settle(job, header, payload)
         if child.retiring or self.state != RUNNING:
             self.pool.retire(child)
+            self._fill_pool()  # the replacement starts while this one exits
 
     def _settle(self, job: Job, header: dict, payload: bytes) -> None:
         state, runtime = header["state"], header["runtime"]
@@ -615,6 +735,8 @@ class Node:
             self.batch.puts.append(Outgoing(codec.new_id(), item["queue"], item["body"],
                                             item.get("priority", 0), item.get("eta")))
         self.batch.acks.append(job.delivery.id)
+        if header.get("terminated") and payload and "meta" not in header:
+            header = {**header, "meta": codec.loads(payload)}  # its workflow: followed up here
         self.emit("settled", job, state, header)
 
     def _put_retry(self, job: Job, retry: dict) -> None:
@@ -640,7 +762,11 @@ class Node:
     # == children ===============================================================================
 
     def _spawn(self, slot: int) -> None:
-        child = self.pool.spawn(slot)
+        try:
+            child = self.pool.spawn(slot)
+        except OSError as exc:
+            self._boot_failed(None, f"could not be forked ({exc})")
+            return
         self.selector.register(child.result_fd, selectors.EVENT_READ,
                                lambda: self._on_child_readable(child))
 
@@ -657,28 +783,49 @@ class Node:
             self._forget_child_pipe(child)
             if child.job is not None:
                 self._job_lost(child, status)
-            elif not child.up:
-                self._boot_failed(child, status)
+            elif not child.up and self.state == RUNNING:
+                self._boot_failed(child, describe_wait_status(status))
             elif not (child.retiring or child.killed_for or self.state != RUNNING):
                 log.warning("Child %d (pid %d) %s while idle: replacing it", child.slot,
                             child.pid, describe_wait_status(status))
         self._fill_pool()
 
     def _fill_pool(self) -> None:
-        if self.state != RUNNING:
+        if self.state != RUNNING or time.monotonic() < self._spawn_not_before:
             return
         for slot in self.pool.free_slots():
             self._spawn(slot)
+            if self._spawn_not_before:  # that one failed: the others wait for the backoff
+                return
 
-    def _boot_failed(self, child: Child, status: int) -> None:
+    def _boot_failed(self, child: Child | None, how: str) -> None:
+        """A new child did not come up. Before the node is ready that is a boot error (fail
+        fast after a few); afterwards (recycling, a crash) it is retried with backoff for as
+        long as it takes, so the node never ends up wedged with an empty slot."""
         self._boot_failures += 1
-        log.error("Child %d (pid %d) %s before it was ready", child.slot, child.pid,
-                  describe_wait_status(status))
-        if self._boot_failures >= MAX_BOOT_FAILURES:
+        which = f"Child {child.slot} (pid {child.pid})" if child else "A new child"
+        if not self._ready and self._boot_failures >= MAX_BOOT_FAILURES:
+            log.error("%s %s before it was ready", which, how)
             log.critical("Children keep dying at start (%d in a row): stopping the node. "
                          "See the errors above.", self._boot_failures)
             self.exit_code = 1
             self.begin_shutdown(COLD)
+            return
+        first, most = RESPAWN_BACKOFF
+        delay = min(most, first * 2 ** (self._boot_failures - 1))
+        self._spawn_not_before = time.monotonic() + delay
+        log.error("%s %s before it was ready; starting a replacement in %.1fs (attempt %d)",
+                  which, how, delay, self._boot_failures + 1)
+
+    def _check_boot_timeouts(self, now: float) -> None:
+        """Kill children that did not report ready within worker_proc_alive_timeout (the
+        reaper then counts them as failed starts and retries)."""
+        limit = self.conf.worker_proc_alive_timeout
+        for child in list(self.pool.children.values()):
+            if not child.up and not child.killed_for and now - child.born > limit:
+                log.error("Child %d (pid %d) did not report ready within %gs: killing it",
+                          child.slot, child.pid, limit)
+                self.pool.kill_group(child, signal.SIGKILL, "no ready report")
 
     def _job_lost(self, child: Child, status: int) -> None:
         job = child.job
@@ -694,18 +841,21 @@ class Node:
                                              task=msg.task, node=self.name))
             return
         redeliveries = int(msg.headers.get(REDELIVERY_HEADER, 0))
-        if job.acks_late and redeliveries < self.conf.worker_lost_max_redeliveries:
-            log.error("Task %s lost: its process %s. Acks-late task: sent back to queue %r "
-                      "(redelivery %d of at most %d)", job.label, how, job.delivery.queue,
-                      redeliveries + 1, self.conf.worker_lost_max_redeliveries)
+        requeue = job.acks_late and _first(msg.options.get("reject_on_worker_lost"),
+                                           job.task.reject_on_worker_lost)
+        if requeue and redeliveries < self.conf.worker_lost_max_redeliveries:
+            log.error("Task %s lost: its process %s. Acks-late task rejected on worker lost: "
+                      "sent back to queue %r (redelivery %d of at most %d)", job.label, how,
+                      job.delivery.queue, redeliveries + 1,
+                      self.conf.worker_lost_max_redeliveries)
             again = codec.TaskMessage(**{**_message_fields(msg), "headers": {
                 **msg.headers, REDELIVERY_HEADER: redeliveries + 1}})
             self.batch.puts.append(Outgoing(codec.new_id(), job.delivery.queue, again.encode(),
                                             job.delivery.priority))
             self.batch.acks.append(job.delivery.id)
             return
-        detail = f"the process running it (pid {child.pid}) {how}"
-        if job.acks_late:
+        detail = f"{lost_reason(status)}: the child process running it (pid {child.pid}) died"
+        if requeue:
             detail += f"; it was already redelivered {redeliveries} times: giving up"
         log.error("Task %s lost: %s", job.label, detail)
         exc = WorkerLostError(f"worker lost: {detail}")
@@ -724,22 +874,26 @@ class Node:
 
     def _hard_limit(self, job: Job) -> None:
         child = job.child
-        log.error("Hard time limit (%gs) exceeded for %s: killing its process (pid %d)",
-                  job.hard_limit, job.label, child.pid)
+        grace = self.conf.worker_shutdown_grace
+        log.error("Hard time limit (%gs) exceeded for %s: terminating its process group "
+                  "(pid %d; KILL in %gs), a new child takes the slot", job.hard_limit,
+                  job.label, child.pid, grace)
         child.job = None
         child.retiring = "killed: hard time limit"
         self.active.pop(job.delivery.id, None)
-        self.pool.kill(child, signal.SIGKILL, "hard time limit")
+        self.pool.terminate(child, grace, "hard time limit")
+        self._fill_pool()
         msg = job.message
-        exc = TimeLimitExceeded(f"hard time limit ({job.hard_limit:g}s) exceeded")
+        exc = TimeLimitExceeded(job.hard_limit)
         self._finish(job, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
                                          node=self.name))
 
-    def grow(self, n: int = 1) -> None:
-        self.options.concurrency += n
-        self.pool.concurrency = self.options.concurrency
-        log.info("Pool grows to %d children", self.options.concurrency)
-        self._fill_pool()
+    def grow(self, n: int = 1, why: str = "pool_grow") -> None:
+        """Add `n` children (TTIN, remote pool_grow). With autoscale on, a size over its
+        maximum is refused with a FleetError that says so."""
+        if self.autoscaler is not None:
+            self.autoscaler.check(self.options.concurrency + n, why)
+        self.resize(self.options.concurrency + n)
 
     def set_queues(self, queues: list[str]) -> None:
         """Consume from `queues` from now on (remote add_consumer/cancel_consumer)."""
@@ -747,9 +901,22 @@ class Node:
         self._want_fetch = True
         self._resubscribe()  # wakeups for the new queues
 
-    def shrink(self, n: int = 1) -> None:
-        target = max(1, self.options.concurrency - n)
+    def shrink(self, n: int = 1, why: str = "pool_shrink") -> None:
+        """Remove `n` children (TTOU, remote pool_shrink); busy ones finish their task
+        first. Never below one child, or below the autoscale minimum (refused)."""
+        target = self.options.concurrency - n
+        if self.autoscaler is not None:
+            self.autoscaler.check(target, why)
+        self.resize(max(1, target) if self.autoscaler is None else target)
+
+    def resize(self, target: int) -> None:
+        """Set the pool's size now (no bounds checked: callers do)."""
+        previous = self.options.concurrency
         self.options.concurrency = self.pool.concurrency = target
+        if target >= previous:
+            log.info("Pool grows to %d children", target)
+            self._fill_pool()
+            return
         log.info("Pool shrinks to %d children", target)
         for child in self.pool.children.values():
             if child.slot > target and not child.retiring:
@@ -796,10 +963,16 @@ class Node:
             self.pool.kill(child, signal.SIGUSR2)
 
     def handle_ttin(self) -> None:
-        self.grow(1)
+        try:
+            self.grow(1, "TTIN")
+        except FleetError as exc:
+            log.warning("%s", exc.one_line())
 
     def handle_ttou(self) -> None:
-        self.shrink(1)
+        try:
+            self.shrink(1, "TTOU")
+        except FleetError as exc:
+            log.warning("%s", exc.one_line())
 
     # == shutdown ===============================================================================
 
@@ -827,7 +1000,9 @@ class Node:
     def _return_unstarted(self) -> None:
         """Send prefetched, ETA-held and rate-limited messages back to their queues."""
         jobs = list(self.buffer) + [job for _, _, job in self.scheduled]
+        jobs += [job for waiting in self.throttled.values() for job in waiting]
         self.buffer.clear()
+        self.throttled.clear()
         self.scheduled.clear()
         if jobs:
             log.info("Returning %d unstarted message(s) to their queues", len(jobs))
@@ -851,7 +1026,7 @@ class Node:
                                                  task=msg.task, node=self.name))
         for child in list(self.pool.children.values()) if self.pool else []:
             self.pool.retire(child)
-            self.pool.kill(child, signal.SIGTERM, "cold shutdown")
+            self.pool.kill_group(child, signal.SIGTERM, "cold shutdown")
         self._cold_deadline = time.monotonic() + self.conf.worker_shutdown_grace
 
     def _shutdown_progress(self, now: float) -> None:
@@ -860,7 +1035,7 @@ class Node:
             return
         if self._cold_deadline is not None and now >= self._cold_deadline:
             for child in list(self.pool.children.values()):
-                self.pool.kill(child, signal.SIGKILL, "cold shutdown")
+                self.pool.kill_group(child, signal.SIGKILL, "cold shutdown")
             self._cold_deadline = None
         if now >= self._next_progress and self.active:
             self._next_progress = now + PROGRESS_INTERVAL
@@ -919,6 +1094,7 @@ class Node:
             return
         if woken:
             self._want_fetch = True
+            self._wakes += 1
         for channel, payload in broadcasts:
             self.emit("broadcast", channel, payload)
 
@@ -945,10 +1121,25 @@ class Node:
         return {"active": len(self.active), "processed": sum(self.processed.values()),
                 "concurrency": self.options.concurrency, "state": self.state,
                 "loadavg": list(os.getloadavg()), "started": self.started_at,
-                "version": __version__, "freq": self.conf.worker_heartbeat_interval}
+                "version": __version__, "freq": self.conf.worker_heartbeat_interval,
+                **self.consuming_info()}
+
+    def consuming_info(self) -> dict[str, Any]:
+        """What `fleet worker --check` needs to tell a node that is alive but not consuming:
+        whether it is ready, how many children are up, broker trouble, and, while it waits
+        for work (an idle child, nothing prefetched), how long ago a reserve came back."""
+        children = self.pool.children.values() if self.pool else ()
+        hungry = self.state == RUNNING and self._ready and not self.buffer and \
+            any(child.idle for child in children)
+        return {"ready": self._ready, "children_up": sum(1 for c in children if c.up),
+                "broker_failures": self._broker_failures, "hungry": hungry,
+                "fetch_age": round(time.monotonic() - self._fetched_at, 3),
+                "heartbeat_interval": self.conf.worker_heartbeat_interval}
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.conf.worker_heartbeat_interval
+        if self.pool is not None:
+            self._check_boot_timeouts(now)
         try:
             self.emit("heartbeat")
             self.broker.heartbeat(self.consumer_info())
@@ -986,6 +1177,7 @@ class Node:
 
     def _become_ready(self) -> None:
         self._ready = True
+        self._next_heartbeat = 0.0  # tell the broker (and `fleet worker --check`) at once
         log.warning("%s ready: consuming %s with %d children", self.name,
                     ", ".join(self.queues), len(self.pool.children))
         for hook in self.options.on_ready:
@@ -1035,6 +1227,13 @@ def _first(*values: Any) -> Any:
     return None
 
 
+def _utc(epoch: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC, to the millisecond."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
 def _message_fields(msg: TaskMessage) -> dict[str, Any]:
     return {name: getattr(msg, name) for name in msg.__slots__}
 
@@ -1081,10 +1280,28 @@ def _interrupted_during(delay: float, signals: SignalRecorder | None) -> bool:
 
 def restart_in_place() -> None:
     """Replace this process with the same command (same pid): HUP's warm restart."""
-    argv = [sys.executable, "-m", "fleet", *sys.argv[1:]]
+    # Already detached: the new image must not fork again (that would change the pid).
+    argv = [sys.executable, "-m", "fleet", *_same_command(sys.argv[1:])]
     log.warning("Restarting: %s", " ".join(argv))
     logging.shutdown()
     os.execv(sys.executable, argv)
+
+
+def _same_command(args: list[str]) -> list[str]:
+    """The arguments for the new image: without --detach, and with a --workdir that was
+    already entered (we are in it now) made absolute, so it is not entered twice."""
+    result: list[str] = []
+    for arg in args:
+        options = "--" not in result  # after `--` come settings, left as they are
+        if arg == "--detach" and options:
+            continue
+        if arg.startswith("--workdir=") and options:
+            result.append(f"--workdir={os.getcwd()}")
+        elif result and result[-1] == "--workdir" and options:
+            result.append(os.getcwd())
+        else:
+            result.append(arg)
+    return result
 
 
 def set_title(title: str) -> None:

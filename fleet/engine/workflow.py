@@ -7,12 +7,18 @@ the results to store. Who finishes the task carries the plan out:
 * a pool child (the usual case): in `execute`, the messages become the outcome's `send`
   list, which the node puts in the same commit as the task's result and ack;
 * the node's main process, for failures it decides itself (worker lost, hard time limit,
-  revoked or expired before running) and for early-acked tasks it finds were running on a
-  dead node: `attach` hooks `settled` and `lost` and adds the plan to the node's batch.
+  revoked or expired before running, dead-lettered as unknown), for early-acked tasks it
+  finds were running on a dead node, and for follow-ups a child could not finish because
+  the result store failed: `attach` hooks `settled`, `lost` and `rejected` and adds the
+  plan to the node's batch (`FollowUps`,
+  which retries with backoff while the store fails, so a workflow never waits forever).
 
 Chords count in the result store. Each header task, once it succeeded, stores its own result
 (so it is readable before it is counted), claims `chord:<group>:member:<task id>` (so a
-redelivered task never counts twice), then increments `chord:<group>:count`. The one that
+redelivered task never counts twice), then increments `chord:<group>:count`. Claims hold
+the follow-up's token, so a follow-up repeated after a broker error finds its own claim and
+goes on instead of skipping the count (a broker error right after the increment, before the
+member records its count, may still count it twice). The one that
 reaches the header size claims `chord:<group>:fired` and sends the body with every header
 result, in order. A failed header task claims `fired` instead and fails the chord: the body
 (and whatever follows it) gets the header's error as its result, and the body's errbacks
@@ -27,12 +33,16 @@ stored result. Immutable errbacks (`task.si(...)`) get only their own arguments.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
 from fleet.engine import states
 from fleet.engine.canvas import Plan, Signature, _revive
 from fleet.engine.results import exception_meta, load_group
+from fleet.engine.transport.base import Outgoing, StoredResult
+from fleet.exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
@@ -43,16 +53,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleet.workflow")
 
 FAILED_STATES = frozenset({states.FAILURE, states.REVOKED})
+IDLE = float("inf")
 
 
-def follow_up(app: Fleet, msg: TaskMessage, meta: dict, meta_text: str | None = None) -> Plan:
-    """The plan for a task that finished with `meta` (its stored result, decoded)."""
+def follow_up(app: Fleet, msg: TaskMessage, meta: dict, meta_text: str | None = None,
+              token: str | None = None) -> Plan:
+    """The plan for a task that finished with `meta` (its stored result, decoded).
+
+    `token` names this follow-up: an attempt repeated with the same token (after a broker
+    error) reclaims the chord keys its earlier attempt claimed instead of skipping them.
+    """
     plan = Plan()
     state = meta.get("state")
+    token = token or uuid.uuid4().hex
     if state == states.SUCCESS:
-        _after_success(app, msg, meta, meta_text, plan)
+        _after_success(app, msg, meta, meta_text, plan, token)
     elif state in FAILED_STATES:
-        _after_failure(app, msg, meta, plan)
+        _after_failure(app, msg, meta, plan, token)
     return plan
 
 
@@ -61,7 +78,7 @@ def _parent(msg: TaskMessage) -> dict:
 
 
 def _after_success(app: Fleet, msg: TaskMessage, meta: dict, meta_text: str | None,
-                   plan: Plan) -> None:
+                   plan: Plan, token: str) -> None:
     callbacks, value, parent = msg.callbacks, meta.get("result"), _parent(msg)
     for data in callbacks.get("link", ()):
         _revive(data, app)._build(app, (value,), {}, [], plan, parent)
@@ -70,7 +87,7 @@ def _after_success(app: Fleet, msg: TaskMessage, meta: dict, meta_text: str | No
         rest[0]._build(app, (value,), {}, rest[1:], plan, parent)
     if callbacks.get("chord"):
         _count_chord_member(app, msg, callbacks["chord"], meta_text or codec.dumps(meta),
-                            plan)
+                            plan, token)
 
 
 def error_info(msg: TaskMessage, meta: dict) -> dict:
@@ -79,14 +96,14 @@ def error_info(msg: TaskMessage, meta: dict) -> dict:
             "exc_module": meta.get("exc_module"), "exc_message": meta.get("exc_message")}
 
 
-def _after_failure(app: Fleet, msg: TaskMessage, meta: dict, plan: Plan) -> None:
+def _after_failure(app: Fleet, msg: TaskMessage, meta: dict, plan: Plan, token: str) -> None:
     callbacks = msg.callbacks
     _call_errbacks(app, msg, meta, [_revive(d, app) for d in callbacks.get("link_error", ())],
                    plan)
     for data in callbacks.get("chain", ()):  # never runs: its results become this failure
         _fail_results(_revive(data, app), msg, meta, plan)
     info = callbacks.get("chord")
-    if info and _claim_chord(app, info["group"], msg.id):
+    if info and _claim_chord(app, info["group"], token):
         _fail_chord(app, msg, meta, info, plan)
 
 
@@ -118,19 +135,37 @@ def _keys(group_id: str) -> tuple[str, str, str]:
     return base + "member:", base + "count", base + "fired"
 
 
-def _claim_chord(app: Fleet, group_id: str, task_id: str) -> bool:
-    """True for exactly one caller per chord: the one that sends the body or fails it."""
-    return app.result_store.add_value(_keys(group_id)[2], task_id, app.backend.ttl)
+def _claim_chord(app: Fleet, group_id: str, token: str) -> bool:
+    """True for exactly one follow-up per chord: the one that sends the body or fails it
+    (also when an earlier attempt of the same follow-up, same token, claimed it before a
+    broker error interrupted it)."""
+    store, key = app.result_store, _keys(group_id)[2]
+    return store.add_value(key, token, app.backend.ttl) or store.get_value(key) == token
+
+
+def _count_member(app: Fleet, msg: TaskMessage, info: dict, token: str) -> int | None:
+    """Count this header task once: the chord's count after it, or None when another
+    follow-up (a redelivery) counted it. The member key holds "<token> <count>" once
+    counted, so an attempt repeated after a broker error does not count twice."""
+    store, ttl = app.result_store, app.backend.ttl
+    member, count, _ = _keys(info["group"])
+    key = member + msg.id
+    if not store.add_value(key, token, ttl):
+        owner, _, counted = (store.get_value(key) or "").partition(" ")
+        if owner != token:
+            return None
+        if counted:
+            return int(counted)
+    total = store.incr(count, 1, ttl)
+    store.set_values([StoredResult(key, f"{token} {total}", ttl)])
+    return total
 
 
 def _count_chord_member(app: Fleet, msg: TaskMessage, info: dict, meta_text: str,
-                        plan: Plan) -> None:
-    store, ttl = app.result_store, app.backend.ttl
-    member, count, _ = _keys(info["group"])
-    store.set_values([app.backend.store_encoded(msg.id, meta_text)])
-    if not store.add_value(member + msg.id, "1", ttl):
-        return  # counted before (this is a redelivery)
-    if store.incr(count, 1, ttl) < info["size"] or not _claim_chord(app, info["group"], msg.id):
+                        plan: Plan, token: str) -> None:
+    app.result_store.set_values([app.backend.store_encoded(msg.id, meta_text)])
+    total = _count_member(app, msg, info, token)
+    if total is None or total < info["size"] or not _claim_chord(app, info["group"], token):
         return
     ids = load_group(app, info["group"])
     if ids is None:
@@ -154,48 +189,140 @@ def _count_chord_member(app: Fleet, msg: TaskMessage, info: dict, meta_text: str
 
 def add_to_outcome(app: Fleet, msg: TaskMessage, outcome: Outcome) -> Outcome:
     """In a pool child: compute the follow-ups of a finished task; messages go out with the
-    node's commit (`outcome.send`), results are stored at once."""
+    node's commit (`outcome.send`), results are stored at once.
+
+    Never leaves a workflow waiting forever: when the result store fails (a broker error),
+    the follow-up is handed to the node (`outcome.follow_up`), which retries it until the
+    store is back; any other error fails the task with that error, and the node follows
+    that failure up (the rest of the chain fails, errbacks run, a chord fails).
+    """
     if outcome.meta is None or not msg.callbacks:
         return outcome
+    token = uuid.uuid4().hex
     try:
-        plan = follow_up(app, msg, codec.loads(outcome.meta), outcome.meta)
+        plan = follow_up(app, msg, codec.loads(outcome.meta), outcome.meta, token)
         plan.store(app)
-    except Exception:
-        log.exception("Task %s[%s]: could not send what follows it in its workflow",
-                      msg.task, msg.id)
+    except Exception as exc:
+        if is_transient(app, exc):
+            log.warning("Task %s[%s]: the result store failed while following it up in its "
+                        "workflow (%s: %s); the node retries that", msg.task, msg.id,
+                        type(exc).__name__, exc)
+        else:
+            log.exception("Task %s[%s]: could not follow it up in its workflow: marked failed",
+                          msg.task, msg.id)
+            outcome = _workflow_failure(msg, outcome, exc)
+        outcome.follow_up = {"token": token, "meta": outcome.meta}
         return outcome
     outcome.send.extend({"queue": m.queue, "body": m.encode(), "priority": m.priority,
                          "eta": m.eta} for m in plan.messages)
     return outcome
 
 
-def attach(node: Node) -> None:
-    """Follow up, in the node's main process, the failures it decides itself, and the
-    tasks it finds lost on a dead node."""
-    node.hooks["settled"].append(_on_settled)
-    node.hooks["lost"].append(_on_lost)
+def is_transient(app: Fleet, exc: BaseException) -> bool:
+    """A result store error that retrying later can cure (follow-ups only use that store:
+    their messages go out with the node's commit)."""
+    return isinstance(exc, (BrokerUnavailable, *app.result_store.transient_errors))
 
 
-def _on_settled(node: Node, job: Job, state: str, header: dict) -> None:
-    meta = header.get("meta")
-    if meta is not None and state in FAILED_STATES:  # (children followed up their own)
-        _follow_up_in_node(node, job.message, meta)
+def _workflow_failure(msg: TaskMessage, outcome: Outcome, exc: Exception) -> Outcome:
+    from fleet.engine.execute import _failure
+    from fleet.exceptions import FleetError
+
+    error = FleetError(f"the task ran ({outcome.state}) but what follows it in its workflow "
+                       f"could not be sent: {type(exc).__name__}: {exc}")
+    failed = _failure(msg.id, states.FAILURE, error, outcome.runtime, {"task": msg.task})
+    failed.send, failed.retry = [], {}
+    return failed
 
 
-def _on_lost(node: Node, msg: TaskMessage, meta: dict) -> None:
-    _follow_up_in_node(node, msg, meta)
+def attach(node: Node) -> FollowUps:
+    """Follow up, in the node's main process, the failures it decides itself, the tasks it
+    finds lost on a dead node, and the follow-ups its children could not finish."""
+    follow_ups = FollowUps(node)
+    node.hooks["settled"].append(follow_ups.on_settled)
+    node.hooks["lost"].append(follow_ups.on_lost)
+    node.hooks["rejected"].append(follow_ups.on_rejected)
+    node.timers.append(follow_ups.timer)
+    return follow_ups
 
 
-def _follow_up_in_node(node: Node, msg: TaskMessage, meta: dict) -> None:
-    if not msg.callbacks:
-        return
-    from fleet.engine.transport.base import Outgoing
+class FollowUps:
+    """The node's own follow-ups, carried out into its commit batch, in order; retried with
+    backoff (on the node's timer, never blocking its loop) while the result store fails."""
 
-    plan = follow_up(node.app, msg, meta)
-    for group_id, ids in plan.groups.items():  # (none on failure paths; kept for safety)
+    def __init__(self, node: Node):
+        self.node = node
+        self.waiting: list[tuple[TaskMessage, dict, str | None, str]] = []
+        self.failures = 0
+        self.timer: list = [IDLE, self.retry]  # an entry of node.timers: [due, callback]
+
+    def on_settled(self, node: Node, job: Job, state: str, header: dict) -> None:
+        handed = header.get("follow_up")
+        if handed is not None:  # a child could not finish its follow-up
+            self.add(job.message, codec.loads(handed["meta"]), handed["meta"], handed["token"])
+            return
+        meta = header.get("meta")
+        if meta is not None and state in FAILED_STATES:  # (children followed up their own)
+            self.add(job.message, meta)
+
+    def on_lost(self, node: Node, msg: TaskMessage, meta: dict) -> None:
+        self.add(msg, meta)
+
+    def on_rejected(self, node: Node, delivery: Any, reason: str) -> None:
+        """A dead-lettered task (unknown to the node) failed: so does what follows it."""
+        from fleet.exceptions import MessageDecodeError, NotRegistered
+
+        try:
+            msg = codec.decode(delivery.body)
+        except MessageDecodeError:
+            return  # an undecodable message carries no workflow we could read
+        exc = NotRegistered(f"task {msg.task!r} was moved to the dead-letter queue: {reason}")
+        self.add(msg, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
+                                     node=node.name))
+
+    def add(self, msg: TaskMessage, meta: dict, meta_text: str | None = None,
+            token: str | None = None) -> None:
+        if not msg.callbacks:
+            return
+        self.waiting.append((msg, meta, meta_text, token or uuid.uuid4().hex))
+        if len(self.waiting) == 1:  # else a retry is scheduled already: keep the order
+            self.timer[0] = self.retry(time.monotonic())
+
+    def retry(self, now: float) -> float:
+        """Carry out what waits, oldest first; when the next try is due (IDLE: nothing)."""
+        while self.waiting:
+            msg, meta, meta_text, token = self.waiting[0]
+            try:
+                self._carry_out(msg, meta, meta_text, token)
+            except Exception as exc:
+                if not is_transient(self.node.app, exc):
+                    log.exception("%s: could not follow up %s[%s] in its workflow",
+                                  self.node.name, msg.task, msg.id)
+                    self.waiting.pop(0)
+                    continue
+                return self._back_off(now, exc)
+            self.waiting.pop(0)
+        self.failures = 0
+        return IDLE
+
+    def _back_off(self, now: float, exc: BaseException) -> float:
+        conf = self.node.conf
+        self.failures += 1
+        delay = min(conf.broker_connection_retry_max_delay,
+                    conf.broker_connection_retry_delay * 2 ** min(self.failures - 1, 16))
+        log.error("%s: the result store failed while following up %d workflow task(s) "
+                  "(%s: %s); retrying in %.1fs", self.node.name, len(self.waiting),
+                  type(exc).__name__, exc, delay)
+        return now + delay
+
+    def _carry_out(self, msg: TaskMessage, meta: dict, meta_text: str | None,
+                   token: str) -> None:
         from fleet.engine.results import save_group
 
-        save_group(node.app, group_id, ids)
-    node.batch.results.extend(node.backend.stored(m) for m in plan.metas)
-    node.batch.puts.extend(Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
-                           for m in plan.messages)
+        node = self.node
+        plan = follow_up(node.app, msg, meta, meta_text, token)
+        for group_id, ids in plan.groups.items():  # before the messages that need them
+            save_group(node.app, group_id, ids)
+        node.batch.results.extend(node.backend.stored(m) for m in plan.metas)
+        node.batch.puts.extend(Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
+                               for m in plan.messages)

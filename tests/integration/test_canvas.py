@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleet import GroupResult, chain, chord, group
+from fleet import GroupResult, chain, chord, group, signature
 from fleet.engine import states
-from fleet.exceptions import TimeLimitExceeded
+from fleet.exceptions import NotRegistered, TimeLimitExceeded
 
 
 def test_a_group_of_10_returns_results_in_submission_order(app, nodes):
@@ -270,4 +270,44 @@ def test_revoking_a_group_revokes_every_task_and_fails_a_chord_waiting_on_it(app
     wait_for(lambda: held(chorded.parent), 20, message="the node to hold the header")
     chorded.parent.revoke()
     with pytest.raises(TaskRevokedError):
+        chorded.get(timeout=20)
+
+
+# == a broker error while a child sends the follow-ups ===========================================
+# Regression: the child only logged the error, so the chain or chord waited forever. Now the
+# node takes the follow-up over (and retries it until the result store answers).
+
+@pytest.mark.parametrize("method", ["incr", "add_value", "set_values"])
+def test_a_chord_header_meeting_a_store_error_still_fires_the_body_once(app, nodes, method):
+    nodes.start(concurrency=1)
+    from testapp import add, store_trouble, xsum
+
+    header = [store_trouble.s(1, method)] + [add.s(i, 0) for i in range(2, 5)]
+    result = chord(header, xsum.s()).delay()
+    assert result.get(timeout=20) == 1 + 2 + 3 + 4
+
+
+def test_a_failing_chain_task_meeting_a_store_error_still_fails_the_rest(app, nodes):
+    nodes.start(concurrency=1)
+    from testapp import add, store_trouble
+
+    result = (store_trouble.s(7, "set_values", fail=True) | add.s(1) | add.s(2)).delay()
+    with pytest.raises(ValueError, match="failed on purpose"):
+        result.get(timeout=20)
+    assert result.parent.state == states.FAILURE
+
+
+def test_an_unknown_task_in_a_workflow_fails_the_rest_instead_of_hanging(app, nodes):
+    # Regression: a dead-lettered task (unknown to the node) was never followed up: the rest
+    # of its chain stayed PENDING and a chord over it never fired nor failed.
+    nodes.start()
+    from testapp import add, xsum
+
+    unknown = signature("testapp.no_such_task", app=app)
+    result = (add.s(1, 1) | unknown | add.s(1)).delay()
+    with pytest.raises(NotRegistered):
+        result.get(timeout=20)
+    assert result.parent.parent.get(timeout=5) == 2
+    chorded = chord([add.s(1, 1), unknown.clone()], xsum.s()).delay()
+    with pytest.raises(NotRegistered):
         chorded.get(timeout=20)

@@ -36,12 +36,14 @@ def test_term_lets_the_running_task_finish_and_exits_zero(app, nodes, tmp_path):
 
 
 def test_quit_puts_prefetched_tasks_back_and_fails_the_running_one(app, nodes, tmp_path):
-    node = nodes.start(concurrency=1)
     from testapp import add, sleep
 
     marker = str(tmp_path / "run")
     running = sleep.delay(30, marker)
     waiting = [add.delay(i, i) for i in range(3)]
+    # all four queued first, so one reserve takes them (prefetch 4); a long prefetch timeout
+    # so the node keeps the three behind the long task
+    node = nodes.start(concurrency=1, env={"FLEET_WORKER_PREFETCH_TIMEOUT": "60"})
     wait_for(lambda: Path(marker + ".started").exists(), 10, message="task start")
     wait_for(lambda: queue(app).reserved == 4, 10, message="prefetch of 3 more")
     node.signal(signal.SIGQUIT)
@@ -172,12 +174,13 @@ def _read(path: str) -> str | None:
         return None
 
 
-def test_a_child_killed_mid_task_requeues_an_acks_late_task(app, nodes, tmp_path):
+def test_a_child_killed_mid_task_requeues_an_acks_late_task_that_rejects_on_worker_lost(
+        app, nodes, tmp_path):
     node = nodes.start(concurrency=1)
-    from testapp import late_sleep
+    from testapp import late_reject_sleep
 
     marker = str(tmp_path / "late")
-    result = late_sleep.delay(0.3, marker)
+    result = late_reject_sleep.delay(0.3, marker)
     wait_for(lambda: Path(marker + ".runs").exists(), 10, message="first run")
     first_child = int(Path(marker + ".runs").read_text().split()[0])
     os.kill(first_child, signal.SIGKILL)

@@ -62,6 +62,13 @@ def test_destination_limits_the_replies_to_that_node(app, nodes, env):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {full("w2"): {"ok": "pong"}}
     assert list(app.control.inspect(destination=[full("w1")]).stats()) == [full("w1")]
+    # A name the broker does not know (a typo) is not waited for: with a 60s timeout, the
+    # command still returns at once (run_fleet gives up after 30s).
+    typo = run_fleet("inspect", "ping", "-d", f"{full('w2')},w9@nowhere", "-t", "60", env=env)
+    assert typo.returncode == 0, typo.stderr
+    assert "no reply from w9@nowhere: not known to the broker" in typo.stderr
+    alone = run_fleet("inspect", "ping", "-d", "w9@nowhere", "-t", "60", env=env)
+    assert alone.returncode == 69 and "None of w9@nowhere is known" in alone.stderr
 
 
 def test_active_shows_the_running_task_while_the_only_child_is_busy(app, nodes, env,
@@ -237,7 +244,7 @@ def test_revoking_a_held_eta_task_settles_it_at_once(app, nodes):
     wait_for(lambda: app.control.inspect().scheduled().get(full("w1")), 10,
              message="the node to hold the ETA task")
     app.control.revoke(later.id, reply=True)
-    with pytest.raises(TaskRevokedError, match="revoked before it ran"):
+    with pytest.raises(TaskRevokedError, match="revoked before it started"):
         later.get(timeout=10)  # not after 120 s
     assert app.control.inspect().scheduled()[full("w1")] == []
 
@@ -262,6 +269,21 @@ def test_revoke_then_restart_every_node_still_never_runs(app, nodes, env, tmp_pa
     assert not marker.exists()
     revoked = app.control.inspect().revoked()
     assert all(result.id in ids for ids in revoked.values()) and len(revoked) == 2
+
+
+def test_a_revoke_while_no_node_runs_says_it_is_stored_and_holds(app, nodes, env, tmp_path):
+    # Regression: the exit-69 message read as if the revoke was lost, yet it is durable.
+    from testapp import sleep
+
+    marker = tmp_path / "revoked"
+    result = sleep.delay(0, str(marker))
+    done = run_fleet("control", "revoke", result.id, env=env)
+    assert done.returncode == 69
+    assert "The revoke itself is stored in the broker" in done.stderr
+    nodes.start(concurrency=1)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=15)
+    assert not marker.exists()
 
 
 def test_terminate_kills_the_running_task(app, nodes, env, tmp_path):
@@ -304,12 +326,14 @@ def test_shutdown_stops_the_node_and_reports_ok(app, nodes, env):
 # == no replies ===================================================================================
 
 def test_no_nodes_exits_69_and_says_why(env):
-    done = run_fleet("inspect", "ping", "-t", "0.3", env=env)
+    # Regression: with no node registered at all, ping waited out its whole timeout; it
+    # returns at once now (a 60s timeout would outlast run_fleet's 30s limit).
+    done = run_fleet("inspect", "ping", "-t", "60", env=env)
     assert done.returncode == 69
-    assert "no node replied within 0.3s" in done.stderr
+    assert "no node replied" in done.stderr
     assert "no node is registered" in done.stderr
     assert "fleet multi status" in done.stderr
-    status = run_fleet("status", "-t", "0.3", env=env)
+    status = run_fleet("status", "-t", "60", env=env)
     assert status.returncode == 69
 
 
@@ -419,7 +443,8 @@ def test_an_unreachable_broker_exits_69_and_says_so(tmp_path):
 def test_events_report_sent_failed_and_rejected_tasks(app, nodes, broker_url, tmp_path):
     nodes.start("-E")
     env = fleet_env(broker_url, FLEET_STATE_DIR=str(tmp_path / "state"))
-    dump = subprocess.Popen([sys.executable, "-m", "fleet", "events", "--dump", "--json"],
+    # (--json alone implies --dump: it used to ask for a terminal for the live view)
+    dump = subprocess.Popen([sys.executable, "-m", "fleet", "events", "--json"],
                             cwd=APPS, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     app.conf.update(task_send_sent_event=True)

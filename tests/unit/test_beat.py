@@ -124,6 +124,8 @@ def test_entry_options_route_the_task():
     ({"task": "t.x", "schedule": "often"}, r"beat_schedule\['bad'\]"),
     ({"task": "t.x", "schedule": {"crontab": {"minute": "61"}}}, "minute"),
     ({"task": "t.x", "schedule": 5, "options": {"queu": "a"}}, "did you mean 'queue'"),
+    # regression: args that cannot travel as JSON failed at every run, not at start
+    ({"task": "t.x", "schedule": 5, "args": [{1, 2}]}, r"beat_schedule\['bad'\]: 'args'.*set"),
 ])
 def test_a_wrong_entry_is_an_error_naming_it(entry, message):
     with pytest.raises(ConfigError, match=message):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +14,9 @@ from fleet.engine import message as codec
 from fleet.engine import states
 from fleet.engine.canvas import Chain, Chord, Group
 from fleet.engine.results import exception_meta, load_group, success_meta
-from fleet.engine.workflow import follow_up
+from fleet.engine.transport.base import Batch
+from fleet.engine.workflow import FollowUps, follow_up
+from fleet.exceptions import BrokerUnavailable
 
 
 @pytest.fixture
@@ -233,6 +237,74 @@ def test_a_failed_header_task_fails_the_chord_once(app):
     assert [m.id for m in failed.messages] == [errback.id]
     assert _fail(app, header[1], ValueError("again")).metas == []  # the chord failed once
     assert [len(_finish(app, m, 0).messages) for m in header[1:]] == [0, 0]
+
+
+def _break(store, monkeypatch, method, times=1):
+    """Make `store.method` raise BrokerUnavailable (a transient error) `times` times."""
+    real, left = getattr(store, method), [times]
+
+    def broken(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise BrokerUnavailable("injected: the result store is down")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, method, broken)
+
+
+@pytest.mark.parametrize("method", ["incr", "add_value", "get_metas"])
+def test_a_follow_up_repeated_with_its_token_after_a_store_error_counts_once(app, monkeypatch,
+                                                                             method):
+    # Regression: a repeat found its own member claim and skipped counting: the chord hung.
+    add, _, xsum = tasks(app)
+    result = chord(add.s(i, i) for i in range(2))(xsum.s())
+    first, last = sent(app)
+    assert _finish(app, first, 0).messages == []
+    store = app.backend if method == "get_metas" else app.result_store
+    _break(store, monkeypatch, method)
+    meta = success_meta(last.id, 2)
+    with pytest.raises(BrokerUnavailable):
+        follow_up(app, last, meta, token="attempt")
+    (body,) = follow_up(app, last, meta, token="attempt").messages
+    assert body.id == result.id and body.args == [[0, 2]]
+    assert follow_up(app, last, meta, token="redelivery").messages == []
+
+
+def test_the_node_retries_follow_ups_with_backoff_while_the_store_fails(app, monkeypatch):
+    add, _, xsum = tasks(app)
+    result = chord(add.s(i, i) for i in range(2))(xsum.s())
+    first, _ = sent(app)
+    node = SimpleNamespace(app=app, conf=app.conf, name="n1@h", batch=Batch(),
+                           backend=app.backend)
+    follow_ups = FollowUps(node)
+    _break(app.result_store, monkeypatch, "add_value", times=2)  # claiming the chord fails
+    failed = exception_meta(first.id, states.FAILURE, ValueError("nope"), None, task="t.add")
+    follow_ups.add(first, failed)
+    due = follow_ups.timer[0]
+    assert due > time.monotonic() and node.batch.results == []
+    assert follow_ups.retry(due) > due  # still failing: it backs off further
+    assert follow_ups.retry(due + 60) == float("inf")
+    assert follow_ups.waiting == []
+    (body,) = node.batch.results  # the chord's result: the header's failure
+    assert body.key.endswith(result.id) and '"exc_message":"nope"' in body.value
+
+
+def test_a_follow_up_that_cannot_be_built_fails_the_task_with_a_clear_error(app):
+    # Regression: the error was only logged; the task looked successful and its chain hung.
+    from fleet.engine.execute import Outcome
+    from fleet.engine.workflow import add_to_outcome
+
+    add, mul, _ = tasks(app)
+    (add.s(1, 1) | mul.s(8)).delay()
+    (first,) = sent(app)
+    first.callbacks["chain"] = [{"kind": "bogus"}]
+    done = Outcome(first.id, states.SUCCESS, 0.1, "2", codec.dumps(success_meta(first.id, 2)))
+    failed = add_to_outcome(app, first, done)
+    assert failed.state == states.FAILURE and failed.send == []
+    meta = codec.loads(failed.meta)
+    assert "what follows it in its workflow could not be sent" in meta["exc_message"]
+    assert "unknown signature kind 'bogus'" in meta["exc_message"]
+    assert failed.header()["follow_up"]["meta"] == failed.meta  # the node follows it up
 
 
 # -- map, starmap, chunks, built-in tasks -------------------------------------------------------

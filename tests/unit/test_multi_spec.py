@@ -367,7 +367,6 @@ def test_the_worker_option_table_matches_the_brief():
         "--uid": ((), True),
         "--gid": ((), True),
         "--umask": ((), True),
-        "--without-heartbeat": ((), False),
     }
 
 
@@ -385,7 +384,7 @@ def test_a_value_of_a_single_dash_is_taken():
     assert nodes_for("1 --logfile -")[0].options["--logfile"] == "-"
 
 
-@pytest.mark.parametrize("flag", ["-E", "--events", "-B", "--beat", "--without-heartbeat"])
+@pytest.mark.parametrize("flag", ["-E", "--events", "-B", "--beat"])
 def test_flags_never_consume_the_next_token(flag):
     spec = parse(f"{flag} web")
     assert spec.positionals == ["web"]
@@ -768,3 +767,16 @@ def test_select_nodes_with_no_known_nodes_says_so():
     with pytest.raises(UsageError) as caught:
         select_nodes([], ["w1"])
     assert caught.value.hint == "valid: no nodes are known"
+
+
+def test_every_option_multi_passes_on_is_one_fleet_worker_takes():
+    """WORKER_OPTIONS must match `fleet worker`: the same spellings, value or flag."""
+    from fleet.cli import worker
+    from fleet.multi import WORKER_OPTIONS
+
+    accepted = {spelling: not param.is_flag for param in worker.params
+                if hasattr(param, "is_flag") for spelling in param.opts}
+    for option in WORKER_OPTIONS:
+        for spelling in (option.name, *option.aliases):
+            assert spelling in accepted, f"fleet worker has no {spelling}"
+            assert accepted[spelling] == option.takes_value, spelling

@@ -3,6 +3,7 @@ replies and events, the live view, and the explanation when nobody answered."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -46,7 +47,8 @@ def test_command_line_words_are_typed_by_the_registry():
 
 
 @pytest.mark.parametrize(("name", "words", "message"), [
-    ("pool_grow", ["two"], "bad N 'two'"),
+    ("pool_grow", ["two"], "bad N 'two': expected a whole number such as 2"),
+    ("time_limit", ["t", "soon"], "bad SOFT 'soon': expected a number of seconds"),
     ("terminate", ["NOPE", "x"], "unknown signal"),
     ("terminate", ["INT", "x"], "SIGINT does not stop a task"),
     ("rate_limit", ["t", "fast"], "invalid rate limit"),
@@ -95,9 +97,19 @@ def test_silence_is_explained_with_the_known_nodes_and_what_to_try():
     assert "secret" not in text and "reachable" in text
     assert "--timeout" in text and "fleet multi status" in text
     nobody = explain_silence(Replies(timeout=1.0), "sqlite:///x.db")
-    assert "no node is registered" in nobody
+    assert "no node is registered" in nobody and "within" not in nobody
     typo = explain_silence(Replies(timeout=1.0, known=[stale], expected=["w9@h"]), "redis://db")
     assert "None of w9@h is known to the broker" in typo
+    assert "stored in the broker" not in typo
+
+
+def test_silence_after_a_revoke_says_the_revoke_is_stored_anyway():
+    # Regression: `fleet control revoke` with no node up read as a failure, yet it worked.
+    for replies in (Replies(command="revoke"), Replies(command="terminate", known=[
+            NodeSeen("w1@h", "h", 42, time.time() - 120, {"freq": 2.0})])):
+        text = explain_silence(replies, "sqlite:///x.db")
+        assert "The revoke itself is stored in the broker" in text
+    assert "stored" not in explain_silence(Replies(command="revoke"), "redis://db", "refused")
     down = explain_silence(Replies(timeout=1.0), "redis://db", "ConnectionError: refused")
     assert "was not reachable (ConnectionError: refused)" in down
 
@@ -142,6 +154,8 @@ def test_the_live_view_folds_events_into_nodes_tasks_rates_and_failures():
     assert len(render(state, 40, 5, now)) == 5
     state.apply({"type": "worker-offline", "node": "w1@h", "timestamp": now})
     assert "offline" in "\n".join(render(state, 100, 50, now))
+    state.notice = "12:00:00 broker error (ConnectionError: refused)"
+    assert render(state, 100, 50, now)[1] == state.notice
 
 
 def test_cli_lists_and_helps_from_the_registry():
@@ -155,6 +169,18 @@ def test_cli_lists_and_helps_from_the_registry():
     assert "--destination" in helped.stdout and "--timeout" in helped.stdout
     wrong = run_fleet("inspect", "activ", env=env)
     assert wrong.returncode == 2 and "did you mean 'active'" in wrong.stderr
+    as_json = json.loads(run_fleet("control", "--list", "--json", env=env).stdout)
+    limit = next(cmd for cmd in as_json if cmd["name"] == "time_limit")
+    assert limit["usage"] == "time_limit TASK SOFT [HARD]" and limit["kind"] == "control"
+    assert [a["required"] for a in limit["arguments"]] == [True, True, False]
+
+
+def test_a_bad_argument_is_one_line_naming_the_command_once():
+    # Regression: "fleet control pool_grow: pool_grow: bad N 'x': invalid literal for int()".
+    bad = run_fleet("control", "pool_grow", "x", env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("fleet control pool_grow: bad N 'x': expected a whole")
+    assert "pool_grow: pool_grow" not in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 class FakeNode:
@@ -206,10 +232,17 @@ def test_the_mailbox_answers_requests_for_it_with_the_ticket(mailbox):
 
 
 @pytest.mark.parametrize("extra", [{"destination": ["w2@h"]},
-                                   {"deadline": time.time() - 1}])
+                                   {"deadline": time.time() - 60}])
 def test_the_mailbox_ignores_other_nodes_and_late_requests(mailbox, extra):
     mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, _request("ping", **extra))
     assert _replies(mailbox) == []
+
+
+def test_a_node_whose_clock_runs_a_little_ahead_still_answers(mailbox):
+    # Regression: the deadline is the client's clock; a node 1s ahead ignored every request.
+    late = _request("ping", deadline=time.time() - 1)
+    mailbox.on_broadcast(mailbox.node, control.CONTROL_CHANNEL, late)
+    assert [reply["ok"] for reply in _replies(mailbox)] == ["pong"]
 
 
 def test_an_unknown_command_or_bad_arguments_get_an_error_reply(mailbox):
@@ -235,5 +268,47 @@ def test_revokes_are_stored_with_their_expiry_and_loaded_by_a_node(mailbox):
     mailbox.refresh_revokes()
     assert mailbox.node.revoked == {"a", "b", "c"}
     control.store_revokes(broker, ["gone"], expires=0.01)
+    mailbox.refresh_revokes()
+    assert "gone" in mailbox.node.revoked
     time.sleep(0.05)
     assert "revoked:gone" not in broker.values_with_prefix(control.REVOKE_PREFIX)
+    # Regression: expired revokes stayed in the node's set forever (it only grew).
+    control.store_revokes(broker, ["d"], expires=60)
+    mailbox.refresh_revokes()
+    assert mailbox.node.revoked == {"a", "b", "c", "d"}
+
+
+def test_events_keep_coming_after_a_broker_error_when_the_caller_takes_notices(monkeypatch):
+    # Regression: `fleet events --dump` died on a broker restart instead of reconnecting.
+    import uuid
+
+    from fleet import Fleet
+    from fleet.engine import events
+    from fleet.exceptions import BrokerUnavailable
+
+    app = Fleet("t", broker=f"memory://{uuid.uuid4().hex}")
+    real_wait, failures = events._wait, [1]
+
+    def flaky_wait(subscription, interval):
+        if failures[0]:
+            failures[0] -= 1
+            raise BrokerUnavailable("injected: the broker restarts")
+        return real_wait(subscription, interval)
+
+    monkeypatch.setattr(events, "_wait", flaky_wait)
+    monkeypatch.setattr(events, "RESUBSCRIBE_DELAY", 0.0)
+    notices: list[str] = []
+    stream = events.listen(app, interval=0.01, notice=notices.append)
+    assert next(stream) is None
+    assert next(stream) is None  # the error: noticed, subscribed again
+    assert "broker error (BrokerUnavailable" in notices[0] and "listening again" in notices[1]
+    app.broker.publish(events.EVENTS_CHANNEL, '[{"type": "worker-heartbeat", "node": "w"}]')
+    got = next(item for item in stream if item is not None)
+    assert got["type"] == "worker-heartbeat"
+    stream.close()
+    plain = events.listen(app, interval=0.01)
+    assert next(plain) is None
+    failures[0] = 1
+    with pytest.raises(BrokerUnavailable):  # without notices, the error is the caller's
+        next(plain)
+    app.close()
