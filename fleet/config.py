@@ -104,10 +104,11 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
     return config
 
 
-#: Checks for sections owned by other modules, as "module:function": each gets the parsed
-#: config and returns a list of problems. Imported only when a file is checked.
-SECTION_CHECKS: list[str] = ["fleet.multi_config:check_multi",
-                             "fleet.engine.beat:check_file_section"]
+#: Checks for sections owned by other modules, as section -> "module:function": each gets
+#: the parsed config and returns a list of problems. Imported only when the file has that
+#: section, so a node reading a fleet.toml without [beat] never imports the scheduler.
+SECTION_CHECKS: dict[str, str] = {"multi": "fleet.multi_config:check_multi",
+                                  "beat": "fleet.engine.beat:check_file_section"}
 
 
 def check_config(data: dict[str, Any], path: Path | None = None,
@@ -139,7 +140,9 @@ def check_config(data: dict[str, Any], path: Path | None = None,
         except ConfigError as exc:
             problems.append(exc)
             del config.settings[name]
-    for check in SECTION_CHECKS:
+    for section, check in SECTION_CHECKS.items():
+        if not getattr(config, section):
+            continue
         module, _, function = check.partition(":")
         problems += getattr(importlib.import_module(module), function)(config)
     return config, problems
