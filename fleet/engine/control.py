@@ -675,10 +675,11 @@ def do_cancel_consumer(mailbox: Mailbox, queue: str) -> str:
     return f"no longer consuming from {queue}"
 
 
-def _resize(node: Node, method: str, n: int, what: str) -> None:
-    """Grow or shrink through the node, which refuses sizes outside an autoscale range."""
+def _refusable(action: Callable[..., Any], *args: Any) -> Any:
+    """Call a node method that refuses with a FleetError (a size outside the autoscale range,
+    a bad range); the refusal becomes the command's error reply."""
     try:
-        getattr(node, method)(n, what)
+        return action(*args)
     except FleetError as exc:
         raise CommandError(exc.one_line()) from None
 
@@ -689,7 +690,7 @@ def do_pool_grow(mailbox: Mailbox, n: int) -> str:
     node = mailbox.node
     if n < 1:
         raise CommandError("N must be at least 1")
-    _resize(node, "grow", n, "pool_grow")
+    _refusable(node.grow, n, "pool_grow")
     return f"pool will grow to {node.options.concurrency}"
 
 
@@ -701,7 +702,7 @@ def do_pool_shrink(mailbox: Mailbox, n: int) -> str:
         raise CommandError("N must be at least 1")
     if node.autoscaler is None and node.options.concurrency <= 1:
         raise CommandError("the pool has one child already: it cannot shrink further")
-    _resize(node, "shrink", n, "pool_shrink")
+    _refusable(node.shrink, n, "pool_shrink")
     return f"pool will shrink to {node.options.concurrency}"
 
 
@@ -716,10 +717,7 @@ def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
         raise CommandError(f"need 0 <= MIN <= MAX and MAX >= 1 (got MAX={max} MIN={min})")
     if node.autoscaler is None:
         Autoscaler(node, max, min, node.conf.worker_autoscale_keepalive).attach()
-    try:
-        return node.autoscaler.update(max, min)
-    except FleetError as exc:
-        raise CommandError(exc.one_line()) from None
+    return _refusable(node.autoscaler.update, max, min)
 
 
 @command(CONTROL)
