@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,13 +73,16 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
     in the outcome's `send` (see `fleet.engine.workflow`).
     """
     outcome = _execute(app, msg, node, delivery_info)
-    # A terminated task (hard time limit, revoke with terminate) is followed up by the node,
-    # which alone knows why it stopped it (the hard limit settles it as TimeLimitExceeded).
-    if msg.callbacks and not outcome.terminated:
-        from fleet.engine.workflow import add_to_outcome
+    if not msg.callbacks:
+        return outcome
+    if outcome.terminated:
+        # Handed to the node, which alone knows why it stopped the task: after a hard time
+        # limit it has settled it as TimeLimitExceeded already and ignores this outcome.
+        outcome.follow_up = {"token": uuid.uuid4().hex, "meta": outcome.meta}
+        return outcome
+    from fleet.engine.workflow import add_to_outcome
 
-        outcome = add_to_outcome(app, msg, outcome)
-    return outcome
+    return add_to_outcome(app, msg, outcome)
 
 
 def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:

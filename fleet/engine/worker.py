@@ -735,8 +735,6 @@ class Node:
             self.batch.puts.append(Outgoing(codec.new_id(), item["queue"], item["body"],
                                             item.get("priority", 0), item.get("eta")))
         self.batch.acks.append(job.delivery.id)
-        if header.get("terminated") and payload and "meta" not in header:
-            header = {**header, "meta": codec.loads(payload)}  # its workflow: followed up here
         self.emit("settled", job, state, header)
 
     def _put_retry(self, job: Job, retry: dict) -> None:
