@@ -5,7 +5,7 @@ Global options (-A/--app, -b/--broker, --result-backend, --workdir, --config, --
 `fleet worker -A proj`); the one closest to the sub-command wins.
 
 Every error is one line on stderr (`fleet: ...` with what to do) and a documented exit code
-(see fleet.errors): 2 for usage errors.
+(see fleet.operator_errors): 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fleet import __version__
-from fleet.errors import EXIT_FAILURE, EXIT_USAGE, FleetError, UsageError
+from fleet.operator_errors import EXIT_FAILURE, EXIT_USAGE, FleetError, UsageError
 
 if TYPE_CHECKING:
     from fleet.config import FileConfig
@@ -532,7 +532,7 @@ _register_commands()
 
 def _unexpected(exc: Exception) -> int:
     """An error nobody turned into a FleetError: a broker failing mid-command, or a bug."""
-    from fleet.errors import EXIT_BROKER, EXIT_SOFTWARE
+    from fleet.operator_errors import EXIT_BROKER, EXIT_SOFTWARE
 
     if os.environ.get("FLEET_DEBUG"):
         raise exc

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fleet.cli import CliContext, global_options, pass_cli, print_table
-from fleet.errors import EXIT_CONFIG, ConfigError, FleetError
+from fleet.operator_errors import EXIT_CONFIG, ConfigError, FleetError
 
 
 def register(cli: click.Group) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from fleet.errors import EXIT_BROKER, EXIT_FAILURE, EXIT_OK
+from fleet.operator_errors import EXIT_BROKER, EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
     from fleet.cli import CliContext

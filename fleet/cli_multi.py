@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from fleet.cli import CliContext, pass_cli, print_table
-from fleet.errors import EXIT_FAILURE, EXIT_NOT_RUNNING, FleetError, UsageError, closest
+from fleet.operator_errors import EXIT_FAILURE, EXIT_NOT_RUNNING, FleetError, UsageError, closest
 
 #: The sub-commands, in the order --help lists them (handlers: _HANDLERS at the end).
 COMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fleet.cli import CliContext, global_options, pass_cli, split_list
-from fleet.errors import EXIT_FAILURE, EXIT_UNAVAILABLE, FleetError, UsageError
+from fleet.operator_errors import EXIT_FAILURE, EXIT_UNAVAILABLE, FleetError, UsageError
 
 if TYPE_CHECKING:
     from fleet.engine.control import Command

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.engine.settings import SETTINGS, validate
-from fleet.errors import ConfigError, closest
+from fleet.operator_errors import ConfigError, closest
 
 TOP_LEVEL_KEYS = {"app", "workdir", "broker", "result_backend", "settings", "multi", "beat"}
 DEFAULT_NAME = "fleet.toml"

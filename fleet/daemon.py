@@ -23,7 +23,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
+from fleet.operator_errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
 
 log = logging.getLogger("fleet.daemon")
 

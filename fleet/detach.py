@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.daemon import ensure_directory, open_log_file
-from fleet.errors import PermissionProblem, UsageError
+from fleet.operator_errors import PermissionProblem, UsageError
 from fleet.signals import describe_wait_status
 
 READY_ENV = "FLEET_READY_FD"
@@ -286,13 +286,13 @@ def detach_worker(hostname: str, logfile: str | None, pidfile: str | None, detac
 
     Without --detach (--uid/--gid/--umask alone, as after a restart in place): applies what
     still can be and returns None."""
-    from fleet.multi import default_paths
     from fleet.nodenames import format_node, host_format
+    from fleet.paths import default_node_files
 
     if not detached:
         return _apply_in_place(uid, gid, umask)
     nodename = host_format(hostname)
-    default_pid, default_log = default_paths()
+    default_pid, default_log = default_node_files()
     for option, given, default in (("--logfile", logfile, default_log),
                                    ("--pidfile", pidfile, default_pid)):
         if not given:

@@ -1,27 +1,21 @@
-"""Exceptions raised by the task engine's public API (`fleet.exceptions.TimeoutError`, ...).
+"""The exceptions user code meets: what tasks raise and what clients catch.
 
-They all derive from `fleet.errors.FleetError`, so the CLI reports any of them as one clear
-line with an exit code.
+`fleet.exceptions.TimeoutError`, `Retry`, `SoftTimeLimitExceeded`, `RemoteError`, ... mirror
+the names Celery users know. Errors about running fleet itself (bad usage, bad settings, an
+app that will not load, a path without permission), with their exit codes, live in
+`fleet.operator_errors`; every exception here derives from its `FleetError` (except the two
+raised inside a task to change its course), so the CLI reports any of them as one line.
 """
 
 from __future__ import annotations
 
 import builtins
 
-from fleet.errors import (
-    EXIT_BROKER,
-    AppLoadError,
-    ConfigError,
-    FleetError,
-    UsageError,
-)
+from fleet.operator_errors import EXIT_BROKER, FleetError
 
 __all__ = [
-    "AppLoadError",
     "BrokerUnavailable",
-    "ConfigError",
     "EncodeError",
-    "FleetError",
     "MaxRetriesExceededError",
     "MessageDecodeError",
     "NotRegistered",
@@ -32,7 +26,6 @@ __all__ = [
     "Terminated",
     "TimeLimitExceeded",
     "TimeoutError",
-    "UsageError",
     "WorkerLostError",
 ]
 

@@ -40,7 +40,8 @@ from fleet.engine.control import (
     reply_channel,
     store_revokes,
 )
-from fleet.errors import UsageError
+from fleet.operator_errors import UsageError
+from fleet.signals import parse_signal, signal_name
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
@@ -230,15 +231,10 @@ class Control:
         broadcast (`broadcast` does that for every revoke), so nodes started later refuse
         the tasks too. By default it does not wait for replies (`reply=True` collects them).
         """
-        from fleet.engine.control import signal_label, signal_number
-
         ids = [task_id] if isinstance(task_id, str) else [str(item) for item in task_id]
         if not ids:
             raise UsageError("revoke needs at least one task id")
-        try:
-            label = signal_label(signal_number(signal))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        label = signal_name(parse_signal(signal))
         if terminate:
             return self._control("terminate", destination, timeout, reply, signal=label,
                                  ids=ids)

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from signal import Signals
 
-from fleet.engine.transport import state_dir
-from fleet.errors import UsageError, closest
 from fleet.nodenames import format_node, gethostname, host_format, preformat_node
+from fleet.operator_errors import UsageError, closest
+from fleet.paths import default_node_files
+from fleet.signals import parse_signal
 
 OptionValue = str | bool
 
@@ -103,8 +104,6 @@ MULTI_OPTIONS: tuple[OptionDef, ...] = (
 )
 
 DEFAULT_RANGE_PREFIX = "w"
-ROOT_PIDFILE = "/run/fleet/%n.pid"
-ROOT_LOGFILE = "/var/log/fleet/%n%I.log"
 SIGNAL_EXAMPLES = "e.g. -TERM, -KILL, -HUP, -INT, -QUIT, -USR1, -9, or --signal=TERM"
 
 _WORKER_BY_SPELLING = {s: o for o in WORKER_OPTIONS for s in (o.name, *o.aliases)}
@@ -225,7 +224,7 @@ def _consume(spec: MultiSpec, token: str, pending: deque[str]) -> None:
     if not token.startswith("-"):
         spec.positionals.append(token)
     elif _SIGNAL_SHORTHAND.fullmatch(token):
-        spec.signal = parse_signal(token[1:], given_as=token)
+        spec.signal = parse_signal(token[1:], given_as=token, hint=SIGNAL_EXAMPLES)
     else:
         _apply(spec, _read_option(token, pending))
 
@@ -321,18 +320,8 @@ def _timeout(value: OptionValue, given_as: str) -> float:
 
 
 def _signal_option(value: OptionValue, given_as: str) -> Signals:
-    return parse_signal(_non_empty(value, given_as), given_as=f"{given_as} {value}")
-
-
-def parse_signal(text: str, given_as: str | None = None) -> Signals:
-    """`TERM`, `SIGTERM`, `term` or `15` -> Signals.SIGTERM; anything else is a UsageError."""
-    name = text.strip().upper()
-    try:
-        if _NUMBER.fullmatch(name):
-            return Signals(int(name))
-        return Signals[name if name.startswith("SIG") else f"SIG{name}"]
-    except (KeyError, ValueError):
-        raise UsageError(f"unknown signal {given_as or text}", SIGNAL_EXAMPLES) from None
+    return parse_signal(_non_empty(value, given_as), given_as=f"{given_as} {value}",
+                        hint=SIGNAL_EXAMPLES)
 
 
 _MULTI_CONVERTERS: dict[str, Callable[[OptionValue, str], object]] = {
@@ -354,7 +343,7 @@ def expand_nodes(spec: MultiSpec, *, is_root: bool | None = None) -> list[NodeSp
     """
     names = node_names_of(spec)
     merged = _merge_options(spec, names)
-    defaults = dict(zip(("--pidfile", "--logfile"), default_paths(is_root), strict=True))
+    defaults = dict(zip(("--pidfile", "--logfile"), default_node_files(is_root), strict=True))
     nodes = [
         _make_node(spec, position, name, {**defaults, **options})
         for position, (name, options) in enumerate(zip(names, merged, strict=True), 1)
@@ -434,20 +423,6 @@ def _merge_options(spec: MultiSpec, names: list[str]) -> list[dict[str, OptionVa
         for position in _resolve_selector(option.selector, names, option.given_as):
             per_node[position][option.name] = option.value
     return per_node
-
-
-def default_paths(is_root: bool | None = None) -> tuple[str, str]:
-    """The --pidfile and --logfile templates used when none is given (not created here).
-
-    Root gets the system locations; anyone else the per-user state directory, so multi works
-    without root (celery's /var/run/celery defaults did not).
-    """
-    if is_root is None:
-        is_root = os.geteuid() == 0
-    if is_root:
-        return ROOT_PIDFILE, ROOT_LOGFILE
-    base = _escape(str(state_dir()))
-    return f"{base}/run/%n.pid", f"{base}/log/%n%I.log"
 
 
 def _make_node(

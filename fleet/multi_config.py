@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.config import FileConfig
-from fleet.errors import ConfigError, closest
 from fleet.multi import WORKER_OPTIONS
+from fleet.operator_errors import ConfigError, closest
 
 
 @dataclass(frozen=True)

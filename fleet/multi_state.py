@@ -75,9 +75,9 @@ class StateFile:
 
     def __init__(self, path: Path | str | None = None):
         if path is None:
-            from fleet.engine.transport import state_dir
+            from fleet.paths import multi_state_file
 
-            path = state_dir() / "multi.toml"
+            path = multi_state_file()
         self.path = Path(path)
 
     def load(self) -> dict[str, NodeRecord]:
@@ -88,7 +88,7 @@ class StateFile:
         except FileNotFoundError:
             return {}
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            from fleet.errors import FleetError
+            from fleet.operator_errors import FleetError
 
             raise FleetError(f"cannot read multi's state file {self.path}: {exc}",
                              "move it away; `fleet multi start` writes a new one") from None

@@ -22,7 +22,7 @@ import re
 import socket
 from functools import cache
 
-from fleet.errors import UsageError
+from fleet.operator_errors import UsageError
 
 TOKENS = {
     "p": "full node name",

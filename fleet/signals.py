@@ -13,19 +13,9 @@ import os
 import signal
 from collections.abc import Iterable
 
-from fleet.errors import UsageError
+from fleet.operator_errors import UsageError
 
-#: What a node's main process does on each signal.
-NODE_ACTIONS: dict[signal.Signals, str] = {
-    signal.SIGTERM: "warm shutdown: stop consuming, finish running tasks, return the rest",
-    signal.SIGINT: "warm shutdown; a second INT means cold shutdown",
-    signal.SIGQUIT: "cold shutdown: stop running tasks now, return acks-late and prefetched ones",
-    signal.SIGHUP: "warm restart in place: same pid, code and settings reloaded",
-    signal.SIGUSR1: "write every process's stack into the node's log",
-    signal.SIGTTIN: "grow the pool by one child",
-    signal.SIGTTOU: "shrink the pool by one child",
-}
-
+SIGNAL_EXAMPLES = "use a name such as TERM, KILL, HUP, INT, QUIT or USR1, or a number such as 9"
 
 def signal_name(signum: int) -> str:
     """15 -> 'TERM' (without the SIG prefix, as operators type them)."""
@@ -35,20 +25,30 @@ def signal_name(signum: int) -> str:
         return str(signum)
 
 
-def parse_signal(text: str | int) -> signal.Signals:
-    """'TERM', 'SIGTERM', 'term', '15', 15 -> signal.SIGTERM; anything else is a UsageError."""
-    value = str(text).strip().upper().lstrip("-")
+def parse_signal(text: str | int, given_as: str | None = None,
+                 hint: str = SIGNAL_EXAMPLES) -> signal.Signals:
+    """'TERM', 'SIGTERM', 'term', '-TERM', '15' or 15 -> signal.SIGTERM.
+
+    The only place fleet turns an operator's signal into a number (multi's `-TERM` and
+    `--signal`, `fleet control terminate`, `revoke(terminate=True, signal=...)`). Anything
+    else is a UsageError naming what was given (`given_as`, e.g. '--signal=FOO') with `hint`.
+    """
+    value = str(text).strip().upper().removeprefix("-")
     try:
-        if value.isdigit():
+        if isinstance(text, int) and not isinstance(text, bool):
+            return signal.Signals(text)
+        if value.isdecimal():
             return signal.Signals(int(value))
-        return signal.Signals[value if value.startswith("SIG") else "SIG" + value]
+        if value.isidentifier():
+            return signal.Signals[value if value.startswith("SIG") else "SIG" + value]
     except (KeyError, ValueError):
-        raise UsageError(f"unknown signal {text!r}",
-                         "use a name like TERM, INT, QUIT, HUP, KILL, USR1 or a number") from None
+        pass
+    raise UsageError(f"unknown signal {given_as or repr(text)}", hint)
 
 
 def describe_wait_status(status: int) -> str:
-    """Decode an `os.waitpid` status: 'exited with code 3', 'killed by signal 9 (KILL)'."""
+    """Decode an `os.waitpid` status: 'exited with code 3', 'killed by signal 9 (KILL),
+    perhaps by the kernel's out-of-memory killer'."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         text = f"killed by signal {signum} ({signal_name(signum)})"
@@ -58,6 +58,19 @@ def describe_wait_status(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exited with code {os.WEXITSTATUS(status)}"
     return f"stopped with status {status}"
+
+
+def lost_reason(status: int) -> str:
+    """The short form of a wait status, for a task's WorkerLostError: 'signal 9 (perhaps out
+    of memory)', 'signal 11 (SEGV)', 'exit code 3'."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum == signal.SIGKILL:
+            return f"signal {signum} (perhaps out of memory)"
+        return f"signal {signum} ({signal_name(signum)})"
+    if os.WIFEXITED(status):
+        return f"exit code {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
 
 
 class SignalRecorder:
@@ -106,12 +119,3 @@ class SignalRecorder:
 
 def _record_only(signum: int, frame: object) -> None:
     """The Python-level handler: nothing to do, the wakeup fd already recorded the signal."""
-
-
-def block_signals(signals: Iterable[int]) -> set[int]:
-    """Block signals around fork, so a child never runs the parent's handlers."""
-    return signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-
-
-def unblock_signals(previous: set[int]) -> None:
-    signal.pthread_sigmask(signal.SIG_SETMASK, previous)

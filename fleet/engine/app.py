@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine.settings import SETTINGS, Settings
-from fleet.errors import AppLoadError, ConfigError
 from fleet.exceptions import NotRegistered
+from fleet.operator_errors import AppLoadError, ConfigError
 
 if TYPE_CHECKING:
     from fleet.engine.results import AsyncResult, ResultBackend
@@ -106,7 +106,7 @@ class Fleet:
         try:
             return self.tasks[name]
         except KeyError:
-            from fleet.errors import closest
+            from fleet.operator_errors import closest
 
             hint = closest(name, list(self.tasks))
             raise NotRegistered(

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fleet.errors import FleetError, UsageError
+from fleet.operator_errors import FleetError, UsageError
 
 if TYPE_CHECKING:
     from fleet.engine.worker import Node

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from fleet.engine.schedules import Schedule, crontab, to_schedule
 from fleet.engine.transport.base import StoredResult
-from fleet.errors import ConfigError, closest
 from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import ConfigError, closest
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import json
 import logging
-import signal as _signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fleet.errors import FleetError
+from fleet.operator_errors import FleetError, UsageError
+from fleet.signals import parse_signal, signal_name
 
 if TYPE_CHECKING:
     from fleet.engine.worker import Job, Node
@@ -135,7 +135,7 @@ def get_command(name: str, kind: str | None = None) -> Command:
     found = COMMANDS.get(name)
     if found is not None and (kind is None or found.kind == kind):
         return found
-    from fleet.errors import closest
+    from fleet.operator_errors import closest
 
     names = [cmd.name for cmd in COMMANDS.values() if kind is None or cmd.kind == kind]
     if found is not None:
@@ -150,28 +150,11 @@ def get_command(name: str, kind: str | None = None) -> Command:
 # -- typed arguments -----------------------------------------------------------------------------
 
 def signal_number(value: Any) -> int:
-    """TERM, SIGTERM, sigterm or 15 -> 15; anything else raises ValueError."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip().upper()
-        if text.isdigit():
-            number = int(text)
-        else:
-            name = text if text.startswith("SIG") else f"SIG{text}"
-            member = getattr(_signal.Signals, name, None)
-            if member is None:
-                raise ValueError(f"unknown signal {value!r} (e.g. TERM, KILL, INT or 15)")
-            number = int(member)
+    """TERM, SIGTERM, sigterm or 15 -> 15; anything else raises ValueError (for a converter)."""
     try:
-        _signal.Signals(number)
-    except ValueError:
-        raise ValueError(f"unknown signal number {number}") from None
-    return number
-
-
-def signal_label(number: int) -> str:
-    return _signal.Signals(number).name.removeprefix("SIG")
+        return int(parse_signal(value))
+    except UsageError as exc:
+        raise ValueError(exc.one_line()) from None
 
 
 def _text(value: Any) -> str:
@@ -219,7 +202,7 @@ def _rate(value: Any) -> str | float:
 
 
 def _stopping_signal(value: Any) -> str:
-    label = signal_label(signal_number(value))
+    label = signal_name(signal_number(value))
     if label not in TERMINATE_SIGNALS:
         raise ValueError(f"SIG{label} does not stop a task in a pool child (children ignore "
                          "or handle it): use TERM (raises Terminated in the task) or KILL")
@@ -237,7 +220,6 @@ def check_arguments(cmd: Command, arguments: dict[str, Any] | None) -> dict[str,
 
     Raises CommandError with what was wrong and what `cmd` expects.
     """
-    from fleet.errors import FleetError
 
     arguments = dict(arguments or {})
     unknown = sorted(set(arguments) - {arg.name for arg in cmd.args})
@@ -416,7 +398,7 @@ def _all_jobs(node: Node) -> list[tuple[str, Job]]:
 def _task(node: Node, name: str) -> Any:
     task = node.app.tasks.get(name)
     if task is None:
-        from fleet.errors import closest
+        from fleet.operator_errors import closest
 
         hint = closest(name, list(node.app.tasks))
         raise CommandError(f"unknown task {name!r}" +

@@ -26,7 +26,7 @@ def parse_level(name: str | int) -> int:
     try:
         return LEVELS[name.lower()]
     except KeyError:
-        from fleet.errors import UsageError
+        from fleet.operator_errors import UsageError
 
         raise UsageError(f"unknown log level {name!r}",
                          f"use one of {', '.join(sorted(set(LEVELS) - {'warn', 'fatal'}))}"

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
 from fleet.engine.execute import execute
-from fleet.signals import signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,19 +111,6 @@ class Child:
     @property
     def idle(self) -> bool:
         return self.up and self.job is None and self.retiring is None and self.task_fd >= 0
-
-
-def lost_reason(status: int) -> str:
-    """How a child that was running a task died, for the task's WorkerLostError:
-    'signal 9 (perhaps out of memory)', 'signal 11 (SEGV)', 'exit code 3'."""
-    if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        if signum == signal.SIGKILL:
-            return f"signal {signum} (perhaps out of memory)"
-        return f"signal {signum} ({signal_name(signum)})"
-    if os.WIFEXITED(status):
-        return f"exit code {os.WEXITSTATUS(status)}"
-    return f"wait status {status}"
 
 
 class Pool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from fleet.errors import ConfigError
+from fleet.operator_errors import ConfigError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 

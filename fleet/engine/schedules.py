@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from fleet.errors import ConfigError, closest
+from fleet.operator_errors import ConfigError, closest
 
 __all__ = ["Schedule", "crontab", "from_dict", "interval", "to_schedule"]
 

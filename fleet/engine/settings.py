@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.errors import ConfigError, closest
+from fleet.operator_errors import ConfigError, closest
 
 LAYERS = ("default", "app", "file", "env", "cli")
 

@@ -76,7 +76,7 @@ def refuse_unknown(given: dict, valid: frozenset[str], what: str) -> None:
     """A misspelt option is a TypeError naming the closest valid one, never ignored."""
     unknown = set(given) - valid
     if unknown:
-        from fleet.errors import closest
+        from fleet.operator_errors import closest
 
         name = sorted(unknown)[0]
         hint = closest(name, valid)
@@ -299,7 +299,7 @@ def _zone(name: str) -> Any:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        from fleet.errors import ConfigError
+        from fleet.operator_errors import ConfigError
 
         raise ConfigError(f"timezone = {name!r} is not a known time zone",
                           "use an IANA name such as 'UTC' or 'Europe/Paris'") from None

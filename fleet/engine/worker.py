@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from fleet import __version__
 from fleet.engine import message as codec
 from fleet.engine import states
-from fleet.engine.pool import Child, ChildSettings, Pool, lost_reason
+from fleet.engine.pool import Child, ChildSettings, Pool
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.results import exception_meta
 from fleet.engine.transport.base import (
@@ -47,7 +47,6 @@ from fleet.engine.transport.base import (
     Pending,
     ReserveRequest,
 )
-from fleet.errors import FleetError
 from fleet.exceptions import (
     BrokerUnavailable,
     MessageDecodeError,
@@ -56,7 +55,8 @@ from fleet.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from fleet.signals import SignalRecorder, describe_wait_status, signal_name
+from fleet.operator_errors import FleetError
+from fleet.signals import SignalRecorder, describe_wait_status, lost_reason, signal_name
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet

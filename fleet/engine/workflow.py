@@ -169,7 +169,7 @@ def _count_chord_member(app: Fleet, msg: TaskMessage, info: dict, meta_text: str
         return
     ids = load_group(app, info["group"])
     if ids is None:
-        from fleet.exceptions import FleetError
+        from fleet.operator_errors import FleetError
 
         exc = FleetError(f"chord {info['group']}: its header's task list is gone from the "
                          "result store (expired?)")
@@ -226,7 +226,7 @@ def is_transient(app: Fleet, exc: BaseException) -> bool:
 
 def _workflow_failure(msg: TaskMessage, outcome: Outcome, exc: Exception) -> Outcome:
     from fleet.engine.execute import _failure
-    from fleet.exceptions import FleetError
+    from fleet.operator_errors import FleetError
 
     error = FleetError(f"the task ran ({outcome.state}) but what follows it in its workflow "
                        f"could not be sent: {type(exc).__name__}: {exc}")

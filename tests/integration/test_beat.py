@@ -18,7 +18,7 @@ import pytest
 
 from fleet.engine.beat import LAST_PREFIX
 from fleet.engine.transport.base import StoredResult
-from fleet.errors import EXIT_CONFIG
+from fleet.operator_errors import EXIT_CONFIG
 from tests.support import APPS, fleet_env, run_fleet, wait_for
 
 LEASE = "1"  # seconds: a standby takes over about a second after the leader died

@@ -21,7 +21,8 @@ from fleet.engine.transport import open_transport
 from fleet.engine.transport import redis as redis_transport
 from fleet.engine.transport.base import Batch, ConsumerInfo, Outgoing, StoredResult
 from fleet.engine.transport.redis import RedisTransport
-from fleet.exceptions import BrokerUnavailable, ConfigError
+from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import ConfigError
 
 
 @pytest.fixture

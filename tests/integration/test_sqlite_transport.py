@@ -11,8 +11,8 @@ import pytest
 
 from fleet.engine.transport import open_transport
 from fleet.engine.transport.sqlite import SCHEMA_VERSION
-from fleet.errors import PermissionProblem
 from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import PermissionProblem
 
 
 def test_a_version_1_database_is_migrated_in_place(tmp_path):
@@ -84,7 +84,7 @@ def test_many_processes_put_at_once_without_database_is_locked(tmp_path):
 
 
 def test_unusable_url_is_a_config_error():
-    from fleet.errors import ConfigError
+    from fleet.operator_errors import ConfigError
 
     with pytest.raises(ConfigError, match="names no file"):
         open_transport("sqlite://")

@@ -14,7 +14,7 @@ from fleet.config import check_config
 from fleet.engine import message as codec
 from fleet.engine.beat import LAST_PREFIX, Scheduler, check_file_section, load_entries
 from fleet.engine.transport.base import StoredResult
-from fleet.errors import ConfigError
+from fleet.operator_errors import ConfigError
 
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 

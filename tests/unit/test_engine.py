@@ -14,8 +14,8 @@ from fleet.engine import message as codec
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.routing import route
 from fleet.engine.settings import Settings
-from fleet.errors import AppLoadError, ConfigError
 from fleet.exceptions import EncodeError, MessageDecodeError, NotRegistered
+from fleet.operator_errors import AppLoadError, ConfigError
 
 
 def test_unknown_setting_names_the_closest_valid_key():

@@ -111,7 +111,7 @@ def test_autoscale_ranges(text, expected):
 @pytest.mark.parametrize("text", ["", "a,b", "1,2,3", "0", "-1,2"])
 def test_bad_autoscale_ranges_are_usage_errors(text):
     from fleet.engine.autoscale import parse_autoscale
-    from fleet.errors import UsageError
+    from fleet.operator_errors import UsageError
 
     with pytest.raises(UsageError, match="invalid autoscale range"):
         parse_autoscale(text)
@@ -180,7 +180,7 @@ class StubNode:
 
 def test_autoscale_refuses_manual_resizes_beyond_its_range_and_its_range_can_change():
     from fleet.engine.autoscale import Autoscaler
-    from fleet.errors import FleetError
+    from fleet.operator_errors import FleetError
 
     node = StubNode(4)
     scaler = Autoscaler(node, maximum=4, minimum=2, keepalive=30)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from fleet.config import check_config, parse_config
-from fleet.errors import ConfigError
 from fleet.multi import expand_nodes, parse_multi_args
 from fleet.multi_config import multi_argv
+from fleet.operator_errors import ConfigError
 
 
 def nodes_of(multi: dict, path: Path | None = None) -> dict:

@@ -12,7 +12,6 @@ import psutil
 import pytest
 
 from fleet.detach import Outcome, log_tail, parse_umask, read_outcome, resolve_ids
-from fleet.errors import EXIT_USAGE, FleetError, UsageError
 from fleet.multi import expand_nodes, parse_multi_args
 from fleet.multi_control import (
     NOT_OURS,
@@ -26,6 +25,7 @@ from fleet.multi_control import (
     record_for,
     status,
 )
+from fleet.operator_errors import EXIT_USAGE, FleetError, UsageError
 
 
 def record(tmp_path: Path, name: str = "w1@h", **fields) -> NodeRecord:

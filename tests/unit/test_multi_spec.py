@@ -9,21 +9,19 @@ from signal import Signals
 import pytest
 
 from fleet import multi
-from fleet.errors import EXIT_USAGE, UsageError
 from fleet.multi import (
     MULTI_OPTIONS,
     WORKER_OPTIONS,
     MultiSpec,
     NodeSpec,
-    default_paths,
     describe_nodes,
     expand_nodes,
     expand_template,
     node_names,
     parse_multi_args,
-    parse_signal,
     select_nodes,
 )
+from fleet.operator_errors import EXIT_USAGE, UsageError
 
 HOST = "host.example.com"
 
@@ -554,12 +552,6 @@ def test_single_letter_uppercase_options_are_options_not_signals():
     }
 
 
-def test_parse_signal_accepts_names_numbers_and_the_sig_prefix():
-    assert parse_signal("kill") is Signals.SIGKILL
-    assert parse_signal("SIGUSR1") is Signals.SIGUSR1
-    assert parse_signal("1") is Signals.SIGHUP
-
-
 # -- passthrough -----------------------------------------------------------------------------
 
 
@@ -633,14 +625,6 @@ def test_non_root_defaults_live_in_the_users_state_directory(monkeypatch, tmp_pa
     assert node.pidfile == tmp_path / "state" / "run" / "web.pid"
     assert node.logfile == f"{tmp_path}/state/log/web%I.log"
     assert not (tmp_path / "state").exists()  # pure: nothing is created
-
-
-def test_the_root_decision_defaults_to_the_effective_uid(monkeypatch, tmp_path):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(multi.os, "geteuid", lambda: 0)
-    assert default_paths() == ("/run/fleet/%n.pid", "/var/log/fleet/%n%I.log")
-    monkeypatch.setattr(multi.os, "geteuid", lambda: 1000)
-    assert default_paths() == (f"{tmp_path}/run/%n.pid", f"{tmp_path}/log/%n%I.log")
 
 
 def test_a_percent_in_the_state_directory_is_not_read_as_an_expansion(monkeypatch):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fleet import nodenames
-from fleet.errors import UsageError
 from fleet.nodenames import format_node, host_format, preformat_node, split_node
+from fleet.operator_errors import UsageError
 
 NODE = "w1@host.example.com"
 

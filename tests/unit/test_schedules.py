@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fleet.engine.schedules import Schedule, crontab, from_dict, interval, to_schedule
-from fleet.errors import ConfigError
+from fleet.operator_errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -7,13 +7,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fleet.errors import ConfigError
+from fleet.operator_errors import ConfigError
+from fleet.paths import default_broker_db
 
 if TYPE_CHECKING:
     from fleet.engine.transport.base import Transport
@@ -27,24 +26,9 @@ _SCHEMES = {
 }
 
 
-def state_dir() -> Path:
-    """Where fleet keeps per-user state: the default broker, multi's records, logs.
-
-    `$FLEET_STATE_DIR` if set; as root `/var/lib/fleet`; otherwise `$XDG_STATE_HOME/fleet`
-    (default `~/.local/state/fleet`).
-    """
-    explicit = os.environ.get("FLEET_STATE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.geteuid() == 0:
-        return Path("/var/lib/fleet")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base).expanduser() / "fleet"
-
-
 def default_broker_url() -> str:
     """The embedded SQLite broker used when no broker is configured."""
-    return f"sqlite:///{state_dir() / 'broker.db'}"
+    return f"sqlite:///{default_broker_db()}"
 
 
 def scheme_of(url: str) -> str:

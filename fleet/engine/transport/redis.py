@@ -84,7 +84,8 @@ from fleet.engine.transport.base import (
     Transport,
     clamp_priority,
 )
-from fleet.exceptions import BrokerUnavailable, ConfigError
+from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

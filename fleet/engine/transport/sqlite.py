@@ -60,8 +60,8 @@ from fleet.engine.transport.base import (
     Transport,
 )
 from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
-from fleet.errors import ConfigError, PermissionProblem
 from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import ConfigError, PermissionProblem
 
 #: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
 #: databases in place, and a database from a newer fleet is refused with a clear message.

@@ -1,4 +1,9 @@
-"""Exit codes and the base error every fleet failure is reported through.
+"""Errors for the operator, and the exit codes they end a command with.
+
+Everything that goes wrong in running fleet (bad usage, an invalid setting, an app that will
+not load, a path without permission) is a `FleetError` from here. The exceptions that task
+code and clients handle (`TimeoutError`, `Retry`, ...) are in `fleet.exceptions`; they derive
+from `FleetError` too, so one handler in the CLI reports any of them.
 
 A `FleetError` carries what happened (`message`), what to do about it (`hint`) and the exit
 code the CLI should use. The CLI prints ``fleet: <message> <hint>`` as one line on stderr.
