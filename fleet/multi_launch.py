@@ -88,7 +88,7 @@ def _preload(records: Sequence[NodeRecord], env: Mapping[str, str]) -> None:
     Modules only: no connection is opened and no user code (the app) is imported."""
     import importlib
 
-    from fleet.engine.transport import _SCHEMES, scheme_of
+    from fleet.engine.transport import transport_module
 
     modules = {"fleet.engine.worker", "fleet.engine.app"}
     urls = [env.get("FLEET_BROKER_URL", ""), env.get("FLEET_RESULT_BACKEND", "")]
@@ -96,9 +96,9 @@ def _preload(records: Sequence[NodeRecord], env: Mapping[str, str]) -> None:
              if arg.startswith(("--broker=", "--result-backend="))]
     urls += _config_urls(records, env)
     for url in urls:
-        target = _SCHEMES.get(scheme_of(url)) if url else None
-        if target:
-            modules.add(target.partition(":")[0])
+        module = transport_module(url) if url else None
+        if module:
+            modules.add(module)
     for module in sorted(modules):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)

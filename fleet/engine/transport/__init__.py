@@ -35,6 +35,13 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
+def transport_module(url: str) -> str | None:
+    """The module that implements `url`'s scheme (None for an unknown scheme), so a launcher
+    can import it before forking nodes without opening a connection."""
+    target = _SCHEMES.get(scheme_of(url))
+    return target.partition(":")[0] if target else None
+
+
 def open_transport(url: str, options: dict | None = None) -> Transport:
     """Return a transport for `url`; a bad URL is a `ConfigError` naming the valid schemes."""
     scheme = scheme_of(url)
