@@ -292,9 +292,9 @@ def _run_worker(cli_ctx: CliContext, level: int, overrides: tuple[str, ...], han
     if handshake is not None:
         options.on_ready.append(lambda node: handshake.ready())
     node = Node(app, options)
-    from fleet.engine import control, notify
+    from fleet.engine import control, sd_notify
 
-    notify.attach(node)
+    sd_notify.attach(node)
     control.attach(node)
     if embed_beat:
         from fleet.engine import beat

@@ -18,10 +18,10 @@ from fleet.exceptions import NotRegistered
 from fleet.operator_errors import AppLoadError, ConfigError
 
 if TYPE_CHECKING:
+    from fleet.engine.remote import Control
     from fleet.engine.results import AsyncResult, ResultBackend
     from fleet.engine.task import Task
     from fleet.engine.transport.base import Transport
-    from fleet.inspect import Control
 
 
 class Fleet:
@@ -129,7 +129,7 @@ class Fleet:
     def send_task(self, name: str, args: Any = None, kwargs: Any = None,
                   **options: Any) -> AsyncResult:
         """Send a task by name (it need not be registered here)."""
-        from fleet.engine.task import send
+        from fleet.engine.sending import send
 
         return send(self, name, args, kwargs, options, task=self.tasks.get(name))
 
@@ -147,7 +147,7 @@ class Fleet:
         """Inspect and control the nodes over the broker (`app.control.ping()`, ...)."""
         control = self.__dict__.get("_control")
         if control is None:
-            from fleet.inspect import Control
+            from fleet.engine.remote import Control
 
             control = self._control = Control(self)
         return control
@@ -230,7 +230,7 @@ class TaskRegistry(dict):
 
 
 def _builtin_task(app: Fleet, name: str) -> Task | None:
-    from fleet.engine.canvas import MAP_TASK, STARMAP_TASK, run_map
+    from fleet.engine.maptasks import MAP_TASK, STARMAP_TASK, run_map
     from fleet.engine.task import Task
 
     if name not in (MAP_TASK, STARMAP_TASK):

@@ -1,7 +1,8 @@
 """Autoscaling: a node's pool grows while tasks wait and shrinks after an idle keep-alive,
 between a minimum and a maximum (`fleet worker --autoscale MAX,MIN`).
 
-It runs as a loop timer of the node (`Node.add_timer`), so it acts in the node's main loop
+It runs as a loop timer of the node (`Node.add_timer`) and resizes the pool through the
+node's child supervision (`node.children`), so it acts in the node's main loop
 like everything else, a few times a second. While it is on, manual resizing (TTIN/TTOU, the
 remote pool_grow/pool_shrink commands) still works inside the range and is refused with a
 clear message beyond it (`check`); the remote `autoscale` command changes the range
@@ -55,7 +56,7 @@ class Autoscaler:
         return max(1, self.minimum)
 
     def attach(self) -> None:
-        self.node.autoscaler = self
+        self.node.children.autoscaler = self
         self.node.add_timer(self.tick)
 
     def describe(self) -> str:
@@ -71,9 +72,9 @@ class Autoscaler:
         self.maximum, self.minimum = maximum, minimum
         current = self.node.options.concurrency
         if current > maximum:
-            self.node.resize(maximum)
+            self.node.children.resize(maximum)
         elif current < minimum:
-            self.node.resize(minimum)
+            self.node.children.resize(minimum)
         return f"autoscale now max={maximum} min={minimum}"
 
     def check(self, target: int, what: str) -> None:
@@ -89,16 +90,17 @@ class Autoscaler:
 
     def tick(self, now: float) -> float:
         node = self.node
-        if node.state != "running" or node.pool is None:
+        children = node.children
+        if node.state != "running" or children.pool is None:
             return now + TICK
         current = node.options.concurrency
-        waiting = len(node.buffer)
-        idle = len(node._idle_children())
+        waiting = len(node.jobs.buffer)
+        idle = len(children.idle())
         if waiting and not idle and current < self.maximum:
             target = min(self.maximum, current + waiting)
             log.info("%s: scaling up from %d to %d children (%d task(s) waiting)", node.name,
                      current, target, waiting)
-            node.resize(target)
+            children.resize(target)
             self.idle_since = None
         elif idle and not waiting and current > self.minimum:
             if self.idle_since is None:
@@ -107,7 +109,7 @@ class Autoscaler:
                 target = max(self.minimum, current - idle)
                 log.info("%s: scaling down from %d to %d children (idle for %gs)", node.name,
                          current, target, self.keepalive)
-                node.resize(target)
+                children.resize(target)
                 self.idle_since = now
         else:
             self.idle_since = None

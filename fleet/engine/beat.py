@@ -77,7 +77,7 @@ def load_entries(app: Fleet) -> list[Entry]:
 
 
 def entries_from(schedule: Mapping, timezone: str, prefix: str = "beat_schedule") -> list[Entry]:
-    from fleet.engine.task import CALL_OPTIONS, refuse_unknown
+    from fleet.engine.sending import CALL_OPTIONS, refuse_unknown
 
     entries = []
     for name, spec in sorted(dict(schedule).items()):

@@ -16,28 +16,28 @@ Partial arguments: arguments given when a signature is applied are **prepended**
 Sending a workflow happens in two steps: `freeze` gives every task its id (so the returned
 result handles exist before anything runs), then `_build` turns it into the messages to send
 now into a `Plan`. The rest (chain continuations, chord bodies, callbacks) is sent later by
-whoever finishes a task: see `fleet.engine.workflow`.
+whoever finishes a task: see `fleet.engine.workflow`. `task.map`, `starmap` and `chunks` are
+signatures of built-in tasks: see `fleet.engine.maptasks`.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
+from fleet.engine.results import AsyncResult, GroupResult, save_group
+from fleet.engine.sending import build_message
+from fleet.engine.transport.base import Outgoing
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
     from fleet.engine.message import TaskMessage
-    from fleet.engine.results import AsyncResult, GroupResult
 
 #: Keys a signature dict may have, per kind (for from_dict's error messages).
 KINDS = ("signature", "chain", "group", "chord")
-MAP_TASK = "fleet.map"
-STARMAP_TASK = "fleet.starmap"
 
 
 @dataclass
@@ -52,16 +52,12 @@ class Plan:
 
     def send(self, app: Fleet) -> None:
         """Store the group lists and results, then put every message in one round trip."""
-        from fleet.engine.transport.base import Outgoing
-
         self.store(app)
         if self.messages:
             app.broker.put([Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
                             for m in self.messages])
 
     def store(self, app: Fleet) -> None:
-        from fleet.engine.results import save_group
-
         for group_id, ids in self.groups.items():
             save_group(app, group_id, ids)
         if self.metas:
@@ -177,8 +173,6 @@ class Signature:
 
     def freeze(self, group_id: str | None = None) -> Any:
         """Give the task its id (kept if it has one) and return its result handle."""
-        from fleet.engine.results import AsyncResult
-
         self.options.setdefault("task_id", codec.new_id())
         if group_id is not None:
             self.options["group_id"] = group_id
@@ -198,8 +192,6 @@ class Signature:
     def _build(self, app: Fleet, args: tuple, kwargs: dict, rest: list[Signature],
                plan: Plan, parent: dict) -> None:
         """Add this task's message to `plan`; `rest` is the chain that follows it."""
-        from fleet.engine.task import build_message
-
         args, kwargs = self._merge(args, kwargs)
         # A shallow copy is enough: only this dict is changed below, and build_message
         # copies what it changes (headers, callbacks); a deep copy per task was the
@@ -442,8 +434,6 @@ class Group(Signature):
         return self.options.get("group_id")
 
     def freeze(self, group_id: str | None = None) -> GroupResult:
-        from fleet.engine.results import GroupResult
-
         link_error = self.options.pop("link_error", [])
         if self.options.get("link"):
             raise TypeError("a group has no single result to link to: link its tasks, or use "
@@ -599,32 +589,3 @@ subtask = signature
 chain = Chain
 group = Group
 chord = Chord
-
-
-def task_map(task: Any, items: Iterable) -> Signature:
-    """One task that calls `task(item)` for every item, returning the list of results."""
-    return Signature(MAP_TASK, (task.name, [_item(i) for i in items]), app=task.app)
-
-
-def task_starmap(task: Any, items: Iterable) -> Signature:
-    """One task that calls `task(*item)` for every item, returning the list of results."""
-    return Signature(STARMAP_TASK, (task.name, [list(_item(i)) for i in items]), app=task.app)
-
-
-def chunks(task: Any, items: Iterable, n: int) -> Group:
-    """A group of starmaps over `n` items each: `GroupResult.get()` is a list of lists."""
-    if int(n) < 1:
-        raise ValueError(f"chunks: the chunk size must be at least 1, not {n!r}")
-    iterator = iter(items)
-    parts = iter(lambda: list(itertools.islice(iterator, int(n))), [])
-    return Group([task_starmap(task, part) for part in parts], app=task.app)
-
-
-def _item(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def run_map(app: Fleet, name: str, items: list, star: bool) -> list:
-    """The body of the built-in map/starmap tasks (run in a node's child)."""
-    task = app.get_task(name)
-    return [task(*item) if star else task(item) for item in items]

@@ -1,15 +1,13 @@
-"""Task and worker events: sent by nodes over the broker's "events" broadcast channel.
+"""Task and worker events: what they look like, the client's task-sent event, and listening.
 
-Worker events (worker-online, worker-heartbeat, worker-offline) are always sent; task events
-(task-received, -started, -succeeded, -failed, -retried, -revoked, -rejected) only while the
-node's `send_events` is on (`fleet worker -E`, `worker_send_task_events`, or
-`fleet control enable_events`). `task-sent` is sent by the client when
-`task_send_sent_event` is set.
+Nodes send them over the broker's "events" broadcast channel (their sender is node side:
+`fleet.engine.event_sender`, which says which events a node sends and when); this module is
+what a client needs: `send_task_sent` (when `task_send_sent_event` is set), `listen`,
+`decode` and `format_event`.
 
 Events are transient: a broadcast (Redis PUBLISH, a SQLite broadcast row dropped after a
 minute), never a queue, so a slow or absent listener never slows a node or fills the broker.
-A node batches the events of one loop turn into one broadcast (a JSON list of event
-objects), sent from a loop timer right after the turn.
+A node batches the events of one loop turn into one broadcast (a JSON list of event objects).
 
 An event is a flat JSON object: {"type", "node", "timestamp", ...}; task events add "uuid",
 "name" and, depending on the type, "args", "kwargs", "result", "exception", "runtime".
@@ -20,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import selectors
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +28,6 @@ from fleet.exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
-    from fleet.engine.worker import Job, Node
 
 log = logging.getLogger("fleet.events")
 
@@ -40,105 +36,18 @@ SETTLED_TYPES = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed"
                  states.RETRY: "task-retried", states.REVOKED: "task-revoked"}
 #: Longest args/kwargs/result text put in an event (events stay small).
 FIELD_LIMIT = 500
-IDLE = float("inf")
 
 
-def _clip(value: Any) -> Any:
+def clip(value: Any) -> Any:
+    """`value` as it goes in an event: itself, or its JSON text cut at FIELD_LIMIT."""
     text = json.dumps(value, default=repr)
     return value if len(text) <= FIELD_LIMIT else text[:FIELD_LIMIT] + "..."
-
-
-class EventSender:
-    """A node's outgoing events: collected during a loop turn, published after it."""
-
-    def __init__(self, node: Node):
-        self.node = node
-        self.pending: list[dict[str, Any]] = []
-        self.timer = [IDLE, self.flush]  # an entry of node.timers: [due, callback]
-
-    def send(self, event_type: str, **fields: Any) -> None:
-        self.pending.append({"type": event_type, "node": self.node.name,
-                             "timestamp": time.time(), **fields})
-        self.timer[0] = 0.0  # due at once: published right after this turn
-
-    def flush(self, now: float = 0.0) -> float:
-        events, self.pending = self.pending, []
-        if events and self.node.broker is not None:
-            try:
-                self.node.broker.publish(EVENTS_CHANNEL, json.dumps(events, default=repr))
-            except Exception as exc:  # events are best effort: never trouble the node
-                log.warning("%s: could not send %d event(s): %s", self.node.name, len(events),
-                            exc)
-        return IDLE
-
-    # -- worker events -------------------------------------------------------------------------
-
-    def worker(self, event_type: str) -> None:
-        node = self.node
-        info = node.heartbeat_info()
-        self.send(event_type, pid=os.getpid(), active=info["active"],
-                  processed=info["processed"], loadavg=info["loadavg"],
-                  freq=node.conf.worker_heartbeat_interval, concurrency=info["concurrency"],
-                  queues=list(node.queues), state=node.state)
-        if event_type != "worker-heartbeat":
-            self.flush()  # online/offline go out at once (the node may be about to exit)
-
-    # -- task events (node hooks) --------------------------------------------------------------
-
-    def _enabled(self) -> bool:
-        return bool(self.node.options.send_events)
-
-    def on_received(self, node: Node, job: Job) -> None:
-        if self._enabled():
-            msg = job.message
-            self.send("task-received", uuid=msg.id, name=msg.task, args=_clip(msg.args),
-                      kwargs=_clip(msg.kwargs), eta=msg.eta, expires=msg.expires,
-                      retries=msg.retries, queue=job.delivery.queue)
-
-    def on_started(self, node: Node, job: Job) -> None:
-        if self._enabled():
-            self.send("task-started", uuid=job.message.id, name=job.message.task,
-                      pid=job.child.pid if job.child else None)
-
-    def on_settled(self, node: Node, job: Job, state: str, header: dict) -> None:
-        if not self._enabled():
-            return
-        msg = job.message
-        fields: dict[str, Any] = {"uuid": msg.id, "name": msg.task,
-                                  "runtime": header.get("runtime")}
-        meta = header.get("meta") or {}
-        summary = header.get("summary") or meta.get("exc_message")
-        if state == states.SUCCESS:
-            fields["result"] = summary
-        else:
-            fields["exception"] = summary or \
-                f"{meta.get('exc_type', state)}: {meta.get('exc_message', '')}".strip()
-        self.send(SETTLED_TYPES.get(state, f"task-{state.lower()}"), **fields)
-
-    def on_rejected(self, node: Node, delivery: Any, reason: str) -> None:
-        if self._enabled():
-            self.send("task-rejected", uuid=delivery.id, queue=delivery.queue,
-                      reason=reason[:FIELD_LIMIT])
-
-
-def attach(node: Node) -> EventSender:
-    """Wire events into `node`'s hooks and timers; returns the sender."""
-    sender = EventSender(node)
-    node.timers.append(sender.timer)
-    node.hooks["ready"].append(lambda n: sender.worker("worker-online"))
-    node.hooks["heartbeat"].append(lambda n: sender.worker("worker-heartbeat"))
-    node.hooks["shutdown"].append(lambda n, how: sender.worker("worker-offline"))
-    node.hooks["received"].append(sender.on_received)
-    node.hooks["started"].append(sender.on_started)
-    node.hooks["settled"].append(sender.on_settled)
-    node.hooks["rejected"].append(sender.on_rejected)
-    return sender
 
 
 def send_task_sent(app: Fleet, msg: Any) -> None:
     """The client's task-sent event (when `task_send_sent_event` is set); best effort."""
     event = {"type": "task-sent", "node": None, "timestamp": time.time(), "uuid": msg.id,
-             "name": msg.task, "args": _clip(msg.args), "kwargs": _clip(msg.kwargs),
+             "name": msg.task, "args": clip(msg.args), "kwargs": clip(msg.kwargs),
              "queue": msg.queue, "eta": msg.eta, "expires": msg.expires}
     try:
         app.broker.publish(EVENTS_CHANNEL, json.dumps([event], default=repr))

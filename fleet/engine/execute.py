@@ -1,11 +1,14 @@
 """Run one task in this process and describe what happened, ready for the result store.
 
 Used by pool children (and by tests directly). Knows nothing about pipes or brokers: it takes
-a message, returns an `Outcome` whose `meta` is the JSON text to store as the result.
+a message, returns an `Outcome` whose `meta` is the JSON text to store as the result. A task
+that is part of a workflow gets its follow-up messages in the outcome (`add_follow_ups`),
+computed by `fleet.engine.workflow`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -14,13 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from fleet.engine import message as codec
 from fleet.engine import states
+from fleet.engine.request import Request, _current
 from fleet.engine.results import exception_meta, format_exception, success_meta
-from fleet.engine.task import Request, _current
+from fleet.engine.workflow import follow_up, is_transient
 from fleet.exceptions import EncodeError, Retry, SoftTimeLimitExceeded, Terminated
+from fleet.operator_errors import FleetError
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
     from fleet.engine.message import TaskMessage
+
+log = logging.getLogger("fleet.execute")
 
 SUMMARY_LIMIT = 200
 
@@ -40,7 +47,7 @@ class Outcome:
     #: and ack: [{"queue", "body", "priority", "eta"}] (workflow callbacks use this).
     send: list[dict[str, Any]] = field(default_factory=list)
     #: A workflow follow-up the child could not finish (the result store failed), for the
-    #: node to carry out: {"token", "meta"} (see fleet.engine.workflow.add_to_outcome).
+    #: node to carry out: {"token", "meta"} (see `add_follow_ups`).
     follow_up: dict[str, Any] | None = None
 
     def header(self) -> dict:
@@ -70,7 +77,7 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
     """Run the task of `msg`; never raises (except to let the process die on KILL).
 
     A task that is part of a workflow (callbacks, chain, chord) gets its follow-up messages
-    in the outcome's `send` (see `fleet.engine.workflow`).
+    in the outcome's `send` (see `add_follow_ups`).
     """
     outcome = _execute(app, msg, node, delivery_info)
     if not msg.callbacks:
@@ -80,9 +87,7 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
         # limit it has settled it as TimeLimitExceeded already and ignores this outcome.
         outcome.follow_up = {"token": uuid.uuid4().hex, "meta": outcome.meta}
         return outcome
-    from fleet.engine.workflow import add_to_outcome
-
-    return add_to_outcome(app, msg, outcome)
+    return add_follow_ups(app, msg, outcome)
 
 
 def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
@@ -147,6 +152,45 @@ def _retry(msg: TaskMessage, signal: Retry, runtime: float, extra: dict) -> Outc
     summary = f"retry in {max(0.0, (signal.when or time.time()) - time.time()):.1f}s: " \
               f"{describe_exception(cause)}"
     return Outcome(msg.id, states.RETRY, runtime, summary, codec.dumps(meta), retry=retry)
+
+
+def add_follow_ups(app: Fleet, msg: TaskMessage, outcome: Outcome) -> Outcome:
+    """In a pool child: compute the follow-ups of a finished task; messages go out with the
+    node's commit (`outcome.send`), results are stored at once.
+
+    Never leaves a workflow waiting forever: when the result store fails (a broker error),
+    the follow-up is handed to the node (`outcome.follow_up`), which retries it until the
+    store is back; any other error fails the task with that error, and the node follows
+    that failure up (the rest of the chain fails, errbacks run, a chord fails).
+    """
+    if outcome.meta is None or not msg.callbacks:
+        return outcome
+    token = uuid.uuid4().hex
+    try:
+        plan = follow_up(app, msg, codec.loads(outcome.meta), outcome.meta, token)
+        plan.store(app)
+    except Exception as exc:
+        if is_transient(app, exc):
+            log.warning("Task %s[%s]: the result store failed while following it up in its "
+                        "workflow (%s: %s); the node retries that", msg.task, msg.id,
+                        type(exc).__name__, exc)
+        else:
+            log.exception("Task %s[%s]: could not follow it up in its workflow: marked failed",
+                          msg.task, msg.id)
+            outcome = _workflow_failure(msg, outcome, exc)
+        outcome.follow_up = {"token": token, "meta": outcome.meta}
+        return outcome
+    outcome.send.extend({"queue": m.queue, "body": m.encode(), "priority": m.priority,
+                         "eta": m.eta} for m in plan.messages)
+    return outcome
+
+
+def _workflow_failure(msg: TaskMessage, outcome: Outcome, exc: Exception) -> Outcome:
+    error = FleetError(f"the task ran ({outcome.state}) but what follows it in its workflow "
+                       f"could not be sent: {type(exc).__name__}: {exc}")
+    failed = _failure(msg.id, states.FAILURE, error, outcome.runtime, {"task": msg.task})
+    failed.send, failed.retry = [], {}
+    return failed
 
 
 _OWN_FRAMES = (os.sep + os.path.join("fleet", "engine", "execute.py"),

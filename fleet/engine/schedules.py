@@ -5,7 +5,8 @@ normalisation of whatever the user wrote there (a number, a timedelta, a `cronta
 dict from a TOML file) into one of them:
 
 * `interval` - every N seconds, measured in real (UTC) time.
-* `crontab`  - cron-style wall-clock times in a time zone, with cron's own field syntax.
+* `crontab`  - cron-style wall-clock times in a time zone, with cron's own field syntax
+  (read by `fleet.engine.crontab_fields`).
 
 Both share one small interface (`Schedule`): `next_run(after)`, `is_due(last_run, now)`,
 `describe()` and `to_dict()` / `from_dict()`. Everything is pure computation: no clock is
@@ -29,6 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from fleet.engine.crontab_fields import FIELDS, parse_field
 from fleet.operator_errors import ConfigError, closest
 
 __all__ = ["Schedule", "crontab", "from_dict", "interval", "to_schedule"]
@@ -150,159 +152,6 @@ def _human_seconds(seconds: float) -> str:
     if rest:
         parts.append(f"{rest:g}s")
     return "".join(parts)
-
-
-# -- crontab fields -------------------------------------------------------------------------
-
-_DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-_MONTH_NAMES = (
-    "january", "february", "march", "april", "may", "june",
-    "july", "august", "september", "october", "november", "december",
-)
-
-
-def _names(full_names: tuple[str, ...], first: int) -> dict[str, int]:
-    """Full names and their three-letter forms, numbered from `first`."""
-    names = {}
-    for number, name in enumerate(full_names, start=first):
-        names[name] = number
-        names[name[:3]] = number
-    return names
-
-
-@dataclass(frozen=True)
-class _Field:
-    """One crontab field: its valid numbers, the names it accepts, and what `*` covers."""
-
-    name: str
-    low: int
-    high: int
-    names: Mapping[str, int] = field(default_factory=dict)
-    star_high: int | None = None  # day_of_week: `*` is 0-6, though 7 (Sunday again) is valid
-
-    @property
-    def top(self) -> int:
-        """The highest distinct value (what `*`, `a/n` and wrapping ranges run up to)."""
-        return self.high if self.star_high is None else self.star_high
-
-    @property
-    def every(self) -> tuple[int, ...]:
-        return tuple(range(self.low, self.top + 1))
-
-
-_FIELDS = {
-    f.name: f
-    for f in (
-        _Field("minute", 0, 59),
-        _Field("hour", 0, 23),
-        _Field("day_of_week", 0, 7, _names(_DAY_NAMES, 0), star_high=6),
-        _Field("day_of_month", 1, 31),
-        _Field("month_of_year", 1, 12, _names(_MONTH_NAMES, 1)),
-    )
-}
-
-
-def _parse_field(spec: _Field, value: object) -> tuple[str, tuple[int, ...]]:
-    """(canonical text, sorted values) for one field, or a ConfigError naming the field."""
-    text = _field_text(spec, value)
-    values: set[int] = set()
-    for part in text.split(","):
-        values.update(_parse_part(spec, text, part))
-    if spec.star_high is not None:
-        values = {spec.low if v > spec.star_high else v for v in values}  # 7 is Sunday (0)
-    return text, tuple(sorted(values))
-
-
-def _field_text(spec: _Field, value: object) -> str:
-    """The field as cron text: '5', '*/15', '1,5,9', 'mon-fri' (lower case, no spaces)."""
-    if isinstance(value, str):
-        return "".join(value.split()).lower()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(_in_range(spec, repr(value), value))
-    if isinstance(value, Iterable):
-        items = list(value)
-        if all(isinstance(i, int) and not isinstance(i, bool) for i in items):
-            items = sorted(items)  # sets have no order: give describe() a stable one
-        elif isinstance(value, set | frozenset):
-            items = sorted(items, key=str)
-        text = ",".join(_item_text(spec, value, item) for item in items)
-        if text:
-            return text
-    raise _field_error(
-        spec, value, "expected an int, a string like '*/15', '1-5' or '1,5', or a list of ints"
-    )
-
-
-def _item_text(spec: _Field, whole: object, item: object) -> str:
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(_in_range(spec, repr(whole), item))
-    if isinstance(item, str):
-        return "".join(item.split()).lower()
-    raise _field_error(spec, whole, f"{item!r} is not an int or a string")
-
-
-def _parse_part(spec: _Field, text: str, part: str) -> list[int]:
-    """One comma-separated item: `*`, `n`, `a-b`, each optionally `/step`."""
-    if not part:
-        raise _field_error(spec, text, "has an empty item (two commas in a row?)")
-    base, slash, step_text = part.partition("/")
-    step = _parse_step(spec, text, step_text) if slash else 1
-    if base == "*":
-        values = list(spec.every)
-    elif "-" in base:
-        start, _, end = base.partition("-")
-        if not start or not end:
-            raise _field_error(spec, text, f"{base!r} is not a range (write a-b)")
-        values = _span(spec, _value(spec, text, start), _value(spec, text, end))
-    else:
-        value = _value(spec, text, base)
-        # `a/n` means from a to the top, every n (as cronie and Quartz read `0/15`).
-        values = _span(spec, value, spec.top) if slash else [value]
-    return values[::step]
-
-
-def _span(spec: _Field, start: int, end: int) -> list[int]:
-    """start..end inclusive; a range that runs backwards wraps ('fri-mon', hour '22-2')."""
-    if start <= end:
-        return list(range(start, end + 1))
-    return list(range(start, spec.top + 1)) + list(range(spec.low, end + 1))
-
-
-def _parse_step(spec: _Field, text: str, step_text: str) -> int:
-    if not step_text.isdigit():
-        raise _field_error(spec, text, f"step {step_text!r} is not a whole number")
-    step = int(step_text)
-    if step < 1:
-        raise _field_error(spec, text, f"step {step} must be at least 1")
-    return step
-
-
-def _value(spec: _Field, text: str, token: str) -> int:
-    """A number or (for days and months) a name, checked against the field's range."""
-    if token.isdigit():
-        return _in_range(spec, repr(text), int(token))
-    if token in spec.names:
-        return spec.names[token]
-    if not spec.names:
-        raise _field_error(spec, text, f"{token!r} is not a number in range {spec.low}-{spec.high}")
-    kind = "day" if spec.name == "day_of_week" else "month"
-    suggestion = closest(token, list(spec.names))
-    raise _field_error(
-        spec, text, f"{token!r} is not a {kind} name or a number in range {spec.low}-{spec.high}",
-        f"did you mean {suggestion!r}?" if suggestion else None,
-    )
-
-
-def _in_range(spec: _Field, shown: str, number: int) -> int:
-    if not spec.low <= number <= spec.high:
-        raise ConfigError(
-            f"crontab {spec.name}={shown}: {number} is out of range {spec.low}-{spec.high}"
-        )
-    return number
-
-
-def _field_error(spec: _Field, value: object, reason: str, hint: str | None = None) -> ConfigError:
-    return ConfigError(f"crontab {spec.name}={value!r}: {reason}", hint)
 
 
 # -- time zones -----------------------------------------------------------------------------
@@ -442,8 +291,8 @@ class crontab(Schedule):  # lower case, as cron-like libraries spell it
     _zone: tzinfo | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, spec in _FIELDS.items():
-            text, values = _parse_field(spec, getattr(self, name))
+        for name, spec in FIELDS.items():
+            text, values = parse_field(spec, getattr(self, name))
             object.__setattr__(self, name, text)
             object.__setattr__(self, _PARSED[name], values)
         object.__setattr__(self, "_zone", None if self.tz is None else _resolve_zone(self.tz))
@@ -464,16 +313,16 @@ class crontab(Schedule):  # lower case, as cron-like libraries spell it
 
     @property
     def _dom_restricted(self) -> bool:
-        return self._days_of_month != _FIELDS["day_of_month"].every
+        return self._days_of_month != FIELDS["day_of_month"].every
 
     @property
     def _dow_restricted(self) -> bool:
-        return self._days_of_week != _FIELDS["day_of_week"].every
+        return self._days_of_week != FIELDS["day_of_week"].every
 
     @property
     def _follows_real_time(self) -> bool:
         """Hour `*`: hourly or finer, so DST changes are followed in real time."""
-        return self._hours == _FIELDS["hour"].every
+        return self._hours == FIELDS["hour"].every
 
     # -- interface --------------------------------------------------------------------------
 
@@ -510,7 +359,7 @@ class crontab(Schedule):  # lower case, as cron-like libraries spell it
         return f"crontab({' '.join(str(f) for f in fields)}) {getattr(zone, 'key', None) or zone}"
 
     def to_dict(self) -> dict[str, Any]:
-        fields = {name: getattr(self, name) for name in _FIELDS}
+        fields = {name: getattr(self, name) for name in FIELDS}
         return {"crontab": {**fields, "tz": _zone_name(self.tz)}}
 
     @classmethod
@@ -686,7 +535,7 @@ def _crontab_from_mapping(body: object) -> crontab:
             f"schedule {{'crontab': {body!r}}}: expected a dict of crontab fields",
             "for example {'crontab': {'minute': '*/15', 'tz': 'Europe/Berlin'}}",
         )
-    known = [*_FIELDS, "tz"]
+    known = [*FIELDS, "tz"]
     for key in body:
         if key not in known:
             suggestion = closest(str(key), known)

@@ -1,8 +1,9 @@
-"""Tasks: `@app.task`, calling (`delay`, `apply_async`), retrying, and the running request.
+"""Tasks: `@app.task`, its options, calling (`delay`, `apply_async`) and retrying.
 
 Calling a task object directly (`add(2, 2)`) runs the function here and now, no message.
 `delay`/`apply_async` encode a JSON message (refusing what JSON cannot carry, in the caller),
-route it to a queue and put it on the broker.
+route it to a queue and put it on the broker (`fleet.engine.sending`). The request of the
+running task lives in `fleet.engine.request`.
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fleet.engine import message as messages
-from fleet.engine.routing import route
-from fleet.engine.transport.base import Outgoing, clamp_priority
-from fleet.exceptions import Retry
+from fleet.engine import canvas, maptasks
+from fleet.engine.ratelimit import parse_rate
+from fleet.engine.request import Request, _current, current_request
+from fleet.engine.sending import CALL_OPTIONS, build_message, epoch, refuse_unknown, send
+from fleet.exceptions import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
     from fleet.engine.results import AsyncResult
+
+#: Names that moved to `fleet.engine.request` and `fleet.engine.sending`, still importable
+#: from here.
+__all__ = ["CALL_OPTIONS", "TASK_OPTIONS", "Request", "Task", "build_message",
+           "current_request", "refuse_unknown", "send"]
 
 #: Options a task accepts in `@app.task(...)`.
 TASK_OPTIONS = frozenset({
@@ -30,35 +35,6 @@ TASK_OPTIONS = frozenset({
     "retry_backoff", "retry_backoff_max", "retry_jitter", "priority", "reject_on_worker_lost",
 })
 
-#: Options `apply_async` accepts.
-CALL_OPTIONS = frozenset({
-    "queue", "countdown", "eta", "expires", "task_id", "priority", "headers", "ignore_result",
-    "acks_late", "time_limit", "soft_time_limit", "track_started", "link", "link_error",
-    "retries", "parent_id", "root_id", "group_id", "callbacks",
-})
-
-
-@dataclass
-class Request:
-    """What a running task knows about its own call (`self.request` in a bound task)."""
-
-    id: str | None = None
-    task: str | None = None
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-    retries: int = 0
-    eta: float | None = None
-    expires: float | None = None
-    root_id: str | None = None
-    parent_id: str | None = None
-    group_id: str | None = None
-    headers: dict = field(default_factory=dict)
-    callbacks: dict = field(default_factory=dict)
-    hostname: str | None = None
-    delivery_info: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    is_eager: bool = False
-
 
 class _Unset:
     def __repr__(self) -> str:
@@ -66,25 +42,6 @@ class _Unset:
 
 
 _UNSET = _Unset()
-
-
-#: The request of the task running in this process (children run one task at a time).
-_current: list[tuple[Task, Request]] = []
-
-
-def refuse_unknown(given: dict, valid: frozenset[str], what: str) -> None:
-    """A misspelt option is a TypeError naming the closest valid one, never ignored."""
-    unknown = set(given) - valid
-    if unknown:
-        from fleet.operator_errors import closest
-
-        name = sorted(unknown)[0]
-        hint = closest(name, valid)
-        raise TypeError(f"{what} {name!r}" + (f"; did you mean {hint!r}?" if hint else ""))
-
-
-def current_request() -> Request | None:
-    return _current[-1][1] if _current else None
 
 
 class Task:
@@ -112,8 +69,6 @@ class Task:
         self.retry_backoff_max: float = options.get("retry_backoff_max", 600.0)
         self.retry_jitter: bool = options.get("retry_jitter", True)
         if self.rate_limit is not None:
-            from fleet.engine.ratelimit import parse_rate
-
             parse_rate(self.rate_limit)  # refuse a bad rate at decoration time
         self.__doc__ = fun.__doc__
         self.__name__ = getattr(fun, "__name__", self.name)
@@ -196,41 +151,29 @@ class Task:
 
     def s(self, *args: Any, **kwargs: Any) -> Any:
         """A signature of this task: `add.s(2)`, completed later (`add.s(2).delay(3)`)."""
-        from fleet.engine.canvas import Signature
-
-        return Signature(self, args, kwargs)
+        return canvas.Signature(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Any:
         """An immutable signature: it ignores a parent's result (and partial arguments)."""
-        from fleet.engine.canvas import Signature
-
-        return Signature(self, args, kwargs, immutable=True)
+        return canvas.Signature(self, args, kwargs, immutable=True)
 
     def signature(self, args: Any = (), kwargs: Any = None, **options: Any) -> Any:
         """A signature with call options: `add.signature((2, 2), countdown=10)`."""
-        from fleet.engine.canvas import signature
-
-        return signature(self, args or (), kwargs, **options)
+        return canvas.signature(self, args or (), kwargs, **options)
 
     subtask = signature
 
     def map(self, items: Any) -> Any:
         """One task calling this one on every item: `add1.map([1, 2]).delay()`."""
-        from fleet.engine.canvas import task_map
-
-        return task_map(self, items)
+        return maptasks.task_map(self, items)
 
     def starmap(self, items: Any) -> Any:
         """One task calling this one with each item's arguments: `add.starmap([(1, 2)])`."""
-        from fleet.engine.canvas import task_starmap
-
-        return task_starmap(self, items)
+        return maptasks.task_starmap(self, items)
 
     def chunks(self, items: Any, n: int) -> Any:
         """A group of starmaps over `n` items each."""
-        from fleet.engine.canvas import chunks
-
-        return chunks(self, items, n)
+        return maptasks.chunks(self, items, n)
 
     def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
               countdown: float | None = None, eta: Any = None,
@@ -245,8 +188,6 @@ class Task:
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
-            from fleet.exceptions import MaxRetriesExceededError
-
             raise MaxRetriesExceededError(
                 f"task {self.name}[{request.id}] exceeded its {limit} retries",
                 "pass exc= to self.retry() to fail with the original exception instead")
@@ -254,7 +195,7 @@ class Task:
             raise exc or Retry("cannot retry a task that was called directly")
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
-        when = _timestamp(eta, self.app) if eta is not None else \
+        when = epoch(eta, self.app) if eta is not None else \
             time.time() + float(countdown or 0)
         signal = Retry(exc=exc, when=when)
         signal.args_override = args  # type: ignore[attr-defined]
@@ -278,119 +219,3 @@ def _default_name(app: Fleet, fun: Callable) -> str:
     return f"{module}.{fun.__name__}"
 
 
-def _timestamp(value: Any, app: Fleet | None = None) -> float:
-    """An eta/expires option as epoch seconds (UTC): a datetime (naive ones are taken in the
-    app's `timezone` setting, UTC by default), a timedelta from now, or a number."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_zone(app.conf.timezone if app else "UTC"))
-        return value.timestamp()
-    if isinstance(value, timedelta):
-        return time.time() + value.total_seconds()
-    return float(value)
-
-
-def _zone(name: str) -> Any:
-    """The tzinfo for an IANA name ('UTC', 'Europe/Paris'); a clear error if unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    if name.upper() == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        from fleet.operator_errors import ConfigError
-
-        raise ConfigError(f"timezone = {name!r} is not a known time zone",
-                          "use an IANA name such as 'UTC' or 'Europe/Paris'") from None
-
-
-def build_message(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
-                  task: Task | None = None) -> messages.TaskMessage:
-    """Turn a call into a message (routing, eta, expiry, parentage); raises on bad input."""
-    if not options:  # the common `delay()`: nothing to look at but routing and parentage
-        return _plain_message(app, name, args, kwargs, task)
-    refuse_unknown(options, CALL_OPTIONS, "apply_async got an unknown option")
-    now = time.time()
-    eta = None
-    if options.get("countdown") is not None:
-        eta = now + float(options["countdown"])
-    elif options.get("eta") is not None:
-        eta = _timestamp(options["eta"], app)
-    expires = options.get("expires")
-    if expires is not None:
-        expires = _timestamp(expires, app) if isinstance(expires, datetime | timedelta) \
-            else now + float(expires)
-    priority = options.get("priority")
-    if priority is None:
-        priority = task.priority if task and task.priority is not None else \
-            app.conf.task_default_priority
-    parent = current_request()
-    parent_id = options.get("parent_id") or (parent.id if parent and not parent.is_eager
-                                              else None)
-    root_id = options.get("root_id") or (parent.root_id if parent and parent_id else None)
-    fields: dict[str, Any] = {
-        "queue": route(app, name, options.get("queue"), task),
-        "priority": clamp_priority(priority),
-        "eta": eta,
-        "expires": expires,
-        "retries": int(options.get("retries") or 0),
-        "parent_id": parent_id,
-        "group_id": options.get("group_id"),
-        "headers": dict(options.get("headers") or {}),
-        "options": _task_options(options),
-        "callbacks": dict(options.get("callbacks") or {}),
-    }
-    if root_id:
-        fields["root_id"] = root_id
-    if options.get("task_id"):
-        fields["id"] = str(options["task_id"])
-    for key in ("link", "link_error"):
-        if options.get(key) is not None:
-            fields["callbacks"][key] = _as_signature_list(options[key])
-    return messages.build(name, args, kwargs, **fields)
-
-
-def _plain_message(app: Fleet, name: str, args: Any, kwargs: Any,
-                   task: Task | None) -> messages.TaskMessage:
-    """`build_message` without call options: the same message, built with less work (it
-    is most of a `delay()`'s own time on the client, beside the round trip)."""
-    priority = task.priority if task and task.priority is not None else \
-        app.conf.task_default_priority
-    fields: dict[str, Any] = {"queue": route(app, name, None, task),
-                              "priority": clamp_priority(priority)}
-    parent = current_request()
-    if parent is not None and not parent.is_eager and parent.id:
-        fields["parent_id"] = parent.id
-        if parent.root_id:
-            fields["root_id"] = parent.root_id
-    return messages.build(name, args, kwargs, **fields)
-
-
-def _task_options(options: dict) -> dict:
-    keys = ("ignore_result", "acks_late", "time_limit", "soft_time_limit", "track_started")
-    return {key: options[key] for key in keys if options.get(key) is not None}
-
-
-def _as_signature_list(value: Any) -> list[dict]:
-    items = value if isinstance(value, list | tuple) else [value]
-    result = []
-    for item in items:
-        to_dict = getattr(item, "to_dict", None)
-        result.append(to_dict() if to_dict is not None else dict(item))
-    return result
-
-
-def send(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
-         task: Task | None = None) -> AsyncResult:
-    """Encode, route and put one task message; return its `AsyncResult`."""
-    from fleet.engine.results import AsyncResult
-
-    msg = build_message(app, name, args, kwargs, options, task)
-    body = msg.encode()
-    app.broker.put([Outgoing(msg.id, msg.queue, body, msg.priority, msg.eta)])
-    if app.conf.task_send_sent_event:
-        from fleet.engine.events import send_task_sent
-
-        send_task_sent(app, msg)
-    return AsyncResult(msg.id, app=app)

@@ -2,16 +2,17 @@
 
 A task message carries its workflow in `callbacks` (documented in `fleet.engine.message`).
 When the task has finished, `follow_up` turns that into a `Plan`: the messages to send and
-the results to store. Who finishes the task carries the plan out:
+the results to store. This module only computes plans (it is the client side: it never
+imports the node). Who finishes the task carries the plan out:
 
-* a pool child (the usual case): in `execute`, the messages become the outcome's `send`
-  list, which the node puts in the same commit as the task's result and ack;
+* a pool child (the usual case): `fleet.engine.execute.add_follow_ups` puts the messages in
+  the outcome's `send` list, which the node puts in the same commit as the task's result
+  and ack;
 * the node's main process, for failures it decides itself (worker lost, hard time limit,
   revoked or expired before running, dead-lettered as unknown), for early-acked tasks it
   finds were running on a dead node, and for follow-ups a child could not finish because
-  the result store failed: `attach` hooks `settled`, `lost` and `rejected` and adds the
-  plan to the node's batch (`FollowUps`,
-  which retries with backoff while the store fails, so a workflow never waits forever).
+  the result store failed: `fleet.engine.node.followups` adds the plan to the node's batch,
+  retrying with backoff while the store fails, so a workflow never waits forever.
 
 Chords count in the result store. Each header task, once it succeeded, stores its own result
 (so it is readable before it is counted), claims `chord:<group>:member:<task id>` (so a
@@ -33,27 +34,24 @@ stored result. Immutable errbacks (`task.si(...)`) get only their own arguments.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fleet.engine import message as codec
 from fleet.engine import states
 from fleet.engine.canvas import Plan, Signature, _revive
 from fleet.engine.results import exception_meta, load_group
-from fleet.engine.transport.base import Outgoing, StoredResult
+from fleet.engine.transport.base import StoredResult
 from fleet.exceptions import BrokerUnavailable
+from fleet.operator_errors import FleetError
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
-    from fleet.engine.execute import Outcome
     from fleet.engine.message import TaskMessage
-    from fleet.engine.worker import Job, Node
 
 log = logging.getLogger("fleet.workflow")
 
 FAILED_STATES = frozenset({states.FAILURE, states.REVOKED})
-IDLE = float("inf")
 
 
 def follow_up(app: Fleet, msg: TaskMessage, meta: dict, meta_text: str | None = None,
@@ -169,8 +167,6 @@ def _count_chord_member(app: Fleet, msg: TaskMessage, info: dict, meta_text: str
         return
     ids = load_group(app, info["group"])
     if ids is None:
-        from fleet.operator_errors import FleetError
-
         exc = FleetError(f"chord {info['group']}: its header's task list is gone from the "
                          "result store (expired?)")
         _fail_chord(app, msg, exception_meta(msg.id, states.FAILURE, exc, None), info, plan)
@@ -184,145 +180,10 @@ def _count_chord_member(app: Fleet, msg: TaskMessage, info: dict, meta_text: str
     body._build(app, ([m.get("result") for m in metas],), {}, [], plan, _parent(msg))
 
 
-# -- who carries the plan out -------------------------------------------------------------------
-
-
-def add_to_outcome(app: Fleet, msg: TaskMessage, outcome: Outcome) -> Outcome:
-    """In a pool child: compute the follow-ups of a finished task; messages go out with the
-    node's commit (`outcome.send`), results are stored at once.
-
-    Never leaves a workflow waiting forever: when the result store fails (a broker error),
-    the follow-up is handed to the node (`outcome.follow_up`), which retries it until the
-    store is back; any other error fails the task with that error, and the node follows
-    that failure up (the rest of the chain fails, errbacks run, a chord fails).
-    """
-    if outcome.meta is None or not msg.callbacks:
-        return outcome
-    token = uuid.uuid4().hex
-    try:
-        plan = follow_up(app, msg, codec.loads(outcome.meta), outcome.meta, token)
-        plan.store(app)
-    except Exception as exc:
-        if is_transient(app, exc):
-            log.warning("Task %s[%s]: the result store failed while following it up in its "
-                        "workflow (%s: %s); the node retries that", msg.task, msg.id,
-                        type(exc).__name__, exc)
-        else:
-            log.exception("Task %s[%s]: could not follow it up in its workflow: marked failed",
-                          msg.task, msg.id)
-            outcome = _workflow_failure(msg, outcome, exc)
-        outcome.follow_up = {"token": token, "meta": outcome.meta}
-        return outcome
-    outcome.send.extend({"queue": m.queue, "body": m.encode(), "priority": m.priority,
-                         "eta": m.eta} for m in plan.messages)
-    return outcome
+# -- who carries the plan out ----------------------------------------------------------------
 
 
 def is_transient(app: Fleet, exc: BaseException) -> bool:
     """A result store error that retrying later can cure (follow-ups only use that store:
     their messages go out with the node's commit)."""
     return isinstance(exc, (BrokerUnavailable, *app.result_store.transient_errors))
-
-
-def _workflow_failure(msg: TaskMessage, outcome: Outcome, exc: Exception) -> Outcome:
-    from fleet.engine.execute import _failure
-    from fleet.operator_errors import FleetError
-
-    error = FleetError(f"the task ran ({outcome.state}) but what follows it in its workflow "
-                       f"could not be sent: {type(exc).__name__}: {exc}")
-    failed = _failure(msg.id, states.FAILURE, error, outcome.runtime, {"task": msg.task})
-    failed.send, failed.retry = [], {}
-    return failed
-
-
-def attach(node: Node) -> FollowUps:
-    """Follow up, in the node's main process, the failures it decides itself, the tasks it
-    finds lost on a dead node, and the follow-ups its children could not finish."""
-    follow_ups = FollowUps(node)
-    node.hooks["settled"].append(follow_ups.on_settled)
-    node.hooks["lost"].append(follow_ups.on_lost)
-    node.hooks["rejected"].append(follow_ups.on_rejected)
-    node.timers.append(follow_ups.timer)
-    return follow_ups
-
-
-class FollowUps:
-    """The node's own follow-ups, carried out into its commit batch, in order; retried with
-    backoff (on the node's timer, never blocking its loop) while the result store fails."""
-
-    def __init__(self, node: Node):
-        self.node = node
-        self.waiting: list[tuple[TaskMessage, dict, str | None, str]] = []
-        self.failures = 0
-        self.timer: list = [IDLE, self.retry]  # an entry of node.timers: [due, callback]
-
-    def on_settled(self, node: Node, job: Job, state: str, header: dict) -> None:
-        handed = header.get("follow_up")
-        if handed is not None:  # a child could not finish its follow-up
-            self.add(job.message, codec.loads(handed["meta"]), handed["meta"], handed["token"])
-            return
-        meta = header.get("meta")
-        if meta is not None and state in FAILED_STATES:  # (children followed up their own)
-            self.add(job.message, meta)
-
-    def on_lost(self, node: Node, msg: TaskMessage, meta: dict) -> None:
-        self.add(msg, meta)
-
-    def on_rejected(self, node: Node, delivery: Any, reason: str) -> None:
-        """A dead-lettered task (unknown to the node) failed: so does what follows it."""
-        from fleet.exceptions import MessageDecodeError, NotRegistered
-
-        try:
-            msg = codec.decode(delivery.body)
-        except MessageDecodeError:
-            return  # an undecodable message carries no workflow we could read
-        exc = NotRegistered(f"task {msg.task!r} was moved to the dead-letter queue: {reason}")
-        self.add(msg, exception_meta(msg.id, states.FAILURE, exc, None, task=msg.task,
-                                     node=node.name))
-
-    def add(self, msg: TaskMessage, meta: dict, meta_text: str | None = None,
-            token: str | None = None) -> None:
-        if not msg.callbacks:
-            return
-        self.waiting.append((msg, meta, meta_text, token or uuid.uuid4().hex))
-        if len(self.waiting) == 1:  # else a retry is scheduled already: keep the order
-            self.timer[0] = self.retry(time.monotonic())
-
-    def retry(self, now: float) -> float:
-        """Carry out what waits, oldest first; when the next try is due (IDLE: nothing)."""
-        while self.waiting:
-            msg, meta, meta_text, token = self.waiting[0]
-            try:
-                self._carry_out(msg, meta, meta_text, token)
-            except Exception as exc:
-                if not is_transient(self.node.app, exc):
-                    log.exception("%s: could not follow up %s[%s] in its workflow",
-                                  self.node.name, msg.task, msg.id)
-                    self.waiting.pop(0)
-                    continue
-                return self._back_off(now, exc)
-            self.waiting.pop(0)
-        self.failures = 0
-        return IDLE
-
-    def _back_off(self, now: float, exc: BaseException) -> float:
-        conf = self.node.conf
-        self.failures += 1
-        delay = min(conf.broker_connection_retry_max_delay,
-                    conf.broker_connection_retry_delay * 2 ** min(self.failures - 1, 16))
-        log.error("%s: the result store failed while following up %d workflow task(s) "
-                  "(%s: %s); retrying in %.1fs", self.node.name, len(self.waiting),
-                  type(exc).__name__, exc, delay)
-        return now + delay
-
-    def _carry_out(self, msg: TaskMessage, meta: dict, meta_text: str | None,
-                   token: str) -> None:
-        from fleet.engine.results import save_group
-
-        node = self.node
-        plan = follow_up(node.app, msg, meta, meta_text, token)
-        for group_id, ids in plan.groups.items():  # before the messages that need them
-            save_group(node.app, group_id, ids)
-        node.batch.results.extend(node.backend.stored(m) for m in plan.metas)
-        node.batch.puts.extend(Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
-                               for m in plan.messages)

@@ -1,4 +1,5 @@
-"""Tell systemd what a node is doing (Type=notify units), through the node's hooks.
+"""sd_notify for nodes: tell systemd what a node is doing (Type=notify units), through the
+node's hooks (the protocol itself is `fleet.daemon.sd_notify`).
 
 READY=1 once the node is consuming (children up, registered with the broker), STATUS= lines
 with what it is doing, RELOADING=1 on HUP, STOPPING=1 when it begins a shutdown, and
@@ -36,12 +37,12 @@ def attach(node: Node) -> bool:
 
 
 def status_line(node: Node) -> str:
-    running = len(node.active)
-    done = sum(node.processed.values())
+    running = len(node.jobs.active)
+    done = sum(node.jobs.processed.values())
     if node.state != "running":
         return f"{node.state.capitalize()}: waiting for {running} running task(s)"
-    return (f"Consuming {', '.join(node.queues)} with {len(node.pool.children)} children: "
-            f"{running} running, {done} done")
+    return (f"Consuming {', '.join(node.consumer.queues)} with "
+            f"{len(node.children.pool.children)} children: {running} running, {done} done")
 
 
 def _ready(node: Node) -> None:

@@ -1,0 +1,117 @@
+"""The jobs a node holds, in one object every part of the node shares; its run states.
+
+A job is one reserved message on its way through the node: prefetched (`buffer`), held
+until its ETA (`scheduled`, a heap), held over its task's rate limit (`throttled`), then
+running in a child (`active`) until it is settled. The collections are made once and never
+replaced, so a part may keep a reference to them.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleet.engine.message import TaskMessage
+    from fleet.engine.pool import Child
+    from fleet.engine.task import Task
+    from fleet.engine.transport.base import Delivery
+
+#: A node's run states (`Node.state`).
+RUNNING, WARM, COLD, STOPPED = "running", "warm shutdown", "cold shutdown", "stopped"
+
+
+@dataclass
+class Job:
+    delivery: Delivery
+    message: TaskMessage
+    task: Task
+    received: float
+    acks_late: bool
+    ignore_result: bool
+    child: Child | None = None
+    started: float | None = None
+    soft_deadline: float | None = None
+    hard_deadline: float | None = None
+    soft_limit: float | None = None
+    hard_limit: float | None = None
+    soft_sent: bool = False
+    terminate: int | None = None  #: signal a remote terminate asked for
+    #: When it became ready to run (monotonic): its reception, or its eta for an ETA job.
+    due: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.message.task}[{self.message.id}]"
+
+
+def first(*values: Any) -> Any:
+    """The first value that is not None: a job's option comes from its message, else its
+    task, else the node, else the app's settings."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+class Jobs:
+    """Every job a node holds, by where it is; the revoked ids; tasks settled per name."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, Job] = {}  #: delivery id -> job running in a child
+        self.buffer: collections.deque[Job] = collections.deque()  #: prefetched, ready
+        self.scheduled: list[tuple[float, int, Job]] = []  #: heap of (eta, n, job) held here
+        #: Jobs over their task's rate limit, per task name, waiting for a token. They do not
+        #: count against the prefetch, so they never keep other tasks from being reserved.
+        self.throttled: dict[str, collections.deque[Job]] = {}
+        self.revoked: set[str] = set()  #: task ids this node refuses to run
+        self.processed: collections.Counter[str] = collections.Counter()  #: settled, by task
+        self._sequence = itertools.count()
+
+    def hold_until(self, job: Job, eta: float) -> None:
+        """Keep `job` here until its ETA (epoch seconds)."""
+        heapq.heappush(self.scheduled, (eta, next(self._sequence), job))
+
+    def release_due(self) -> None:
+        """Move the held jobs whose ETA has come to the buffer."""
+        now = time.time()
+        scheduled = self.scheduled
+        while scheduled and scheduled[0][0] <= now:
+            _, _, job = heapq.heappop(scheduled)
+            job.due = time.monotonic()
+            self.buffer.append(job)
+
+    def waiting(self) -> list[Job]:
+        """The jobs held over their rate limit, task by task."""
+        return [job for jobs in self.throttled.values() for job in jobs]
+
+    def held(self) -> list[tuple[str, Job]]:
+        """(where, job) for every job running, prefetched or held until its ETA."""
+        return ([("active", job) for job in self.active.values()] +
+                [("reserved", job) for job in self.buffer] +
+                [("scheduled", job) for _, _, job in self.scheduled])
+
+    def take_unstarted(self) -> list[Job]:
+        """Remove and return every job not started yet (prefetched, ETA-held, throttled)."""
+        jobs = list(self.buffer) + [job for _, _, job in self.scheduled] + self.waiting()
+        self.buffer.clear()
+        self.throttled.clear()
+        self.scheduled.clear()
+        return jobs
+
+    def take_held(self, ids: Iterable[str]) -> list[Job]:
+        """Remove and return the prefetched and ETA-held jobs of these task ids."""
+        wanted = set(ids)
+        held = [job for job in self.buffer if job.message.id in wanted]
+        for job in held:
+            self.buffer.remove(job)
+        waiting = [entry for entry in self.scheduled if entry[2].message.id in wanted]
+        if waiting:
+            self.scheduled[:] = [entry for entry in self.scheduled if entry not in waiting]
+            heapq.heapify(self.scheduled)
+        return held + [entry[2] for entry in waiting]
