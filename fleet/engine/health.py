@@ -3,7 +3,8 @@
 A node can be alive and still not consume (celery#8030: workers that survive a broker
 restart but never fetch again). The check therefore does not stop at "the process exists":
 it reads the node's latest heartbeat from the broker and the facts the node reports in it
-(`Node.consuming_info`), and names the first thing that is wrong:
+(`Consumer.consuming_info` in fleet.engine.node.consumer), and names the first thing that
+is wrong:
 
 * no heartbeat for longer than `worker_heartbeat_timeout` (hung, stopped, or cut off from
   the broker), or not registered at all;

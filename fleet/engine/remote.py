@@ -16,9 +16,9 @@ Replies are waited for on the subscription's socket (Redis) or by polling every 
 (SQLite), never by sleeping out the timeout.
 
 The results are `Replies`: a dict node -> value, which also says which nodes were expected,
-which did not answer, and which nodes the broker knows (for an explanation when nobody
-answered, see `fleet.inspect.explain_silence`). This module never prints: the CLI renders.
-It is the client side of the engine: it never imports the node.
+which did not answer, and which nodes the broker knows (what the operator layer needs to
+explain why nobody answered). This module never prints: the CLI renders. It is the client
+side of the engine: it never imports the node.
 """
 
 from __future__ import annotations
