@@ -2,8 +2,8 @@
 
 This part is pure: it reads the host name (and, for default paths, the effective uid and the
 state directory's location) but starts no process and creates no file. The controller that
-starts and stops nodes, and the state file, build on it (fleet/multi_control.py), and so does
-fleet.toml's [multi] section (fleet/multi_config.py).
+starts and stops nodes, and the state file, build on it (fleet/multictl/control.py), and so does
+fleet.toml's [multi] section (fleet/multictl/toml_section.py).
 
 Grammar, after the sub-command (`fleet multi start ...`):
 

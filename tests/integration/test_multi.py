@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from fleet.daemon import pidfile_is_locked, read_pidfile
-from fleet.multi_control import StateFile
+from fleet.multictl.control import StateFile
 from tests.integration.conftest import FAST_RECOVERY
 from tests.support import fleet_env, run_fleet, wait_for
 

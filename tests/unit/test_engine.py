@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from fleet import Fleet
-from fleet.config import parse_config
+from fleet.config_file import parse_config
 from fleet.engine import message as codec
 from fleet.engine.ratelimit import TokenBucket, parse_rate
 from fleet.engine.routing import route

@@ -11,9 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fleet.detach import Outcome, log_tail, parse_umask, read_outcome, resolve_ids
 from fleet.multi import expand_nodes, parse_multi_args
-from fleet.multi_control import (
+from fleet.multictl.control import (
     NOT_OURS,
     RUNNING,
     STALE,
@@ -26,6 +25,7 @@ from fleet.multi_control import (
     status,
 )
 from fleet.operator_errors import EXIT_USAGE, FleetError, UsageError
+from fleet.worker_setup.detach import Outcome, log_tail, parse_umask, read_outcome, resolve_ids
 
 
 def record(tmp_path: Path, name: str = "w1@h", **fields) -> NodeRecord:
@@ -59,7 +59,7 @@ def test_a_corrupt_state_file_is_an_error_saying_what_to_do(tmp_path):
 def test_concurrent_updates_never_lose_a_node(tmp_path):
     path = tmp_path / "multi.toml"
     script = (
-        "import sys; from fleet.multi_control import StateFile, NodeRecord\n"
+        "import sys; from fleet.multictl.control import StateFile, NodeRecord\n"
         "for i in range(15):\n"
         "    n = f'{sys.argv[2]}{i}@h'\n"
         "    StateFile(sys.argv[1]).remember([NodeRecord(n, ['x'], '.', n, n)])\n"
@@ -203,7 +203,7 @@ def test_uid_without_detach_is_a_usage_error():
 
 
 def test_a_pid_file_locked_by_another_live_process_is_never_removed(tmp_path):
-    from fleet.multi_control import remove_stale
+    from fleet.multictl.control import remove_stale
 
     node = record(tmp_path)
     code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
@@ -224,7 +224,7 @@ def test_a_pid_file_locked_by_another_live_process_is_never_removed(tmp_path):
 
 
 def test_defaults_chosen_when_detaching_are_kept_for_a_restart_in_place(monkeypatch):
-    from fleet.detach import _add_to_own_argv
+    from fleet.worker_setup.detach import _add_to_own_argv
 
     monkeypatch.setattr(sys, "argv", ["fleet", "worker", "--detach", "--", "a=1"])
     _add_to_own_argv("--pidfile=/run/fleet/%n.pid")

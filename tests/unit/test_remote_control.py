@@ -9,7 +9,8 @@ import time
 import pytest
 
 import fleet.cli  # noqa: F401 - the CLI loads its command modules (cli_remote) itself
-from fleet.cli_remote import render_body, render_replies
+from fleet.cli.events_view import FleetState, render
+from fleet.cli.remote import render_body, render_replies
 from fleet.engine import control
 from fleet.engine.control import (
     COMMANDS,
@@ -20,7 +21,6 @@ from fleet.engine.control import (
 )
 from fleet.engine.events import decode, format_event
 from fleet.inspect import NodeSeen, Replies, explain_silence
-from fleet.monitor import FleetState, render
 from tests.support import run_fleet
 
 ISSUE_INSPECT = {"ping", "active", "reserved", "scheduled", "revoked", "registered", "stats",

@@ -86,7 +86,7 @@ def check(cli_ctx: CliContext) -> None:
 
     Exits 0 when everything is valid, 78 otherwise.
     """
-    from fleet.config import check_config, find_config
+    from fleet.config_file import check_config, find_config
 
     cli_ctx.enter_workdir()
     problems: list[str] = []

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 import psutil
 
-from fleet.detach import READY_ENV, Outcome, log_tail
-from fleet.multi_state import NodeRecord
+from fleet.multictl.state import NodeRecord
+from fleet.worker_setup.detach import READY_ENV, Outcome, log_tail
 
 DEFAULT_START_TIMEOUT = 60.0
 START_PROGRESS_EVERY = 2.0
@@ -108,7 +108,7 @@ def _config_urls(records: Sequence[NodeRecord], env: Mapping[str, str]) -> list[
     """Broker and backend URLs from the fleet.toml files the nodes will read."""
     from pathlib import Path
 
-    from fleet.config import load_config
+    from fleet.config_file import load_config
 
     paths = {arg.partition("=")[2] for record in records for arg in record.argv
              if arg.startswith("--config=")}

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.config import FileConfig
+from fleet.config_file import FileConfig
 from fleet.multi import WORKER_OPTIONS
 from fleet.operator_errors import ConfigError, closest
 

@@ -341,7 +341,7 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
         if not (sys.stdout.isatty() and sys.stdin.isatty()):
             raise UsageError("the live view needs a terminal", "use --dump to print events "
                              "as lines (e.g. into a file or a pipe)")
-        from fleet.monitor import run_monitor
+        from fleet.cli.events_view import run_monitor
 
         run_monitor(app)
         return

@@ -1,4 +1,4 @@
-"""`fleet multi`: the CLI over fleet.multi (node specs) and fleet.multi_control (the rest).
+"""`fleet multi`: the CLI over fleet.multi (node specs) and fleet.multictl.control (the rest).
 
 multi's arguments follow celery multi's grammar (`-Q:1-3 images`, `--opt:sel=value`, `--`),
 which click cannot express, so click hands them over untouched and fleet.multi parses them.
@@ -113,8 +113,8 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
 
 def _fleet_from_file(cli_ctx: CliContext, spec: Any) -> list[str]:
     """The multi arguments fleet.toml's [multi] stands for ([] when it has none)."""
-    from fleet.config import find_config, load_config
-    from fleet.multi_config import multi_argv
+    from fleet.config_file import find_config, load_config
+    from fleet.multictl.toml_section import multi_argv
 
     explicit = spec.global_options.get("--config") or cli_ctx.config
     config = load_config(find_config(explicit if isinstance(explicit, str) else None))
@@ -179,7 +179,7 @@ class _View:
 
 
 def _state() -> Any:
-    from fleet.multi_control import StateFile
+    from fleet.multictl.control import StateFile
 
     return StateFile()
 
@@ -206,7 +206,7 @@ def _known(spec: Any, command: str) -> list[Any]:
 
 
 def _start_timeout(spec: Any) -> float:
-    from fleet.multi_control import DEFAULT_START_TIMEOUT
+    from fleet.multictl.control import DEFAULT_START_TIMEOUT
 
     return spec.timeout if spec.timeout is not None else DEFAULT_START_TIMEOUT
 
@@ -215,8 +215,8 @@ def _start_timeout(spec: Any) -> float:
 
 
 def _do_start(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
     from fleet.multi import expand_nodes
+    from fleet.multictl import control
 
     if spec.positionals:
         nodes = expand_nodes(spec)
@@ -237,7 +237,7 @@ def _stop_signal(spec: Any) -> int:
 
 
 def _do_stop(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "stop")
     view.note(f"> Stopping {len(records)} node(s)...")
@@ -246,7 +246,7 @@ def _do_stop(spec: Any, view: _View) -> int:
 
 
 def _do_stopwait(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "stopwait")
     view.note(f"> Stopping {len(records)} node(s)...")
@@ -255,7 +255,7 @@ def _do_stopwait(spec: Any, view: _View) -> int:
 
 
 def _do_restart(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "restart")
     how = "one at a time" if spec.rolling else "all at once"
@@ -267,7 +267,7 @@ def _do_restart(spec: Any, view: _View) -> int:
 
 
 def _do_reload(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "reload")
     view.note(f"> Reloading {len(records)} node(s) in place (HUP)...")
@@ -277,7 +277,7 @@ def _do_reload(spec: Any, view: _View) -> int:
 
 
 def _do_kill(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "kill")
     view.note(f"> Killing {len(records)} node(s)...")
@@ -286,7 +286,7 @@ def _do_kill(spec: Any, view: _View) -> int:
 
 
 def _do_status(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "status")
     rows = control.status(records, _consumers(view.cli_ctx, records))
@@ -308,7 +308,7 @@ def _do_status(spec: Any, view: _View) -> int:
 
 def _consumers(cli_ctx: CliContext, records: list[Any]) -> dict[str, Any] | None:
     """Which nodes have a fresh heartbeat at their broker (None: could not ask)."""
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     running = [record for record in records if control.probe(record).running]
     if not running:
@@ -362,7 +362,7 @@ def _size(amount: int | None) -> str:
 def _nodes_or_known(spec: Any, positionals: Sequence[str]) -> list[Any]:
     """Records for a spec given on the command line, else the remembered ones."""
     from fleet.multi import expand_nodes
-    from fleet.multi_control import record_for
+    from fleet.multictl.control import record_for
 
     if positionals:
         spec.positionals = list(positionals)

@@ -22,7 +22,7 @@ from fleet import __version__
 from fleet.operator_errors import EXIT_FAILURE, EXIT_USAGE, FleetError, UsageError
 
 if TYPE_CHECKING:
-    from fleet.config import FileConfig
+    from fleet.config_file import FileConfig
     from fleet.engine.app import Fleet
 
 
@@ -42,7 +42,7 @@ class CliContext:
 
     def file_config(self) -> FileConfig:
         if self._file is None:
-            from fleet.config import find_config, load_config
+            from fleet.config_file import find_config, load_config
 
             self.enter_workdir()
             self._file = load_config(find_config(self.config))
@@ -226,7 +226,7 @@ def worker(cli_ctx: CliContext, loglevel: str, overrides: tuple[str, ...], check
         _check_worker(cli_ctx, overrides, node_args["hostname"], node_args["pidfile"], as_json)
     handshake = None
     if detach or uid or gid or umask:
-        from fleet.detach import detach_worker
+        from fleet.worker_setup.detach import detach_worker
 
         cli_ctx.enter_workdir()  # relative paths are relative to where the node runs
         if cli_ctx.workdir:
@@ -247,7 +247,7 @@ def worker(cli_ctx: CliContext, loglevel: str, overrides: tuple[str, ...], check
 def _check_worker(cli_ctx: CliContext, overrides: tuple[str, ...], hostname: str,
                   pidfile: str | None, as_json: bool) -> None:
     """`fleet worker --check`: is the node named by -n consuming? (exits)"""
-    from fleet.cli_health import run_check
+    from fleet.cli.health import run_check
     from fleet.nodenames import format_node, host_format
 
     app = cli_ctx.load_app()
@@ -511,10 +511,10 @@ def report(cli_ctx: CliContext, as_json: bool) -> None:
 #: Each area keeps its commands in a module of its own (fleet/cli_<area>.py) exposing
 #: `register(cli)`; add one line here per module.
 COMMAND_MODULES: list[str] = [
-    "fleet.cli_config",
-    "fleet.cli_remote",
-    "fleet.cli_beat",
-    "fleet.cli_multi",
+    "fleet.cli.config",
+    "fleet.cli.remote",
+    "fleet.cli.beat",
+    "fleet.cli.multi",
 ]
 
 
