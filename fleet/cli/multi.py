@@ -14,12 +14,13 @@ from typing import Any
 
 import click
 
-from fleet.cli import CliContext, pass_cli, print_table
+from fleet.app_options import AppOptions
+from fleet.cli.context import CliContext, pass_cli, print_table
 from fleet.operator_errors import EXIT_FAILURE, EXIT_NOT_RUNNING, FleetError, UsageError, closest
 
 #: The sub-commands, in the order --help lists them (handlers: _HANDLERS at the end).
-COMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",
-            "get", "names", "expand")
+SUBCOMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",
+               "get", "names", "expand")
 
 HELP = """Run a fleet of detached nodes on this host; they are verified, remembered and
 stopped safely.
@@ -82,10 +83,6 @@ class _RawArguments(click.Command):
         return []
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(multi)
-
-
 @click.command(cls=_RawArguments, help=HELP, add_help_option=False,
                options_metavar="COMMAND [NODES] [OPTIONS] [-- PASSTHROUGH]",
                context_settings={"ignore_unknown_options": True})
@@ -94,11 +91,11 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
     from fleet.multi import parse_multi_args
 
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        guess = closest(command, COMMANDS)
+    if command not in SUBCOMMANDS:
+        guess = closest(command, SUBCOMMANDS)
         raise UsageError(f"unknown multi command {command!r}",
                          f"did you mean {guess}?" if guess else
-                         f"use one of: {', '.join(COMMANDS)}")
+                         f"use one of: {', '.join(SUBCOMMANDS)}")
     spec = parse_multi_args(rest)
     if command in ("start", "show", "names") and not spec.positionals:
         described = _fleet_from_file(cli_ctx, spec)
@@ -331,10 +328,10 @@ def _consumers(cli_ctx: CliContext, records: list[Any]) -> dict[str, Any] | None
 def _node_app(record: Any) -> Any:
     options = dict(arg[2:].split("=", 1) for arg in record.argv
                    if arg.startswith(("--app=", "--config=")))
-    node_ctx = CliContext(app=options.get("app"), config=options.get("config"),
+    node_app = AppOptions(app=options.get("app"), config=options.get("config"),
                           workdir=record.workdir)
     try:
-        return node_ctx.load_app(required=False)
+        return node_app.load_app(required=False)
     except FleetError:
         return None
 
@@ -410,3 +407,6 @@ _HANDLERS = {"start": _do_start, "stop": _do_stop, "stopwait": _do_stopwait,
              "restart": _do_restart, "reload": _do_reload, "kill": _do_kill,
              "status": _do_status, "show": _do_show, "get": _do_get, "names": _do_names,
              "expand": _do_expand}
+
+
+COMMANDS = (multi,)

@@ -105,5 +105,5 @@ def test_no_multi_section_is_a_clear_error():
 def test_the_repository_example_is_valid():
     from fleet.config_file import load_config
 
-    config = load_config(Path(__file__).resolve().parents[2] / "fleet.toml")
+    config = load_config(Path(__file__).resolve().parents[3] / "fleet.toml")
     assert parse_multi_args(multi_argv(config)).positionals
