@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import fleet.cli  # noqa: F401 - the CLI loads its command modules (cli_remote) itself
+import fleet.cli  # noqa: F401 - the whole CLI, as the command runs it (fleet/cli/remote.py)
 from fleet.cli.events_view import FleetState, render
 from fleet.cli.remote import render_body, render_replies
 from fleet.engine import control
