@@ -55,9 +55,13 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(CliContext)
 
 
-for _module in COMMAND_MODULES:
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
+def _add_commands(group: click.Group) -> None:
+    for module in COMMAND_MODULES:
+        for command in module.COMMANDS:
+            group.add_command(command)
+
+
+_add_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

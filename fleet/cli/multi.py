@@ -176,7 +176,7 @@ class _View:
 
 
 def _state() -> Any:
-    from fleet.multictl.control import StateFile
+    from fleet.multictl.state import StateFile
 
     return StateFile()
 
@@ -359,7 +359,7 @@ def _size(amount: int | None) -> str:
 def _nodes_or_known(spec: Any, positionals: Sequence[str]) -> list[Any]:
     """Records for a spec given on the command line, else the remembered ones."""
     from fleet.multi import expand_nodes
-    from fleet.multictl.control import record_for
+    from fleet.multictl.state import record_for
 
     if positionals:
         spec.positionals = list(positionals)
