@@ -96,7 +96,8 @@ def _preload(records: Sequence[NodeRecord], env: Mapping[str, str]) -> None:
 
     from fleet.engine.transport import transport_module
 
-    modules = {"fleet.engine.worker", "fleet.engine.app"}
+    modules = {"fleet.engine.worker", "fleet.engine.app", "fleet.worker_setup.run",
+               "fleet.worker_setup.detach"}
     urls = [env.get("FLEET_BROKER_URL", ""), env.get("FLEET_RESULT_BACKEND", "")]
     urls += [arg.partition("=")[2] for record in records for arg in record.argv
              if arg.startswith(("--broker=", "--result-backend="))]
