@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psutil
@@ -22,6 +21,7 @@ from fleet.multictl.control import (
     status,
 )
 from fleet.multictl.state import NodeRecord
+from tests.support import wait_for
 
 
 def record(tmp_path: Path, name: str = "w1@h", **fields) -> NodeRecord:
@@ -60,11 +60,8 @@ def test_a_node_title_is_recognised_for_its_own_name_only():
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
         found = psutil.Process(process.pid)
-        wait = threading.Event()
-        for _ in range(200):
-            if (found.cmdline() or [""])[0].startswith("fleet worker"):  # the title
-                break
-            wait.wait(0.01)
+        wait_for(lambda: (found.cmdline() or [""])[0].startswith("fleet worker"), 10,
+                 message="the process title")
         assert is_node_process(found, "w1@h")
         assert not is_node_process(found, "w1@other")
     finally:
