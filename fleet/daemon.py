@@ -1,4 +1,8 @@
-"""Daemon plumbing: pid files with locks, directories we need, and process hygiene.
+"""The platform's daemon primitives: detaching from the terminal, dropping privileges
+(uid/gid, umask), log files, pid files with locks, and systemd's notify socket.
+
+How a `fleet worker --detach` node puts these together, and tells its launcher that it came
+up, is fleet/worker_setup/detach.py.
 
 Pid files are written for the operator and for `fleet multi`:
 * written atomically (a temporary file, fully written and locked, hard-linked into place),
@@ -17,19 +21,22 @@ import ctypes.util
 import errno
 import fcntl
 import functools
+import grp
 import logging
 import os
+import pwd
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.operator_errors import EXIT_CANT_CREATE, FleetError, PermissionProblem
+from fleet.operator_errors import EXIT_CANT_CREATE, FleetError, PermissionProblem, UsageError
 
 log = logging.getLogger("fleet.daemon")
 
 PR_SET_PDEATHSIG = 1
 #: Set by a node restarting in place: "FD:PATH" of its pid file, still locked.
 INHERITED_ENV = "FLEET_PIDFILE_FD"
+DEFAULT_UMASK = 0o022
 
 
 def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> Path:
@@ -60,6 +67,94 @@ def open_log_file(path: Path | str, mode: int = 0o640) -> int:
     except PermissionError:
         raise PermissionProblem(f"cannot write log file {log_path}: permission denied",
                                 "fix its owner or mode, or choose another --logfile") from None
+
+
+def log_tail(path: Path | str, lines: int = 10) -> list[str]:
+    """The last `lines` lines of a log file (empty if it cannot be read)."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - 8192))
+            text = stream.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+# -- detaching from the terminal, and whose the process is -------------------------------------
+
+
+def detach_from_terminal(log_fd: int, umask: int) -> None:
+    """A new session (no controlling terminal), `umask`, stdin from /dev/null and stdout and
+    stderr into the log file `log_fd` (closed here), so no startup error is ever lost."""
+    os.setsid()
+    os.umask(umask)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+
+
+def parse_umask(text: str | None) -> int:
+    """--umask 027 -> 0o027 (None: the default, 022)."""
+    if text is None:
+        return DEFAULT_UMASK
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise UsageError(f"--umask {text}: not an octal mode", "e.g. --umask 022 or 027")
+    return value
+
+
+def resolve_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+    """--uid/--gid (names or numbers) -> ids; a user's primary group if only --uid is given."""
+    uid = gid = None
+    if user:
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise UsageError(f"--uid {user}: no such user", "give a user name or number "
+                             "that exists on this host") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if group:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise UsageError(f"--gid {group}: no such group", "give a group name or number "
+                             "that exists on this host") from None
+    if (uid is not None or gid is not None) and os.geteuid() != 0 and \
+            (uid not in (None, os.getuid()) or gid not in (None, os.getgid())):
+        raise PermissionProblem("--uid/--gid need root", "run as root, or leave them out to "
+                                "run as yourself")
+    return uid, gid
+
+
+def drop_privileges(uid: int | None, gid: int | None) -> None:
+    """Become uid/gid (group first, while we may still change it)."""
+    if gid is not None and gid != os.getgid():
+        os.setgroups([gid])
+        os.setgid(gid)
+    if uid is not None and uid != os.getuid():
+        if gid is None:
+            os.setgroups([])
+        os.setuid(uid)
+        os.environ["HOME"] = pwd.getpwuid(uid).pw_dir
+
+
+def give_to(path: Path | str, uid: int | None, gid: int | None) -> None:
+    """chown `path` to the user (and group) the process is about to become, if any."""
+    if uid is None and gid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+
+
+# -- pid files ---------------------------------------------------------------------------------
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 This part is pure: it reads the host name (and, for default paths, the effective uid and the
 state directory's location) but starts no process and creates no file. The controller that
-starts and stops nodes, and the state file, build on it (fleet/multi_control.py), and so does
-fleet.toml's [multi] section (fleet/multi_config.py).
+starts and stops nodes, and the state file, build on it (fleet/multictl/control.py), and so does
+fleet.toml's [multi] section (fleet/multictl/toml_section.py).
 
 Grammar, after the sub-command (`fleet multi start ...`):
 
@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from signal import Signals
 
+from fleet.app_options import Option
 from fleet.nodenames import format_node, gethostname, host_format, preformat_node
 from fleet.operator_errors import UsageError, closest
 from fleet.paths import default_node_files
 from fleet.signals import parse_signal
+from fleet.worker_setup.options import multi_options
 
 OptionValue = str | bool
 
@@ -54,37 +56,16 @@ class OptionDef:
     takes_value: bool = True
 
 
-# The options multi passes on to each node, in the order a node's argv lists them.
-# This table MUST match `fleet worker`'s own options (spellings, and value or flag).
-# `-n/--hostname` is deliberately absent: multi names every node itself, and in multi
-# `-n/--hostname` sets the host part of generated names (see MULTI_OPTIONS).
-WORKER_OPTIONS: tuple[OptionDef, ...] = (
-    OptionDef("--app", ("-A",)),
-    OptionDef("--broker", ("-b",)),
-    OptionDef("--result-backend"),
-    OptionDef("--config"),
-    OptionDef("--concurrency", ("-c",)),
-    OptionDef("--queues", ("-Q",)),
-    OptionDef("--loglevel", ("-l", "-L")),
-    OptionDef("--logfile", ("-f",)),
-    OptionDef("--pidfile"),
-    OptionDef("--prefetch-multiplier"),
-    OptionDef("--max-tasks-per-child"),
-    OptionDef("--max-memory-per-child"),
-    OptionDef("--time-limit"),
-    OptionDef("--soft-time-limit"),
-    OptionDef("--events", ("-E",), takes_value=False),
-    OptionDef("--beat", ("-B",), takes_value=False),
-    OptionDef("--autoscale"),
-    OptionDef("--uid"),
-    OptionDef("--gid"),
-    OptionDef("--umask"),
-)
+# The options multi passes on to each node, in the order a node's argv lists them: those of
+# `fleet worker`'s own table (fleet.worker_setup.options) that multi passes on. `-n/--hostname`
+# is not one: multi names every node itself, and in multi `-n/--hostname` sets the host part
+# of generated names (see MULTI_OPTIONS).
+WORKER_OPTIONS: tuple[Option, ...] = multi_options()
 
 # Worker options whose value the node expands again itself, with fleet.nodenames.format_node
-# (per process for the log file). Must match `fleet worker`. multi therefore expands them with
-# preformat_node, which leaves %i, %I and %% for that second pass.
-WORKER_EXPANDED = frozenset({"--pidfile", "--logfile"})
+# (per process for the log file). multi therefore expands them with preformat_node, which
+# leaves %i, %I and %% for that second pass.
+WORKER_EXPANDED = frozenset(option.name for option in WORKER_OPTIONS if option.node_expands)
 
 # Options multi consumes itself; never passed to a node. Each sets the MultiSpec field named
 # like the option (`--range-prefix` -> range_prefix).
@@ -183,7 +164,7 @@ class NodeSpec:
 class _Given:
     """One option token (and its value) read from the command line."""
 
-    option: OptionDef
+    option: Option | OptionDef
     for_multi: bool
     selector: str | None
     value: OptionValue
@@ -244,7 +225,7 @@ def _read_option(token: str, pending: deque[str]) -> _Given:
     return _Given(option, for_multi, selector if has_selector else None, value, head)
 
 
-def _lookup(spelling: str) -> tuple[OptionDef, bool]:
+def _lookup(spelling: str) -> tuple[Option | OptionDef, bool]:
     if spelling in _WORKER_BY_SPELLING:
         return _WORKER_BY_SPELLING[spelling], False
     if spelling in _MULTI_BY_SPELLING:
@@ -254,7 +235,8 @@ def _lookup(spelling: str) -> tuple[OptionDef, bool]:
     raise UsageError(f"unknown option {spelling}", hint)
 
 
-def _check_per_node(given_as: str, selector: str, option: OptionDef, for_multi: bool) -> None:
+def _check_per_node(given_as: str, selector: str, option: Option | OptionDef,
+                    for_multi: bool) -> None:
     if for_multi and option.name == "--hostname":
         raise UsageError(
             f"{given_as}: the host part cannot be set per node",

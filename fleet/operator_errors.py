@@ -66,6 +66,21 @@ class PermissionProblem(FleetError):
     exit_code = EXIT_PERMISSION
 
 
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """The line (after `fleet: `) and the exit code a command ends with when `exc` escapes
+    it: a FleetError says what it says; anything else is a broker failing mid-command, or a
+    bug in fleet."""
+    if isinstance(exc, FleetError):
+        return exc.one_line(), exc.exit_code
+    module = type(exc).__module__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if module.startswith(("redis", "sqlite3")) or isinstance(exc, ConnectionError):
+        return (f"broker error: {type(exc).__name__}: {text}; check that the broker is "
+                "reachable and try again", EXIT_BROKER)
+    return (f"internal error: {type(exc).__name__}: {text}; this is a bug in fleet: run again "
+            "with FLEET_DEBUG=1 for the traceback and report it", EXIT_SOFTWARE)
+
+
 def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
     """The candidate most like `word`, for did-you-mean hints (None when nothing is close)."""
     import difflib  # only needed on the error path; keeps startup fast

@@ -72,7 +72,7 @@ def summarize_stacks(stacks: list[Stack], top: int = TOP) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     for stack in stacks:
         for frame in set(stack.frames):
-            if "fleet/" in frame and "fleet/cli.py" not in frame:
+            if "fleet/" in frame and "fleet/cli" not in frame:  # fleet/cli/ (or the old cli.py)
                 inclusive[frame] += stack.count
     telling = [(frame, n) for frame, n in inclusive.most_common() if n < 0.97 * total]
     lines += ["", "fleet functions, including callees:"]

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import psutil
 import pytest
 
 from fleet.daemon import pidfile_is_locked, read_pidfile
-from fleet.multi_control import StateFile
+from fleet.multictl.state import StateFile
 from tests.integration.conftest import FAST_RECOVERY
 from tests.support import fleet_env, run_fleet, wait_for
 
@@ -290,10 +289,9 @@ def test_restart_rolling_keeps_at_least_one_node_up(multi):
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.is_set():
+        while not stop.wait(0.005):  # sample every 5 ms until the restart returned
             up = sum(pidfile_is_locked(multi.pidfile(s)) for s in ("w1", "w2"))
             low.append(up)
-            time.sleep(0.005)
 
     sampler = threading.Thread(target=sample)
     sampler.start()

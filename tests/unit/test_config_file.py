@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.config import parse_config
+from fleet.config_file import parse_config
 from fleet.operator_errors import ConfigError
 
 

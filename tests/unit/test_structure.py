@@ -28,7 +28,8 @@ ALLOWED = {
 
 #: What the engine must never import: the layers above it.
 ABOVE_THE_ENGINE = ("fleet.cli", "fleet.inspect", "fleet.report", "fleet.multi",
-                    "fleet.detach", "fleet.config", "fleet.monitor")
+                    "fleet.worker_setup", "fleet.app_options", "fleet.config_file",
+                    "fleet.dashboard")
 
 #: The node side of the engine: a process that only sends tasks never loads these.
 NODE_SIDE = ("fleet.engine.worker", "fleet.engine.node", "fleet.engine.pool",

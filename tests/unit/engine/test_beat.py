@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fleet import Fleet, crontab
-from fleet.config import check_config
+from fleet.config_file import check_config
 from fleet.engine import message as codec
 from fleet.engine.beat import LAST_PREFIX, Scheduler, check_file_section, load_entries
 from fleet.engine.transport.base import StoredResult

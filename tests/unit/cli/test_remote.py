@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import time
 
-import fleet.cli  # noqa: F401 - the CLI loads its command modules (cli_remote) itself
-from fleet.cli_remote import render_body, render_replies
+import fleet.cli  # noqa: F401 - the whole CLI, as the command runs it (fleet/cli/remote.py)
+from fleet.cli.events_view import FleetState, render
+from fleet.cli.remote import render_body, render_replies
 from fleet.inspect import NodeSeen, Replies, explain_silence
-from fleet.monitor import FleetState, render
 from tests.support import run_fleet
 
 

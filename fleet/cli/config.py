@@ -9,12 +9,8 @@ from typing import Any
 
 import click
 
-from fleet.cli import CliContext, global_options, pass_cli, print_table
+from fleet.cli.context import CliContext, global_options, pass_cli, print_table
 from fleet.operator_errors import EXIT_CONFIG, ConfigError, FleetError
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(config)
 
 
 @click.group()
@@ -86,7 +82,7 @@ def check(cli_ctx: CliContext) -> None:
 
     Exits 0 when everything is valid, 78 otherwise.
     """
-    from fleet.config import check_config, find_config
+    from fleet.config_file import check_config, find_config
 
     cli_ctx.enter_workdir()
     problems: list[str] = []
@@ -128,3 +124,6 @@ def _file_problems(path: Any, check_config: Any) -> list[str]:
         return [f"{path}: cannot read it ({exc.strerror})"]
     _, problems = check_config(data, path)
     return [problem.one_line() for problem in problems]
+
+
+COMMANDS = (config,)

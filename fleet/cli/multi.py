@@ -1,4 +1,4 @@
-"""`fleet multi`: the CLI over fleet.multi (node specs) and fleet.multi_control (the rest).
+"""`fleet multi`: the CLI over fleet.multi (node specs) and fleet.multictl.control (the rest).
 
 multi's arguments follow celery multi's grammar (`-Q:1-3 images`, `--opt:sel=value`, `--`),
 which click cannot express, so click hands them over untouched and fleet.multi parses them.
@@ -14,12 +14,13 @@ from typing import Any
 
 import click
 
-from fleet.cli import CliContext, pass_cli, print_table
+from fleet.app_options import AppOptions
+from fleet.cli.context import CliContext, pass_cli, print_table
 from fleet.operator_errors import EXIT_FAILURE, EXIT_NOT_RUNNING, FleetError, UsageError, closest
 
 #: The sub-commands, in the order --help lists them (handlers: _HANDLERS at the end).
-COMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",
-            "get", "names", "expand")
+SUBCOMMANDS = ("start", "stop", "stopwait", "restart", "reload", "kill", "status", "show",
+               "get", "names", "expand")
 
 HELP = """Run a fleet of detached nodes on this host; they are verified, remembered and
 stopped safely.
@@ -82,10 +83,6 @@ class _RawArguments(click.Command):
         return []
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(multi)
-
-
 @click.command(cls=_RawArguments, help=HELP, add_help_option=False,
                options_metavar="COMMAND [NODES] [OPTIONS] [-- PASSTHROUGH]",
                context_settings={"ignore_unknown_options": True})
@@ -94,11 +91,11 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
     from fleet.multi import parse_multi_args
 
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        guess = closest(command, COMMANDS)
+    if command not in SUBCOMMANDS:
+        guess = closest(command, SUBCOMMANDS)
         raise UsageError(f"unknown multi command {command!r}",
                          f"did you mean {guess}?" if guess else
-                         f"use one of: {', '.join(COMMANDS)}")
+                         f"use one of: {', '.join(SUBCOMMANDS)}")
     spec = parse_multi_args(rest)
     if command in ("start", "show", "names") and not spec.positionals:
         described = _fleet_from_file(cli_ctx, spec)
@@ -113,8 +110,8 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
 
 def _fleet_from_file(cli_ctx: CliContext, spec: Any) -> list[str]:
     """The multi arguments fleet.toml's [multi] stands for ([] when it has none)."""
-    from fleet.config import find_config, load_config
-    from fleet.multi_config import multi_argv
+    from fleet.config_file import find_config, load_config
+    from fleet.multictl.toml_section import multi_argv
 
     explicit = spec.global_options.get("--config") or cli_ctx.config
     config = load_config(find_config(explicit if isinstance(explicit, str) else None))
@@ -179,7 +176,7 @@ class _View:
 
 
 def _state() -> Any:
-    from fleet.multi_control import StateFile
+    from fleet.multictl.state import StateFile
 
     return StateFile()
 
@@ -206,7 +203,7 @@ def _known(spec: Any, command: str) -> list[Any]:
 
 
 def _start_timeout(spec: Any) -> float:
-    from fleet.multi_control import DEFAULT_START_TIMEOUT
+    from fleet.multictl.control import DEFAULT_START_TIMEOUT
 
     return spec.timeout if spec.timeout is not None else DEFAULT_START_TIMEOUT
 
@@ -215,8 +212,8 @@ def _start_timeout(spec: Any) -> float:
 
 
 def _do_start(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
     from fleet.multi import expand_nodes
+    from fleet.multictl import control
 
     if spec.positionals:
         nodes = expand_nodes(spec)
@@ -237,7 +234,7 @@ def _stop_signal(spec: Any) -> int:
 
 
 def _do_stop(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "stop")
     view.note(f"> Stopping {len(records)} node(s)...")
@@ -246,7 +243,7 @@ def _do_stop(spec: Any, view: _View) -> int:
 
 
 def _do_stopwait(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "stopwait")
     view.note(f"> Stopping {len(records)} node(s)...")
@@ -255,7 +252,7 @@ def _do_stopwait(spec: Any, view: _View) -> int:
 
 
 def _do_restart(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "restart")
     how = "one at a time" if spec.rolling else "all at once"
@@ -267,7 +264,7 @@ def _do_restart(spec: Any, view: _View) -> int:
 
 
 def _do_reload(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "reload")
     view.note(f"> Reloading {len(records)} node(s) in place (HUP)...")
@@ -277,7 +274,7 @@ def _do_reload(spec: Any, view: _View) -> int:
 
 
 def _do_kill(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "kill")
     view.note(f"> Killing {len(records)} node(s)...")
@@ -286,7 +283,7 @@ def _do_kill(spec: Any, view: _View) -> int:
 
 
 def _do_status(spec: Any, view: _View) -> int:
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     records = _known(spec, "status")
     rows = control.status(records, _consumers(view.cli_ctx, records))
@@ -308,7 +305,7 @@ def _do_status(spec: Any, view: _View) -> int:
 
 def _consumers(cli_ctx: CliContext, records: list[Any]) -> dict[str, Any] | None:
     """Which nodes have a fresh heartbeat at their broker (None: could not ask)."""
-    from fleet import multi_control as control
+    from fleet.multictl import control
 
     running = [record for record in records if control.probe(record).running]
     if not running:
@@ -331,10 +328,10 @@ def _consumers(cli_ctx: CliContext, records: list[Any]) -> dict[str, Any] | None
 def _node_app(record: Any) -> Any:
     options = dict(arg[2:].split("=", 1) for arg in record.argv
                    if arg.startswith(("--app=", "--config=")))
-    node_ctx = CliContext(app=options.get("app"), config=options.get("config"),
+    node_app = AppOptions(app=options.get("app"), config=options.get("config"),
                           workdir=record.workdir)
     try:
-        return node_ctx.load_app(required=False)
+        return node_app.load_app(required=False)
     except FleetError:
         return None
 
@@ -362,7 +359,7 @@ def _size(amount: int | None) -> str:
 def _nodes_or_known(spec: Any, positionals: Sequence[str]) -> list[Any]:
     """Records for a spec given on the command line, else the remembered ones."""
     from fleet.multi import expand_nodes
-    from fleet.multi_control import record_for
+    from fleet.multictl.state import record_for
 
     if positionals:
         spec.positionals = list(positionals)
@@ -410,3 +407,6 @@ _HANDLERS = {"start": _do_start, "stop": _do_stop, "stopwait": _do_stopwait,
              "restart": _do_restart, "reload": _do_reload, "kill": _do_kill,
              "status": _do_status, "show": _do_show, "get": _do_get, "names": _do_names,
              "expand": _do_expand}
+
+
+COMMANDS = (multi,)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fleet.cli import CliContext, global_options, pass_cli, split_list
+from fleet.app_options import split_list
+from fleet.cli.context import CliContext, global_options, pass_cli
 from fleet.operator_errors import EXIT_FAILURE, EXIT_UNAVAILABLE, FleetError, UsageError
 
 if TYPE_CHECKING:
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
 
 #: The kinds of fleet.engine.control (not imported here: `fleet --help` stays fast).
 INSPECT, CONTROL = "inspect", "control"
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(_group(INSPECT))
-    cli.add_command(_group(CONTROL))
-    cli.add_command(status)
-    cli.add_command(events)
 
 
 # == shared options ================================================================================
@@ -341,7 +335,7 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
         if not (sys.stdout.isatty() and sys.stdin.isatty()):
             raise UsageError("the live view needs a terminal", "use --dump to print events "
                              "as lines (e.g. into a file or a pipe)")
-        from fleet.monitor import run_monitor
+        from fleet.cli.events_view import run_monitor
 
         run_monitor(app)
         return
@@ -366,3 +360,5 @@ def events(cli_ctx: CliContext, dump: bool, as_json: bool) -> None:
     except KeyboardInterrupt:
         return
 
+
+COMMANDS = (_group(INSPECT), _group(CONTROL), status, events)

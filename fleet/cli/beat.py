@@ -8,11 +8,8 @@ import sys
 
 import click
 
-from fleet.cli import CliContext, global_options, parse_overrides, pass_cli, print_table
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(beat)
+from fleet.app_options import parse_overrides
+from fleet.cli.context import CliContext, global_options, pass_cli, print_table
 
 
 @click.command()
@@ -65,3 +62,6 @@ def _print_entries(cli_ctx: CliContext, rows: list[dict], as_json: bool) -> None
     print_table(["NAME", "TASK", "SCHEDULE", "LAST RUN (UTC)", "NEXT RUN (UTC)"],
                 [[r["name"], r["task"], r["schedule"], r["last_run"] or "-", r["next_run"]]
                  for r in rows])
+
+
+COMMANDS = (beat,)

@@ -751,16 +751,3 @@ def test_select_nodes_with_no_known_nodes_says_so():
     with pytest.raises(UsageError) as caught:
         select_nodes([], ["w1"])
     assert caught.value.hint == "valid: no nodes are known"
-
-
-def test_every_option_multi_passes_on_is_one_fleet_worker_takes():
-    """WORKER_OPTIONS must match `fleet worker`: the same spellings, value or flag."""
-    from fleet.cli import worker
-    from fleet.multi import WORKER_OPTIONS
-
-    accepted = {spelling: not param.is_flag for param in worker.params
-                if hasattr(param, "is_flag") for spelling in param.opts}
-    for option in WORKER_OPTIONS:
-        for spelling in (option.name, *option.aliases):
-            assert spelling in accepted, f"fleet worker has no {spelling}"
-            assert accepted[spelling] == option.takes_value, spelling

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.config import check_config, parse_config
+from fleet.config_file import check_config, parse_config
 from fleet.multi import expand_nodes, parse_multi_args
-from fleet.multi_config import multi_argv
+from fleet.multictl.toml_section import multi_argv
 from fleet.operator_errors import ConfigError
 
 
@@ -103,7 +103,7 @@ def test_no_multi_section_is_a_clear_error():
 
 
 def test_the_repository_example_is_valid():
-    from fleet.config import load_config
+    from fleet.config_file import load_config
 
-    config = load_config(Path(__file__).resolve().parents[2] / "fleet.toml")
+    config = load_config(Path(__file__).resolve().parents[3] / "fleet.toml")
     assert parse_multi_args(multi_argv(config)).positionals

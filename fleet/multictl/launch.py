@@ -2,8 +2,12 @@
 wait, on one readiness pipe per node, until it consumes or says why it cannot.
 
 A launcher that runs this very interpreter is forked rather than started afresh (ten new
-interpreters importing fleet were most of what `multi start 10` cost); it then behaves as if
-exec'd: the recorded argv, directory and environment, and none of multi's descriptors.
+interpreters importing fleet were most of what `multi start 10` cost): the fork reads the
+node's recorded command line back into `WorkerOptions` (with the worker's option table) and
+runs the node as `fleet worker` would (fleet.worker_setup.run), as if exec'd: the recorded
+argv, directory and environment, and none of multi's descriptors. A command line that does
+not read back (another executable, an option `fleet worker` would refuse) is run as a new
+program, so `fleet worker` itself explains what is wrong with it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from datetime import UTC, datetime
 
 import psutil
 
-from fleet.detach import READY_ENV, Outcome, log_tail
-from fleet.multi_state import NodeRecord
+from fleet.daemon import log_tail
+from fleet.multictl.state import NodeRecord
+from fleet.worker_setup.handshake import READY_ENV, Outcome
+from fleet.worker_setup.options import WorkerOptions, options_from_argv
 
 DEFAULT_START_TIMEOUT = 60.0
 START_PROGRESS_EVERY = 2.0
@@ -69,7 +75,7 @@ def launch_all(records: Sequence[NodeRecord], env: dict[str, str] | None, timeou
                 report: Report) -> list[StartResult]:
     launches = []
     results = []
-    forked = [record for record in records if _can_fork_launcher(record)]
+    forked = [record for record in records if _forkable(record) is not None]
     if len(forked) > 1:
         _preload(forked, os.environ if env is None else env)
     for record in records:
@@ -90,7 +96,8 @@ def _preload(records: Sequence[NodeRecord], env: Mapping[str, str]) -> None:
 
     from fleet.engine.transport import transport_module
 
-    modules = {"fleet.engine.worker", "fleet.engine.app"}
+    modules = {"fleet.engine.worker", "fleet.engine.app", "fleet.worker_setup.run",
+               "fleet.worker_setup.detach"}
     urls = [env.get("FLEET_BROKER_URL", ""), env.get("FLEET_RESULT_BACKEND", "")]
     urls += [arg.partition("=")[2] for record in records for arg in record.argv
              if arg.startswith(("--broker=", "--result-backend="))]
@@ -108,7 +115,7 @@ def _config_urls(records: Sequence[NodeRecord], env: Mapping[str, str]) -> list[
     """Broker and backend URLs from the fleet.toml files the nodes will read."""
     from pathlib import Path
 
-    from fleet.config import load_config
+    from fleet.config_file import load_config
 
     paths = {arg.partition("=")[2] for record in records for arg in record.argv
              if arg.startswith("--config=")}
@@ -129,9 +136,10 @@ def _launch(record: NodeRecord, env: dict[str, str] | None) -> _Launch:
     output_read, output_write = os.pipe()
     environment = dict(os.environ if env is None else env)
     environment[READY_ENV] = str(write_fd)
+    options = _forkable(record)
     try:
-        if _can_fork_launcher(record):
-            pid = _fork_launcher(record, environment, write_fd, output_write)
+        if options is not None:
+            pid = _fork_launcher(record, options, environment, write_fd, output_write)
         else:
             pid = subprocess.Popen(record.argv, cwd=record.workdir, env=environment,
                                    pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
@@ -148,14 +156,17 @@ def _launch(record: NodeRecord, env: dict[str, str] | None) -> _Launch:
     return _Launch(record, pid, read_fd, output_read)
 
 
-def _can_fork_launcher(record: NodeRecord) -> bool:
-    """The node runs with this very interpreter: fork instead of starting a new one."""
-    return record.argv[:3] == [os.path.abspath(sys.executable), "-m", "fleet"] and \
-        os.path.isdir(record.workdir)
+def _forkable(record: NodeRecord) -> WorkerOptions | None:
+    """The node's options when it runs with this very interpreter and its command line
+    reads back: then fork instead of starting a new interpreter."""
+    if record.argv[:3] != [os.path.abspath(sys.executable), "-m", "fleet"] or \
+            not os.path.isdir(record.workdir):
+        return None
+    return options_from_argv(record.argv[3:])
 
 
-def _fork_launcher(record: NodeRecord, environment: dict[str, str], ready_fd: int,
-                   output_fd: int) -> int:
+def _fork_launcher(record: NodeRecord, options: WorkerOptions, environment: dict[str, str],
+                   ready_fd: int, output_fd: int) -> int:
     """Fork, and run the recorded `fleet worker --detach ...` in the child as if exec'd.
 
     Starting ten interpreters (and importing fleet ten times) was most of the CPU a
@@ -181,9 +192,9 @@ def _fork_launcher(record: NodeRecord, environment: dict[str, str], ready_fd: in
         os.environ.clear()
         os.environ.update(environment)
         sys.argv = ["fleet", *record.argv[3:]]
-        from fleet.cli import main
+        from fleet.worker_setup.run import run_worker_reporting
 
-        main(record.argv[3:])
+        code = run_worker_reporting(options)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:

@@ -2,10 +2,10 @@
 again and signal them safely, stop them with a deadline.
 
 This module never prints: every step is reported as an `Event` to a callback, and each
-command returns data (the CLI in fleet/cli_multi.py renders both). Nodes come in as
+command returns data (the CLI in fleet/cli/multi.py renders both). Nodes come in as
 `NodeSpec`s (from fleet.multi, or later from a config file) or as `NodeRecord`s read back
 from the state file, so nothing here depends on how a command line looked. The records and
-the state file are in fleet/multi_state.py, launching and readiness in fleet/multi_launch.py.
+the state file are in fleet/multictl/state.py, launching and readiness in fleet/multictl/launch.py.
 
 Safety rules (celery multi signalled whatever pid a pid file held):
 * a node is "ours" only if its process is alive (not a zombie), is a fleet node of that name
@@ -30,8 +30,15 @@ from typing import Any
 import psutil
 
 from fleet.daemon import pidfile_is_locked, read_pidfile
-from fleet.multi_launch import DEFAULT_START_TIMEOUT, Event, Report, StartResult, ignore, launch_all
-from fleet.multi_state import NodeRecord, StateFile, record_for
+from fleet.multictl.launch import (
+    DEFAULT_START_TIMEOUT,
+    Event,
+    Report,
+    StartResult,
+    ignore,
+    launch_all,
+)
+from fleet.multictl.state import NodeRecord, StateFile, record_for
 from fleet.signals import signal_name
 
 __all__ = ["DEFAULT_START_TIMEOUT", "Event", "NodeRecord", "NodeState", "Report", "StartResult",

@@ -107,7 +107,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> FileConfig:
 #: Checks for sections owned by other modules, as section -> "module:function": each gets
 #: the parsed config and returns a list of problems. Imported only when the file has that
 #: section, so a node reading a fleet.toml without [beat] never imports the scheduler.
-SECTION_CHECKS: dict[str, str] = {"multi": "fleet.multi_config:check_multi",
+SECTION_CHECKS: dict[str, str] = {"multi": "fleet.multictl.toml_section:check_multi",
                                   "beat": "fleet.engine.beat:check_file_section"}
 
 

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.config import FileConfig
-from fleet.multi import WORKER_OPTIONS
+from fleet.app_options import BOUNDS, COUNT, FLAG, NAMES, SECONDS, TEXT
+from fleet.config_file import FileConfig
 from fleet.operator_errors import ConfigError, closest
+from fleet.worker_setup.options import multi_options
 
 
 @dataclass(frozen=True)
@@ -40,34 +41,28 @@ class Key:
     """A key of [multi] or of a group: the option it becomes and the value it accepts."""
 
     option: str  #: the long option it becomes (`--queues`)
-    kind: str  #: "int", "number", "str", "list" (str or list of str), "flag", "autoscale"
+    kind: str  #: the option's kind (fleet.app_options): a value of that kind, in TOML
     per_node: bool = True  #: allowed in a group (per-node), not only for the whole fleet
 
 
-#: Worker options a fleet.toml may set, by key. app/broker/result_backend/config come from the
-#: top of the file instead (every node gets --config).
+#: Worker options a fleet.toml may set, by key: those multi passes on to nodes (the worker's
+#: option table says which). app/broker/result_backend/config come from the top of the file
+#: instead (every node gets --config).
 _FROM_FILE_ELSEWHERE = {"--app", "--broker", "--result-backend", "--config"}
-_KINDS = {
-    "--concurrency": "int", "--queues": "list", "--loglevel": "str", "--logfile": "str",
-    "--pidfile": "str", "--prefetch-multiplier": "int", "--max-tasks-per-child": "int",
-    "--max-memory-per-child": "int", "--time-limit": "number", "--soft-time-limit": "number",
-    "--autoscale": "autoscale", "--uid": "str", "--gid": "str", "--umask": "str",
-}
 WORKER_KEYS: dict[str, Key] = {
-    option.name[2:].replace("-", "_"): Key(
-        option.name, "flag" if not option.takes_value else _KINDS.get(option.name, "str"))
-    for option in WORKER_OPTIONS if option.name not in _FROM_FILE_ELSEWHERE
+    option.name[2:].replace("-", "_"): Key(option.name, option.kind)
+    for option in multi_options() if option.name not in _FROM_FILE_ELSEWHERE
 }
 #: Friendlier spellings for the process owner.
-WORKER_KEYS["user"] = Key("--uid", "str")
-WORKER_KEYS["group"] = Key("--gid", "str")
+WORKER_KEYS["user"] = Key("--uid", TEXT)
+WORKER_KEYS["group"] = Key("--gid", TEXT)
 #: Keys for multi itself, valid only directly under [multi].
 MULTI_KEYS: dict[str, Key] = {
-    "hostname": Key("--hostname", "str", per_node=False),
-    "range_prefix": Key("--range-prefix", "str", per_node=False),
-    "workdir": Key("--workdir", "str", per_node=False),
-    "executable": Key("--executable", "str", per_node=False),
-    "timeout": Key("--timeout", "number", per_node=False),
+    "hostname": Key("--hostname", TEXT, per_node=False),
+    "range_prefix": Key("--range-prefix", TEXT, per_node=False),
+    "workdir": Key("--workdir", TEXT, per_node=False),
+    "executable": Key("--executable", TEXT, per_node=False),
+    "timeout": Key("--timeout", SECONDS, per_node=False),
 }
 NODES_KEY = "nodes"
 GROUPS_KEY = "groups"
@@ -126,11 +121,11 @@ def _key(key: str) -> Key:
 
 def _option(key: Key, value: Any, selector: str | None = None) -> list[str]:
     spelling = f"{key.option}:{selector}" if selector else key.option
-    if key.kind == "flag":
+    if key.kind == FLAG:
         return [spelling] if value else []
-    if key.kind == "list" and isinstance(value, list):
+    if key.kind == NAMES and isinstance(value, list):
         value = ",".join(value)
-    elif key.kind == "autoscale" and isinstance(value, list):
+    elif key.kind == BOUNDS and isinstance(value, list):
         value = ",".join(str(part) for part in value)
     return [f"{spelling}={value}"]
 
@@ -200,16 +195,16 @@ def _check_nodes(value: Any, at: str) -> list[ConfigError]:
 
 
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    COUNT: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
             "a whole number >= 1"),
-    "number": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
-               "a number of seconds > 0"),
-    "str": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
-    "list": (lambda v: (isinstance(v, str) and bool(v)) or (
+    SECONDS: (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+              "a number of seconds > 0"),
+    TEXT: (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    NAMES: (lambda v: (isinstance(v, str) and bool(v)) or (
         isinstance(v, list) and bool(v) and all(isinstance(i, str) and i for i in v)),
         "a string or a list of strings"),
-    "flag": (lambda v: isinstance(v, bool), "true or false"),
-    "autoscale": (lambda v: (isinstance(v, str) and bool(v)) or (
+    FLAG: (lambda v: isinstance(v, bool), "true or false"),
+    BOUNDS: (lambda v: (isinstance(v, str) and bool(v)) or (
         isinstance(v, list) and len(v) == 2 and all(isinstance(i, int) for i in v)),
         "\"MAX,MIN\" or [MAX, MIN]"),
 }

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fleet.operator_errors import EXIT_BROKER, EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
-    from fleet.cli import CliContext
+    from fleet.cli.context import CliContext
     from fleet.engine.app import Fleet
 
 
