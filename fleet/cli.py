@@ -515,6 +515,7 @@ COMMAND_MODULES: list[str] = [
     "fleet.cli_remote",
     "fleet.cli_beat",
     "fleet.cli_multi",
+    "fleet.cli_dashboard",
 ]
 
 
