@@ -172,6 +172,19 @@ def api(handler: Callable[[Request, Dashboard, str | None], Awaitable[Response]]
     return endpoint
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (login, logout): parsed here, no multipart library needed."""
+    from urllib.parse import parse_qsl
+
+    body = await request.body()
+    if len(body) > 16384:
+        return {}
+    try:
+        return dict(parse_qsl(body.decode(), max_num_fields=10))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
@@ -222,18 +235,18 @@ async def login(request: Request) -> Response:
     guard = board.guard
     if not guard.enabled:
         return RedirectResponse(board.url("/"), status_code=303)
-    form = await request.form()
+    form = await _form(request)
     client = _client(request)
-    next_url = str(form.get("next") or "")
-    if not guard.check_csrf(None, str(form.get("csrf_token") or "")):
+    next_url = form.get("next", "")
+    if not guard.check_csrf(None, form.get("csrf_token")):
         return HTMLResponse(render_login(board, "The form expired: try again.", next_url), 403)
     wait = guard.throttle.blocked(client)
     if wait > 0:
         log.warning("dashboard: login refused for %s: too many failures", client)
         return HTMLResponse(render_login(board, f"Too many failed logins from {client}: try "
                                                 f"again in {wait:.0f} s.", next_url), 429)
-    user = str(form.get("username") or "")
-    if not guard.check_password(user, str(form.get("password") or "")):
+    user = form.get("username", "")
+    if not guard.check_password(user, form.get("password", "")):
         guard.throttle.failed(client)
         log.warning("dashboard: failed login for user %r from %s", user[:64], client)
         await asyncio.sleep(0.3)  # slows guessing; the throttle stops it
@@ -248,9 +261,9 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     board: Dashboard = request.app.state.dashboard
-    form = await request.form()
+    form = await _form(request)
     user = current_user(request)
-    if user is None or not board.guard.check_csrf(user, str(form.get("csrf_token") or "")):
+    if user is None or not board.guard.check_csrf(user, form.get("csrf_token")):
         return _error(403, "missing or stale CSRF token: reload the page")
     response = RedirectResponse(board.url("/login"), status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=board.url("/"))
