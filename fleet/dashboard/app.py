@@ -156,9 +156,13 @@ def api(handler: Callable[[Request, Dashboard, str | None], Awaitable[Response]]
         board: Dashboard = request.app.state.dashboard
         user = current_user(request)
         if user is None:
+            # A page's own fetch() gets no Basic challenge: the browser would pop up a
+            # password dialog instead of letting the page go to the login form.
+            from_page = request.headers.get("sec-fetch-mode") in ("cors", "same-origin")
             return Json({"error": "log in first (a session from the login page, or HTTP "
                                   "Basic credentials)"}, status_code=401,
-                        headers={"WWW-Authenticate": 'Basic realm="fleet dashboard"'})
+                        headers={} if from_page else
+                        {"WWW-Authenticate": 'Basic realm="fleet dashboard"'})
         if post and not board.guard.check_csrf(user, request.headers.get("x-csrf-token")):
             log.warning("dashboard: refused %s %s without a valid CSRF token (from %s)",
                         request.method, request.url.path, _client(request))

@@ -84,6 +84,7 @@
 
   function fmtDuration(seconds) {
     if (seconds === null || seconds === undefined) return "-";
+    if (seconds < 0.001) return (seconds * 1e6).toFixed(0) + " µs";
     if (seconds < 1) return (seconds * 1000).toFixed(1) + " ms";
     if (seconds < 90) return seconds.toFixed(2) + " s";
     if (seconds < 5400) return (seconds / 60).toFixed(1) + " min";
@@ -432,9 +433,10 @@
 
   function chart(target, title, times, series) {
     const width = Math.max(320, target.clientWidth || 900);
-    const colours = ["#2b6cb0", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#319795"];
+    const colours = ["#2b6cb0", "#2f855a", "#b7791f", "#6b46c1", "#319795", "#c53030"];
     const options = {title, width, height: 220, scales: {x: {time: true}},
-      series: [{}, ...series.map((s, i) => ({label: s.label, stroke: colours[i % colours.length],
+      series: [{}, ...series.map((s, i) => ({label: s.label,
+                                              stroke: s.colour || colours[i % colours.length],
                                               width: 2, spanGaps: true}))],
       axes: [{}, {size: 60}]};
     const chartObj = new uPlot(options, [times, ...series.map((s) => s.values)], target);
@@ -452,12 +454,14 @@
                         h("div", {id: "chart-failures", class: "chart"}),
                         h("div", {id: "chart-queues", class: "chart"}));
     chart(document.getElementById("chart-throughput"), "Throughput (tasks per minute)",
-          data.buckets, [{label: "succeeded", values: rate(data.counts.succeeded)},
-                         {label: "received", values: rate(data.counts.received)}]);
+          data.buckets, [{label: "succeeded", colour: "#2f855a",
+                          values: rate(data.counts.succeeded)},
+                         {label: "received", colour: "#2b6cb0",
+                          values: rate(data.counts.received)}]);
     chart(document.getElementById("chart-failures"), "Failures (per minute)", data.buckets,
-          [{label: "failed", values: rate(data.counts.failed)},
-           {label: "retried", values: rate(data.counts.retried)},
-           {label: "revoked", values: rate(data.counts.revoked)}]);
+          [{label: "failed", colour: "#c53030", values: rate(data.counts.failed)},
+           {label: "retried", colour: "#b7791f", values: rate(data.counts.retried)},
+           {label: "revoked", colour: "#6b46c1", values: rate(data.counts.revoked)}]);
     const queues = Object.entries(data.queues);
     chart(document.getElementById("chart-queues"), "Queue length (ready messages)",
           data.queue_times, queues.length ? queues.map(([name, values]) => ({label: name, values}))
