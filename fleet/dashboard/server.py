@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from fleet.daemon import sd_notify
 from fleet.dashboard.app import create_app
 from fleet.dashboard.settings import DashboardSettings
 from fleet.engine.app import Fleet
@@ -32,10 +33,22 @@ GRACE = 3
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, whose exit flag the event streams can read."""
+    """uvicorn's server, whose exit flag the event streams can read, and which tells
+    systemd (Type=notify) when it serves and when it stops."""
+
+    status = ""
 
     def stopping(self) -> bool:
         return bool(self.should_exit)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            sd_notify(f"READY=1\nSTATUS={self.status}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        sd_notify("STOPPING=1")
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,6 +87,7 @@ def serve(fleet_app: Fleet, settings: DashboardSettings, log_level: int = loggin
                             lifespan="on", timeout_graceful_shutdown=GRACE,
                             server_header=False, proxy_headers=False)
     server = _Server(config)
+    server.status = f"serving {settings.base_url}"
     board.stopping = server.stopping
     logins = f"{len(settings.users)} user(s)" if settings.users else "no logins (loopback only)"
     log.info("dashboard: serving %s for broker %s; %s; history %s (at most %d tasks)",
