@@ -67,13 +67,17 @@ def listen_socket(settings: DashboardSettings) -> socket.socket:
     """The listening socket, or a FleetError saying why it cannot be had."""
     family = socket.AF_INET6 if ":" in settings.address else socket.AF_INET
     try:
-        return socket.create_server((settings.address, settings.port), family=family,
+        sock = socket.create_server((settings.address, settings.port), family=family,
                                     reuse_port=False)
     except OSError as exc:
         raise FleetError(f"cannot listen on {settings.address}:{settings.port}: "
                          f"{exc.strerror or exc}",
                          "another program may use the port: choose one with --port, or "
                          "check --address") from None
+    # Accepted connections inherit it: a response's headers and body go out at once, not
+    # 40 ms apart (Nagle's algorithm against the client's delayed ACK on keep-alive).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def serve(fleet_app: Fleet, settings: DashboardSettings, log_level: int = logging.INFO) -> int:
