@@ -405,27 +405,34 @@ class History:
                  "last_seen": row["last_seen"], "offline": bool(row["offline"])}
                 for row in found]
 
-    def series(self, since: float, now: float | None = None) -> dict[str, Any]:
-        """Chart data from `since`: event counts per bucket and queue lengths per sample."""
+    def series(self, since: float, now: float | None = None,
+               points: int = 720) -> dict[str, Any]:
+        """Chart data from `since`: event counts and the largest ready count of each queue,
+        per step of at least BUCKET seconds, so a chart never has more than `points` points
+        whatever the window (a day of 5-second samples would be a heavy page)."""
         now = now if now is not None else time.time()
         db = self._db()
-        start = int(since // BUCKET) * BUCKET
-        buckets = list(range(start, int(now // BUCKET) * BUCKET + 1, BUCKET))
+        span = max(BUCKET, now - since)
+        step = max(BUCKET, int(-(-span // points) // BUCKET) * BUCKET)
+        start = int(since // step) * step
+        buckets = list(range(start, int(now // step) * step + 1, step))
         index = {bucket: i for i, bucket in enumerate(buckets)}
         kinds = sorted(set(COUNTED.values()))
         counts = {kind: [0] * len(buckets) for kind in kinds}
-        for bucket, kind, n in db.execute("SELECT bucket, kind, n FROM counts "
-                                          "WHERE bucket >= ?", (start,)):
+        for bucket, kind, n in db.execute(
+                "SELECT (bucket / ?) * ? AS b, kind, sum(n) FROM counts WHERE bucket >= ? "
+                "GROUP BY b, kind", (step, step, start)):
             if bucket in index and kind in counts:
                 counts[kind][index[bucket]] = n
         samples: dict[str, dict[int, int]] = {}
         times: set[int] = set()
-        for at, queue, ready in db.execute("SELECT at, queue, ready FROM queue_samples "
-                                           "WHERE at >= ? ORDER BY at", (int(since),)):
+        for at, queue, ready in db.execute(
+                "SELECT (at / ?) * ? AS t, queue, max(ready) FROM queue_samples WHERE at >= ? "
+                "GROUP BY t, queue ORDER BY t", (step, step, int(since))):
             samples.setdefault(queue, {})[at] = ready
             times.add(at)
         at_list = sorted(times)
         queues = {queue: [values.get(at) for at in at_list] for queue, values in
                   sorted(samples.items())}
-        return {"bucket_seconds": BUCKET, "buckets": buckets, "counts": counts,
+        return {"bucket_seconds": step, "buckets": buckets, "counts": counts,
                 "queue_times": at_list, "queues": queues}

@@ -141,6 +141,9 @@ def node_detail(app: Fleet, history: History, name: str,
     answers: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for question in NODE_QUESTIONS:
+        if errors:  # a node that did not answer the first question will not answer the rest
+            errors[question] = f"not asked ({NODE_QUESTIONS[0]} got no reply)"
+            continue
         replies = getattr(inspect, question)()
         if name in replies:
             answers[question] = replies[name]
