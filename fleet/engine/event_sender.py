@@ -74,7 +74,8 @@ class EventSender:
             msg = job.message
             self.send("task-received", uuid=msg.id, name=msg.task, args=clip(msg.args),
                       kwargs=clip(msg.kwargs), eta=msg.eta, expires=msg.expires,
-                      retries=msg.retries, queue=job.delivery.queue)
+                      retries=msg.retries, queue=job.delivery.queue, root_id=msg.root_id,
+                      parent_id=msg.parent_id, group_id=msg.group_id)
 
     def on_started(self, node: Node, job: Job) -> None:
         if self._enabled():

@@ -47,6 +47,9 @@ def test_task_events_only_while_enabled_and_worker_events_always(node, published
     got = published()
     assert [e["type"] for e in got] == ["task-received", "task-failed"]
     assert got[0]["args"] == [1] and got[0]["node"] == "unit@test"
+    # the workflow ids travel with task-received, so a dashboard can link parents and children
+    assert got[0]["root_id"] == received.message.root_id
+    assert "parent_id" in got[0] and "group_id" in got[0]
     assert got[1]["exception"] == "ValueError: x" and got[1]["runtime"] == 0.5
 
 
