@@ -1,0 +1,405 @@
+"""From what a run sent, what the ledger saw executed, the final results, the faults and the
+broker's consumer list over time: the counts of the report and whether each target was met.
+Pure (no processes, no clock), so tests/unit/test_chaos_report.py pins it.
+
+Definitions
+-----------
+* An *execution* is one start line in the ledger (with its end line, if it finished). A task
+  attempt (task id, retries so far) that has more than one execution ran more than once:
+  each execution after the first is an *extra run*. Retries are new attempts, never extra.
+* *Lost*: sent, but neither a final result (SUCCESS, FAILURE, REVOKED) nor an execution.
+  *Unsettled*: executed, but no final result at the end (e.g. a retry that never came).
+* Each extra run gets a *cause*, from the run before it (`prev`) and the faults:
+    frozen_running      prev was running on a node when that node was frozen; the node was
+                        declared dead and the task ran again elsewhere
+    frozen_woke         one of the two ran on a frozen node after it woke up (SIGCONT),
+                        the other elsewhere: a node declared dead ran what it held although
+                        its reservations had been recovered (no fencing)
+    child_killed        prev never finished: its child was SIGKILLed
+    node_killed         prev never finished: its node was SIGKILLed
+    killed_before_commit prev finished, then its node was SIGKILLed before the broker
+                        learnt that it started (early ack) or finished (acks_late)
+    broker_restart      a broker restart came between the two
+    rolling_restart     a rolling restart came between the two
+    unexplained         none of the above
+  For acks-late tasks frozen_running, child_killed, node_killed and killed_before_commit
+  are deaths while the task ran (allowed: at least once); every other cause, and every
+  extra run of an early-acked task, misses a target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from chaos_suite.ledger import Execution
+
+FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+ALLOWED_LATE_CAUSES = frozenset({"frozen_running", "child_killed", "node_killed",
+                                 "killed_before_commit"})
+#: Starts earlier than the eta by more than this are early (same machine, same clock).
+EARLY_TOLERANCE = 0.001
+EXAMPLES_PER_CAUSE = 3
+CHORD_SUM = sum(range(20))
+
+
+@dataclass
+class RunData:
+    """Everything a run produced that the analysis reads."""
+
+    config: dict
+    manifest: list[dict]
+    executions: list[Execution]
+    results: dict[str, dict]
+    faults: list[dict] = field(default_factory=list)
+    consumer_events: list[dict] = field(default_factory=list)
+    #: Tasks a node reported as lost on a dead node: {"id", "cid", "line"} (from node logs).
+    lost_reports: list[dict] = field(default_factory=list)
+    started: float = 0.0  #: epoch seconds when sending began
+
+
+def analyse(data: RunData) -> dict:
+    runs = _runs_by_attempt(data.executions)
+    by_task = _by_task(data.executions)
+    kinds = {entry["id"]: entry["kind"] for entry in data.manifest}
+    acks_late = {entry["id"] for entry in data.manifest if entry["acks_late"]}
+    extras = _extra_runs(runs, data.faults)
+    summary = {
+        "sent": _sent(data.manifest),
+        "outcome": _outcome(data, by_task),
+        "executions": len(data.executions),
+        "duplicates": {
+            "default_ack": _duplicates([x for x in extras if x["id"] not in acks_late], kinds),
+            "acks_late": _duplicates([x for x in extras if x["id"] in acks_late], kinds),
+        },
+        "chords": _chords(data, by_task),
+        "eta": _etas(data, by_task),
+        "fencing": _fencing(data, extras),
+        "faults": [_fault_metrics(f, data) for f in data.faults],
+        "examples": _examples(extras, runs, kinds, acks_late, data.started),
+    }
+    summary["duplicates"]["node_deaths"] = sum(
+        1 for f in data.faults if f["kind"] in ("kill_node", "stop_node") and f.get("pid"))
+    summary["targets"] = targets(summary, data.config)
+    return summary
+
+
+# -- executions -----------------------------------------------------------------------------
+
+
+def _runs_by_attempt(executions: Iterable[Execution]) -> dict[tuple[str, int], list[Execution]]:
+    runs: dict[tuple[str, int], list[Execution]] = defaultdict(list)
+    for execution in sorted(executions, key=lambda e: e.start):
+        runs[(execution.id, execution.attempt)].append(execution)
+    return runs
+
+
+def _by_task(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
+    """Every execution of every attempt of each task, in order."""
+    by_task: dict[str, list[Execution]] = defaultdict(list)
+    for execution in sorted(executions, key=lambda e: e.start):
+        by_task[execution.id].append(execution)
+    return by_task
+
+
+def _extra_runs(runs: dict, faults: list[dict]) -> list[dict]:
+    extras = []
+    for (task_id, attempt), executions in runs.items():
+        for prev, cur in itertools.pairwise(executions):
+            extras.append({"id": task_id, "attempt": attempt, "task": cur.task,
+                           "cause": cause(prev, cur, faults), "prev": prev, "cur": cur})
+    return extras
+
+
+def cause(prev: Execution, cur: Execution, faults: list[dict]) -> str:
+    """Why `cur` ran although `prev` (the same attempt of the same task) ran before it."""
+    return (_interrupted(prev, faults) or _frozen(prev, cur, faults) or
+            _between(prev, cur, faults) or "unexplained")
+
+
+def _interrupted(prev: Execution, faults: list[dict]) -> str | None:
+    """prev never finished: the fault that killed its process."""
+    if prev.finished:
+        return None
+    for fault in faults:
+        if fault["kind"] == "kill_child" and fault.get("child") == prev.pid:
+            return "child_killed"
+        if fault["kind"] == "kill_node" and fault.get("pid") == prev.ppid:
+            return "node_killed"
+    return None
+
+
+def _frozen(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
+    freezes = [f for f in faults if f["kind"] == "stop_node" and f.get("pid")]
+    for fault in freezes:
+        if prev.ppid == fault["pid"] and prev.start < fault["t"] <= _end(prev):
+            return "frozen_running"
+    for fault in freezes:
+        woke, pid = fault.get("t_cont", math.inf), fault["pid"]
+        if cur.ppid == pid and cur.start >= woke and prev.start >= fault["t"]:
+            return "frozen_woke"
+        if prev.ppid == pid and prev.start >= woke and cur.ppid != pid and \
+                not _killed_between(prev, cur, faults):
+            return "frozen_woke"
+    return None
+
+
+def _between(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
+    """A fault between the two runs: prev's node killed before it committed, a restart."""
+    names = {"restart_broker": "broker_restart", "rolling_restart": "rolling_restart"}
+    for fault in faults:
+        if prev.start <= fault["t"] <= cur.start:
+            if fault["kind"] == "kill_node" and fault.get("pid") == prev.ppid:
+                return "killed_before_commit"
+            if fault["kind"] in names:
+                return names[fault["kind"]]
+    return None
+
+
+def _killed_between(prev: Execution, cur: Execution, faults: list[dict]) -> bool:
+    return any(f["kind"] == "kill_node" and f.get("pid") == prev.ppid and
+               prev.start <= f["t"] <= cur.start for f in faults)
+
+
+def _end(execution: Execution) -> float:
+    return execution.end if execution.end is not None else math.inf
+
+
+def _duplicates(extras: list[dict], kinds: dict[str, str]) -> dict:
+    tasks = {x["id"] for x in extras}
+    causes = Counter(x["cause"] for x in extras)
+    result = {"tasks": len(tasks), "extra_runs": len(extras),
+              "by_kind": dict(Counter(kinds.get(t, "?") for t in tasks)),
+              "by_cause": dict(causes)}
+    result["unexplained"] = sum(n for c, n in causes.items() if c not in ALLOWED_LATE_CAUSES)
+    return result
+
+
+# -- outcomes -----------------------------------------------------------------------------
+
+
+def _sent(manifest: list[dict]) -> dict:
+    by_kind = Counter(entry["kind"] for entry in manifest)
+    bodies = by_kind.pop("body", 0)
+    return {"total": sum(by_kind.values()), "by_kind": dict(by_kind), "chord_bodies": bodies}
+
+
+def _outcome(data: RunData, by_task: dict) -> dict:
+    ran = set(by_task)
+    succeeded, failed, reasons = 0, 0, Counter()
+    lost, unsettled = [], []
+    for entry in data.manifest:
+        if entry["kind"] == "body":
+            continue  # bodies are the chords' business (see _chords)
+        meta = data.results.get(entry["id"]) or {}
+        state = meta.get("state")
+        if state == "SUCCESS":
+            succeeded += 1
+        elif state in FINAL_STATES:
+            failed += 1
+            reasons[f"{state} {meta.get('exc_type') or ''}".strip()] += 1
+        elif entry["id"] in ran:
+            unsettled.append(entry["id"])
+        else:
+            lost.append(entry["id"])
+    return {"succeeded": succeeded, "failed": failed, "failed_by_reason": dict(reasons),
+            "lost": len(lost), "lost_ids": lost[:20], "unsettled": len(unsettled),
+            "unsettled_ids": unsettled[:20]}
+
+
+def _chords(data: RunData, by_task: dict) -> dict:
+    bodies = [entry for entry in data.manifest if entry["kind"] == "body"]
+    once = never = twice = failed = wrong = 0
+    for entry in bodies:
+        count = len(by_task.get(entry["id"], ()))
+        once += count == 1
+        never += count == 0
+        twice += count > 1
+        meta = data.results.get(entry["id"]) or {}
+        if meta.get("state") in FINAL_STATES - {"SUCCESS"}:
+            failed += 1
+        elif meta.get("state") == "SUCCESS" and meta.get("result") != CHORD_SUM:
+            wrong += 1
+    return {"total": len(bodies), "body_once": once, "body_never": never,
+            "body_more_than_once": twice, "chord_failed": failed, "wrong_sum": wrong}
+
+
+def _etas(data: RunData, by_task: dict) -> dict:
+    entries = [entry for entry in data.manifest if entry["kind"] == "eta"]
+    once = never = twice = early = 0
+    lateness = []
+    for entry in entries:
+        executions = by_task.get(entry["id"], [])
+        once += len(executions) == 1
+        never += not executions
+        twice += len(executions) > 1
+        for execution in executions:
+            eta = execution.eta if execution.eta is not None else entry.get("eta")
+            early += eta is not None and execution.start < eta - EARLY_TOLERANCE
+        if executions and entry.get("eta") is not None:
+            first = executions[0]
+            lateness.append(first.start - (first.eta if first.eta is not None
+                                           else entry["eta"]))
+    target = data.config.get("heartbeat_timeout", 8.0) + 2.0
+    return {"total": len(entries), "once": once, "never": never, "more_than_once": twice,
+            "early": early, "lateness": _percentiles(lateness),
+            "late_over_recovery_target": sum(1 for x in lateness if x > target)}
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 3)}
+
+
+def _fencing(data: RunData, extras: list[dict]) -> dict:
+    """What nodes declared dead did anyway."""
+    finished_after = 0
+    for fault in data.faults:
+        if fault["kind"] != "stop_node" or not fault.get("t_dead"):
+            continue
+        finished_after += sum(1 for e in data.executions if e.ppid == fault["pid"] and
+                              e.start < fault["t"] and e.end is not None and
+                              e.end >= fault["t_dead"])
+    reported = {r["id"] for r in data.lost_reports}
+    flipped = sorted(i for i in reported
+                     if (data.results.get(i) or {}).get("state") == "SUCCESS")
+    return {"finished_after_declared_dead": finished_after,
+            "ran_after_waking": sum(1 for x in extras if x["cause"] == "frozen_woke"),
+            "reported_lost": len(reported), "reported_lost_then_succeeded": len(flipped),
+            "reported_lost_then_succeeded_ids": flipped[:20]}
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def _fault_metrics(fault: dict, data: RunData) -> dict:
+    kind, t = fault["kind"], fault["t"]
+    metrics = {"kind": kind, "at": round(t - data.started, 2), "node": fault.get("node"),
+               "note": fault.get("note", "")}
+    metrics["consuming_s"] = consuming_after(data, fault.get("t_up", t))
+    recovered = None
+    if kind in ("kill_node", "stop_node") and fault.get("cid"):
+        gone = [e["t"] for e in data.consumer_events
+                if e["cid"] == fault["cid"] and e["ev"] == "gone" and e["t"] >= t]
+        recovered = round(min(gone) - t, 2) if gone else None
+    if kind == "kill_node" and fault.get("t_back"):
+        metrics["node_back_s"] = round(fault["t_back"] - t, 2)
+    if kind == "kill_child" and fault.get("t_back"):
+        recovered = round(fault["t_back"] - t, 2)
+    if kind == "restart_broker" and fault.get("t_up"):
+        metrics["outage_s"] = round(fault["t_up"] - t, 2)
+        fresh = 2 * data.config.get("heartbeat_interval", 2.0)
+        metrics["nodes_back_s"] = nodes_back(data.consumer_events, t, fault["t_up"], fresh)
+        parts = (metrics["nodes_back_s"], metrics["consuming_s"])
+        recovered = None if None in parts else max(parts)
+    if kind == "stop_node" and fault.get("t_cont"):
+        metrics["frozen_s"] = round(fault["t_cont"] - t, 2)
+    if kind == "rolling_restart" and fault.get("t_back"):
+        metrics["took_s"] = round(fault["t_back"] - t, 2)
+    metrics["recovered_s"] = recovered
+    return metrics
+
+
+def consuming_after(data: RunData, t: float) -> float | None:
+    """Seconds from `t` until a task sent at or after `t` started anywhere in the fleet."""
+    sent_after = {e["id"] for e in data.manifest if e["sent"] >= t}
+    starts = [e.start for e in data.executions if e.id in sent_after]
+    return round(min(starts) - t, 3) if starts else None
+
+
+def nodes_back(events: list[dict], t: float, t_up: float, fresh: float) -> float | None:
+    """After a broker restart: seconds from the server answering again until every node
+    that heartbeated within `fresh` seconds before the restart had heartbeated again."""
+    alive: set[str] = set()
+    for event in events:
+        if event["t"] >= t:
+            break
+        if event["ev"] == "beat" and event["hb"] >= t - fresh:
+            alive.add(event["cid"])
+        elif event["ev"] == "gone":
+            alive.discard(event["cid"])
+    back = {}
+    for event in events:
+        if event["ev"] == "beat" and event["cid"] in alive and event["hb"] >= t_up:
+            back.setdefault(event["cid"], event["t"])
+    if not alive or set(back) != alive:
+        return None
+    return round(max(back.values()) - t_up, 2)
+
+
+# -- evidence -------------------------------------------------------------------------------
+
+
+def _examples(extras: list[dict], runs: dict, kinds: dict[str, str], acks_late: set[str],
+              started: float) -> dict:
+    """A few extra runs of each cause, with every execution of their attempt."""
+    examples: dict[str, list[dict]] = defaultdict(list)
+    for extra in extras:
+        mode = "acks_late" if extra["id"] in acks_late else "default_ack"
+        key = f"{mode} {extra['cause']}"
+        if len(examples[key]) >= EXAMPLES_PER_CAUSE:
+            continue
+        executions = runs[(extra["id"], extra["attempt"])]
+        examples[key].append({
+            "id": extra["id"], "kind": kinds.get(extra["id"], "?"), "attempt": extra["attempt"],
+            "executions": [{"node": e.node, "pid": e.pid, "ppid": e.ppid,
+                            "start": round(e.start - started, 3),
+                            "end": None if e.end is None else round(e.end - started, 3)}
+                           for e in executions]})
+    return dict(examples)
+
+
+# -- targets ------------------------------------------------------------------------------
+
+
+def targets(summary: dict, config: dict) -> list[dict]:
+    """Each target of issue 15: its name, the figure, and whether it was met."""
+    dup = summary["duplicates"]
+    chords, etas, outcome = summary["chords"], summary["eta"], summary["outcome"]
+    limit = config.get("heartbeat_timeout", 8.0) + 2.0
+    timed = [f for f in summary["faults"]
+             if f["kind"] in ("kill_node", "stop_node", "restart_broker", "kill_child")]
+    slow = [f for f in timed if f["recovered_s"] is None or f["recovered_s"] > limit]
+    worst = max((f["recovered_s"] for f in timed if f["recovered_s"] is not None), default=None)
+    return [
+        _target("lost", "no task lost", outcome["lost"] == 0, f"{outcome['lost']} lost"),
+        _target("unsettled", "every executed task reaches a final state",
+                outcome["unsettled"] == 0, f"{outcome['unsettled']} without a final state"),
+        _target("default_ack_once", "default-ack tasks never run twice",
+                dup["default_ack"]["extra_runs"] == 0,
+                f"{dup['default_ack']['tasks']} tasks ran twice or more "
+                f"({_causes(dup['default_ack'])})"),
+        _target("acks_late_bounded", "acks-late extra runs only after a death while they ran",
+                dup["acks_late"]["unexplained"] == 0,
+                f"{dup['acks_late']['extra_runs']} extra runs, "
+                f"{dup['acks_late']['unexplained']} not explained by a death while running "
+                f"({_causes(dup['acks_late'])})"),
+        _target("chord_body_once", "every chord body runs exactly once",
+                chords["body_once"] == chords["total"] and not chords["wrong_sum"],
+                f"{chords['body_once']} of {chords['total']} once, {chords['body_never']} "
+                f"never, {chords['body_more_than_once']} more than once"),
+        _target("eta_once", "every ETA task runs exactly once, never early",
+                etas["once"] == etas["total"] and etas["early"] == 0,
+                f"{etas['once']} of {etas['total']} once, {etas['never']} never, "
+                f"{etas['more_than_once']} more than once, {etas['early']} early runs"),
+        _target("recovery", f"recovery within worker_heartbeat_timeout + 2 s ({limit:g} s)",
+                not slow, f"worst {worst} s; {len(slow)} of {len(timed)} faults slower or "
+                "never"),
+    ]
+
+
+def _target(key: str, name: str, met: bool, value: str) -> dict:
+    return {"key": key, "name": name, "met": bool(met), "value": value}
+
+
+def _causes(dup: dict) -> str:
+    return ", ".join(f"{cause} {n}" for cause, n in sorted(dup["by_cause"].items())) or "none"

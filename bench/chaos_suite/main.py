@@ -1,0 +1,286 @@
+"""One chaos run, start to end: for each broker, start the fleet, send the workload while the
+fault schedule runs, wait for the results, stop everything, analyse, and write the JSON and
+CHAOS.md.
+
+Exit status: 0 every target met, 1 a target missed, 2 usage error, 3 the run itself failed
+(the fleet did not start, the producer could not send); the reason is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import fleet
+from chaos_suite import ledger, procs, report, tasks
+from chaos_suite import plan as plans
+from chaos_suite.analysis import FINAL_STATES, RunData, analyse
+from chaos_suite.faults import FaultRunner
+from chaos_suite.monitor import ConsumerMonitor
+from chaos_suite.producer import Producer
+from fleet.engine.transport import mask_url
+
+BENCH = procs.BENCH
+RESULTS_CHUNK = 500
+#: Wait after the last result before stopping the fleet (late duplicates still land).
+SETTLE = 2.0
+LOST_LINE = re.compile(r"Task (\S+)\[(\w+)\] was running on (\S+) when it died")
+EVIDENCE_LINE = re.compile(r"stopped sending heartbeats|was not registered|was running on")
+
+
+class RunFailed(Exception):
+    """The harness could not carry out the run (not a finding about fleet)."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/chaos", description="Run a fleet of 3 nodes through kill storms, frozen "
+        "nodes and broker restarts; count lost and duplicated tasks.")
+    parser.add_argument("--short", action="store_true",
+                        help="the CI version: 1,000 tasks, one fault of each kind (~1 min)")
+    parser.add_argument("--broker", choices=["sqlite", "redis", "all"], default="all")
+    parser.add_argument("-n", "--tasks", type=int, help="tasks to send (default 10,000; "
+                        "1,000 with --short)")
+    parser.add_argument("--duration", type=float, help="seconds over which they are sent")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="where to write the raw JSON (default "
+                        "bench/results/chaos-<when>-<mode>.json)")
+    parser.add_argument("--markdown", type=Path, help="where to write the report (default "
+                        "bench/CHAOS.md; with --short: none unless given)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only rewrite the report from a run's raw JSON")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run directory (ledger, node logs, broker data)")
+    args = parser.parse_args(argv)
+    if args.tasks is not None and args.tasks < plans.CHORD_SIZE * 5:
+        parser.error(f"--tasks must be at least {plans.CHORD_SIZE * 5}")
+    if args.duration is not None and args.duration < 10:
+        parser.error("--duration must be at least 10 seconds")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> plans.Config:
+    overrides = {"seed": args.seed}
+    if args.tasks is not None:
+        overrides["tasks"] = args.tasks
+    if args.duration is not None:
+        overrides["duration"] = args.duration
+    return plans.short_config(**overrides) if args.short else plans.default_config(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render is not None:
+        document = json.loads(args.render.read_text())
+        target = args.markdown or BENCH / "CHAOS.md"
+        target.write_text(report.render(document, args.render.name))
+        print(f"chaos: wrote {target}")
+        return 0
+    config = config_from(args)
+    brokers = ["sqlite", "redis"] if args.broker == "all" else [args.broker]
+    signal.signal(signal.SIGTERM, _exit_on_term)  # so the cleanup below runs on TERM too
+    try:
+        document = run_all(config, brokers, args.keep)
+    except RunFailed as exc:
+        print(f"chaos: the run failed: {exc}", file=sys.stderr)
+        return 3
+    return write_outputs(document, args)
+
+
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_all(config: plans.Config, brokers: list[str], keep: bool) -> dict:
+    document = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "config": dataclasses.asdict(config), "machine": machine(), "runs": []}
+    base = Path(tempfile.mkdtemp(prefix="fleet-chaos-"))
+    try:
+        for kind in brokers:
+            print(f"chaos: {config.mode} run on {kind}: {config.tasks} tasks over "
+                  f"{config.duration:g}s...", file=sys.stderr, flush=True)
+            document["runs"].append(run_one(kind, config, base / kind))
+    finally:
+        if keep:
+            print(f"chaos: the run's files are in {base}", file=sys.stderr)
+        else:
+            _remove(base)
+    return document
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "fleet": fleet.__version__, "platform": platform.platform(),
+            "uptime": _uptime()}
+
+
+def _uptime() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5,
+                              check=False).stdout.strip()
+    load = os.getloadavg()
+    return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
+
+
+def run_one(kind: str, config: plans.Config, rundir: Path) -> dict:
+    """One broker's run; always leaves no process of the run behind."""
+    run_id = uuid.uuid4().hex
+    rundir.mkdir(parents=True)
+    env = procs.base_env(run_id)
+    server = procs.RedisServer(rundir, env) if kind == "redis" else None
+    monitor = None
+    try:
+        if server is not None:
+            server.start()
+        url = server.url if server is not None else f"sqlite:///{rundir / 'broker.db'}"
+        env.update({"FLEET_BROKER_URL": url, "FLEET_STATE_DIR": str(rundir / "state"),
+                    ledger.LEDGER_ENV: str(rundir / "ledger.jsonl"),
+                    "FLEET_WORKER_HEARTBEAT_INTERVAL": str(config.heartbeat_interval),
+                    "FLEET_WORKER_HEARTBEAT_TIMEOUT": str(config.heartbeat_timeout)})
+        tasks.app.conf.update(broker_url=url)
+        tasks.app.close()
+        monitor = ConsumerMonitor(url)
+        monitor.start()
+        nodes = procs.Nodes(rundir, env, config.nodes, config.concurrency)
+        result = _run_fleet(kind, config, nodes, monitor, server)
+        result["url"] = mask_url(url)
+        return result
+    finally:
+        if monitor is not None:
+            monitor.stop()
+        tasks.app.close()
+        if server is not None:
+            server.stop()
+        procs.kill_run(run_id)
+
+
+def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
+               monitor: ConsumerMonitor, server: procs.RedisServer | None) -> dict:
+    load_before = _uptime()
+    started = nodes.start()
+    if started.returncode != 0:
+        raise RunFailed(f"fleet multi start failed (exit {started.returncode}): "
+                        f"{(started.stdout + started.stderr).strip()[-1500:]}")
+    _wait_for(lambda: len(monitor.current) >= config.nodes, 20, "every node registered")
+    plan = plans.make_plan(config, with_broker_restart=server is not None)
+    gate = threading.Lock()
+    t0 = time.time()
+    producer = Producer(plan, t0, gate)
+    producer.start()
+    runner = FaultRunner(config, nodes, monitor, server, gate)
+    faults = runner.run(plan.faults, t0, halted=lambda: producer.failed is not None)
+    producer.join()
+    if producer.failed:
+        raise RunFailed(f"the producer could not send: {producer.failed}")
+    sent_by = time.time()
+    results = drain(producer.manifest, config, sent_by)
+    time.sleep(SETTLE)
+    finished = time.time()
+    stopped = nodes.multi("stopwait", "--timeout", "30")
+    executions = ledger.executions(ledger.read_lines(nodes.rundir / "ledger.jsonl"))
+    lost_reports, evidence = read_logs(nodes.logs())
+    data = RunData(dataclasses.asdict(config), producer.manifest, executions, results,
+                   faults, list(monitor.events), lost_reports, t0)
+    return {"broker": kind, "summary": analyse(data), "sent_in_s": round(sent_by - t0, 1),
+            "finished_in_s": round(finished - t0, 1), "load_before": load_before,
+            "load_after": _uptime(), "send_errors": producer.send_errors[:20],
+            "stopwait": (stopped.stdout + stopped.stderr).strip().splitlines()[-3:],
+            "log_evidence": evidence[:40],
+            "faults_raw": [_relative(f, t0) for f in faults]}
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RunFailed(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def drain(manifest: list[dict], config: plans.Config, sent_by: float) -> dict[str, dict]:
+    """Read results until every task has a final state, progress stalls, or the drain time
+    is over; returns every task's last known meta (PENDING if none)."""
+    ids = [entry["id"] for entry in manifest]
+    last_eta = max((entry["eta"] for entry in manifest if entry.get("eta")), default=sent_by)
+    deadline = max(sent_by, last_eta) + config.drain
+    stall = 2 * config.recovery_target + 5
+    final: dict[str, dict] = {}
+    progress = time.time()
+    while True:
+        waiting = [task_id for task_id in ids if task_id not in final]
+        for meta in _metas(waiting):
+            if meta.get("state") in FINAL_STATES:
+                final[meta["id"]] = _brief(meta)
+                progress = time.time()
+        now = time.time()
+        if len(final) == len(ids) or now > deadline or \
+                (now > last_eta and now - progress > stall):
+            break
+        time.sleep(0.5)
+    rest = [task_id for task_id in ids if task_id not in final]
+    final.update({meta["id"]: _brief(meta) for meta in _metas(rest)})
+    return final
+
+
+def _metas(ids: list[str]) -> Iterator[dict]:
+    for start in range(0, len(ids), RESULTS_CHUNK):
+        yield from tasks.app.backend.get_metas(ids[start:start + RESULTS_CHUNK])
+
+
+def _brief(meta: dict) -> dict:
+    return {key: meta.get(key) for key in ("id", "state", "result", "exc_type", "exc_message")}
+
+
+def read_logs(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """Tasks the nodes reported lost on a dead node, and the log lines about dead nodes."""
+    lost, evidence = [], []
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if EVIDENCE_LINE.search(line):
+                evidence.append(f"{path.name}: {line}")
+            match = LOST_LINE.search(line)
+            if match:
+                lost.append({"id": match.group(2), "cid": match.group(3), "line": line})
+    return lost, evidence
+
+
+def _relative(fault: dict, t0: float) -> dict:
+    """A fault record with its times as seconds after the run began."""
+    return {key: round(value - t0, 3) if key.startswith("t") and isinstance(value, float)
+            else value for key, value in fault.items()}
+
+
+def write_outputs(document: dict, args: argparse.Namespace) -> int:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = args.json or BENCH / "results" / f"chaos-{stamp}-{document['config']['mode']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"chaos: wrote {path}", file=sys.stderr)
+    markdown = args.markdown or (None if args.short else BENCH / "CHAOS.md")
+    if markdown is not None:
+        markdown.write_text(report.render(document, path.name))
+        print(f"chaos: wrote {markdown}", file=sys.stderr)
+    print(report.summary_lines(document))
+    missed = [t for run in document["runs"] for t in run["summary"]["targets"] if not t["met"]]
+    return 1 if missed else 0
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,238 @@
+"""CHAOS.md from a run's raw JSON (`bench/chaos --render X.json` redoes it), and the few
+lines `bench/chaos` prints at the end."""
+
+from __future__ import annotations
+
+from chaos_suite.plan import MIX
+
+BROKER_NAMES = {"sqlite": "SQLite", "redis": "Redis"}
+
+#: What each cause of an extra run means, and what would prevent it (rendered only when the
+#: run saw that cause).
+CAUSES = {
+    "frozen_woke": (
+        "A node frozen (SIGSTOP) past `worker_heartbeat_timeout` was declared dead and its "
+        "reservations went back to their queues, where other nodes took them; when the node "
+        "woke (SIGCONT) it carried on with what it held: prefetched tasks and ETA tasks it was "
+        "holding ran a second time. Nothing tells a node that it was declared dead: its next "
+        "heartbeat registers it again under the same consumer id (Redis logs `consumer ... was "
+        "not registered (declared dead by another node?); registered it again`, SQLite does it "
+        "silently), its started marks and acks for the recovered messages are ignored by the "
+        "broker, but the tasks run anyway.",
+        "Fencing: each registration gets a token (an epoch) that recovery revokes. Redis: a "
+        "`<p>:epoch:<cid>` value set by `register` and deleted by `recover`, checked by "
+        "the heartbeat script, which returns 'fenced' instead of re-adding the consumer; "
+        "SQLite: a `token` column of `consumers`, recovery deletes the row and `heartbeat` "
+        "reports 0 rows instead of registering again. A fenced node (heartbeat reports it, "
+        "or a commit finds none of its ids held) drops its buffer, its ETA heap and its "
+        "rate-limited jobs without running them, does not commit results of tasks whose "
+        "reservation it lost, and registers again under a new consumer id. The node must "
+        "also refuse to dispatch once its last successful heartbeat is older than "
+        "`worker_heartbeat_timeout` (it may have been declared dead without knowing yet)."),
+    "frozen_running": (
+        "The task was running on a node that froze; the node was declared dead and the "
+        "task (acks-late) ran again elsewhere. At least once: allowed for acks-late tasks.",
+        ""),
+    "child_killed": (
+        "The child running the task was SIGKILLed; the task is acks-late with "
+        "reject_on_worker_lost, so it went back to its queue and ran again. Allowed.", ""),
+    "node_killed": (
+        "The node running the task was SIGKILLed; an acks-late task runs again elsewhere. "
+        "Allowed.", ""),
+    "killed_before_commit": (
+        "The task started (and often finished) on a node that was SIGKILLed before its next "
+        "commit reached the broker: for an early-acked task the started mark was not "
+        "committed yet, so recovery requeued the message instead of reporting it lost "
+        "(README: 'a task killed with its node inside that window is requeued rather than "
+        "reported'); for an acks-late task the ack was not committed yet.",
+        "For early-acked tasks: dispatch a task to a child only once its started mark is "
+        "committed (the mark can travel in the reserve round trip that brings the next "
+        "batch, or in a commit sent before the task is written to the child's pipe), so a "
+        "message is never running while the broker still thinks it can be redelivered. "
+        "Costs one round trip of latency per dispatch batch, not per task."),
+    "broker_restart": ("A broker restart came between the two runs.", ""),
+    "rolling_restart": ("A rolling restart came between the two runs.", ""),
+    "unexplained": ("No fault explains the second run.", ""),
+}
+
+
+def render(document: dict, json_name: str) -> str:
+    runs = document["runs"]
+    lines = _header(document, json_name)
+    lines += _targets(runs)
+    lines += _counts(runs)
+    lines += _faults(runs)
+    lines += _findings(runs)
+    lines += _evidence(runs)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _header(document: dict, json_name: str) -> list[str]:
+    config = document["config"]
+    machine = document["machine"]
+    mix = ", ".join(f"{int(share * 100)}% {kind}" for kind, share in MIX.items())
+    return [
+        "# Chaos: kill storms, frozen nodes, broker restarts",
+        "",
+        f"Rendered by `bench/chaos` from `bench/results/{json_name}` (issue 15). Run: "
+        f"{document['when']}, mode `{config['mode']}`, seed {config['seed']}.",
+        "",
+        f"A fleet of {config['nodes']} nodes (`fleet multi start {config['nodes']} -c "
+        f"{config['concurrency']}`) runs {config['tasks']:,} tasks sent over "
+        f"{config['duration']:g} s ({mix}; chords of 20) while the fault schedule runs. "
+        f"Heartbeats every {config['heartbeat_interval']:g} s, a node is dead after "
+        f"{config['heartbeat_timeout']:g} s without one.",
+        "",
+        f"Machine: {machine['cpus']} cores, Python {machine['python']}, fleet "
+        f"{machine['fleet']}. Load when the run began: `{machine['uptime']}`.",
+        "",
+    ]
+
+
+def _broker_header(runs: list[dict], first: str) -> list[str]:
+    names = [BROKER_NAMES.get(run["broker"], run["broker"]) for run in runs]
+    return [f"| {first} | " + " | ".join(names) + " |",
+            "| --- | " + " | ".join("---" for _ in names) + " |"]
+
+
+def _targets(runs: list[dict]) -> list[str]:
+    lines = ["## Targets", ""]
+    lines += _broker_header(runs, "target")
+    for index, target in enumerate(runs[0]["summary"]["targets"]):
+        cells = []
+        for run in runs:
+            found = run["summary"]["targets"][index]
+            cells.append(f"**{'met' if found['met'] else 'MISSED'}**: {found['value']}")
+        lines.append(f"| {target['name']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _counts(runs: list[dict]) -> list[str]:
+    rows = [
+        ("tasks sent", lambda s: f"{s['sent']['total']:,} (+{s['sent']['chord_bodies']} "
+                                 "chord bodies)"),
+        ("succeeded", lambda s: f"{s['outcome']['succeeded']:,}"),
+        ("failed visibly", lambda s: f"{s['outcome']['failed']:,}" + _reasons(s)),
+        ("lost (no result, never ran)", lambda s: str(s["outcome"]["lost"])),
+        ("unsettled (ran, no final result)", lambda s: str(s["outcome"]["unsettled"])),
+        ("executions in the ledger", lambda s: f"{s['executions']:,}"),
+        ("default-ack tasks run more than once",
+         lambda s: _dup(s["duplicates"]["default_ack"])),
+        ("acks-late tasks run more than once", lambda s: _dup(s["duplicates"]["acks_late"])),
+        ("node deaths (kills + freezes)", lambda s: str(s["duplicates"]["node_deaths"])),
+        ("chord bodies run once / never / more", lambda s: "{body_once} / {body_never} / "
+         "{body_more_than_once} of {total} ({chord_failed} chords failed)".format(
+             **s["chords"])),
+        ("ETA tasks run once / never / more / early", lambda s: "{once} / {never} / "
+         "{more_than_once} / {early} of {total}".format(**s["eta"])),
+        ("ETA lateness p50 / p99 / max (s)", lambda s: "{p50} / {p99} / {max}".format(
+            **s["eta"]["lateness"])),
+        ("finished by a node declared dead", lambda s: str(
+            s["fencing"]["finished_after_declared_dead"])),
+        ("reported lost (WorkerLostError), then SUCCESS", lambda s: "{} of {}".format(
+            s["fencing"]["reported_lost_then_succeeded"], s["fencing"]["reported_lost"])),
+    ]
+    lines = ["## Counts", ""]
+    lines += _broker_header(runs, "")
+    for name, cell in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(run["summary"]) for run in runs) + " |")
+    return [*lines, ""]
+
+
+def _reasons(summary: dict) -> str:
+    reasons = summary["outcome"]["failed_by_reason"]
+    if not reasons:
+        return ""
+    return " (" + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())) + ")"
+
+
+def _dup(dup: dict) -> str:
+    causes = ", ".join(f"{n} {c}" for c, n in sorted(dup["by_cause"].items()))
+    text = f"{dup['tasks']} ({dup['extra_runs']} extra runs"
+    return text + (f": {causes})" if causes else ")")
+
+
+def _faults(runs: list[dict]) -> list[str]:
+    lines = ["## Faults", "",
+             "`at`: seconds after the first send. `recovered`: node kill or freeze: until "
+             "the broker no longer listed the victim (declared dead, its reservations back "
+             "on their queues); broker restart: from the server answering again until every node "
+             "heartbeated again and a task sent since then started; child kill: until the "
+             "node had its children again. `consuming`: from the fault (broker restart: from "
+             "the server answering again) until a task sent since then started anywhere in "
+             "the fleet.", ""]
+    for run in runs:
+        lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", "",
+                  "| at | fault | node | recovered (s) | consuming (s) | detail |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for fault in run["summary"]["faults"]:
+            lines.append(f"| {fault['at']} | {fault['kind']} | {fault.get('node') or ''} | "
+                         f"{_num(fault['recovered_s'])} | {_num(fault['consuming_s'])} | "
+                         f"{_detail(fault)} |")
+        lines.append("")
+    return lines
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _detail(fault: dict) -> str:
+    keys = ("node_back_s", "frozen_s", "outage_s", "nodes_back_s", "took_s")
+    parts = [f"{key.removesuffix('_s').replace('_', ' ')} {fault[key]:g} s" for key in keys
+             if fault.get(key) is not None]
+    if fault.get("note"):
+        parts.append(fault["note"].replace("|", "/"))
+    return "; ".join(parts)
+
+
+def _findings(runs: list[dict]) -> list[str]:
+    seen = {}
+    for run in runs:
+        for mode in ("default_ack", "acks_late"):
+            for cause, count in run["summary"]["duplicates"][mode]["by_cause"].items():
+                seen.setdefault(cause, []).append(
+                    f"{BROKER_NAMES.get(run['broker'], run['broker'])} {mode.replace('_', '-')}"
+                    f" {count}")
+    if not seen:
+        return []
+    lines = ["## Why tasks ran more than once", ""]
+    for cause, where in sorted(seen.items()):
+        meaning, fix = CAUSES.get(cause, ("", ""))
+        lines += [f"**{cause}** ({'; '.join(where)}): {meaning}", ""]
+        if fix:
+            lines += [f"*Fix proposed*: {fix}", ""]
+    return lines
+
+
+def _evidence(runs: list[dict]) -> list[str]:
+    lines = ["## Evidence", "",
+             "Executions of a few tasks that ran more than once (node, child pid, node pid, "
+             "start and end in seconds after the first send; end `-`: never finished).", ""]
+    for run in runs:
+        lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", ""]
+        for key, examples in sorted(run["summary"]["examples"].items()):
+            lines.append(f"- {key}:")
+            for example in examples:
+                runs_text = "; ".join(
+                    f"{e['node']} pid {e['pid']} (node {e['ppid']}) {e['start']:.3f}-"
+                    f"{'-' if e['end'] is None else format(e['end'], '.3f')}"
+                    for e in example["executions"])
+                lines.append(f"  - {example['kind']} `{example['id']}` try "
+                             f"{example['attempt']}: {runs_text}")
+        if run.get("log_evidence"):
+            lines += ["", "Node log lines about dead nodes (first few):", "", "```"]
+            lines += run["log_evidence"][:8]
+            lines += ["```"]
+        lines.append("")
+    return lines
+
+
+def summary_lines(document: dict) -> str:
+    out = []
+    for run in document["runs"]:
+        name = BROKER_NAMES.get(run["broker"], run["broker"])
+        for target in run["summary"]["targets"]:
+            out.append(f"{name:6s} {'met   ' if target['met'] else 'MISSED'} "
+                       f"{target['name']}: {target['value']}")
+    return "\n".join(out)
