@@ -43,6 +43,9 @@ ALLOWED_LATE_CAUSES = frozenset({"frozen_running", "child_killed", "node_killed"
 #: Starts earlier than the eta by more than this are early (same machine, same clock).
 EARLY_TOLERANCE = 0.001
 EXAMPLES_PER_CAUSE = 3
+#: A node commits what its children did within milliseconds (FLUSH_DELAY, one round trip);
+#: a kill later than this after a task ended is not why that task ran again.
+COMMIT_WINDOW = 1.0
 CHORD_SUM = sum(range(20))
 
 
@@ -66,7 +69,7 @@ def analyse(data: RunData) -> dict:
     by_task = _by_task(data.executions)
     kinds = {entry["id"]: entry["kind"] for entry in data.manifest}
     acks_late = {entry["id"] for entry in data.manifest if entry["acks_late"]}
-    extras = _extra_runs(runs, data.faults)
+    extras = _extra_runs(runs, data.faults, {e["id"]: e["sent"] for e in data.manifest})
     summary = {
         "sent": _sent(data.manifest),
         "outcome": _outcome(data, by_task),
@@ -105,18 +108,33 @@ def _by_task(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
     return by_task
 
 
-def _extra_runs(runs: dict, faults: list[dict]) -> list[dict]:
+def _extra_runs(runs: dict, faults: list[dict], sent: dict[str, float]) -> list[dict]:
     extras = []
     for (task_id, attempt), executions in runs.items():
+        available = _available(runs, task_id, attempt, sent)
         for prev, cur in itertools.pairwise(executions):
             extras.append({"id": task_id, "attempt": attempt, "task": cur.task,
-                           "cause": cause(prev, cur, faults), "prev": prev, "cur": cur})
+                           "cause": cause(prev, cur, faults, available), "prev": prev,
+                           "cur": cur})
     return extras
 
 
-def cause(prev: Execution, cur: Execution, faults: list[dict]) -> str:
-    """Why `cur` ran although `prev` (the same attempt of the same task) ran before it."""
-    return (_interrupted(prev, faults) or _frozen(prev, cur, faults) or
+def _available(runs: dict, task_id: str, attempt: int, sent: dict[str, float]) -> float:
+    """Since when the attempt's message was in the broker: a retry is put when the attempt
+    before it ends; a first attempt when it was sent (a chord body: when its chord was)."""
+    before = runs.get((task_id, attempt - 1))
+    ends = [e.end for e in before or () if e.end is not None]
+    if ends:
+        return min(ends)
+    return sent.get(task_id, -math.inf)
+
+
+def cause(prev: Execution, cur: Execution, faults: list[dict],
+          available: float = -math.inf) -> str:
+    """Why `cur` ran although `prev` (the same attempt of the same task) ran before it.
+    `available`: since when the attempt's message was in the broker (its send, or the end
+    of the attempt before it), as far as the harness knows."""
+    return (_interrupted(prev, faults) or _frozen(prev, cur, faults, available) or
             _between(prev, cur, faults) or "unexplained")
 
 
@@ -132,12 +150,15 @@ def _interrupted(prev: Execution, faults: list[dict]) -> str | None:
     return None
 
 
-def _frozen(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
+def _frozen(prev: Execution, cur: Execution, faults: list[dict],
+            available: float) -> str | None:
     freezes = [f for f in faults if f["kind"] == "stop_node" and f.get("pid")]
     for fault in freezes:
         if prev.ppid == fault["pid"] and prev.start < fault["t"] <= _end(prev):
             return "frozen_running"
     for fault in freezes:
+        if available >= fault["t"]:
+            continue  # sent after the freeze began: the frozen node cannot have held it
         woke, pid = fault.get("t_cont", math.inf), fault["pid"]
         if cur.ppid == pid and cur.start >= woke and prev.start >= fault["t"]:
             return "frozen_woke"
@@ -149,19 +170,21 @@ def _frozen(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
 
 def _between(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
     """A fault between the two runs: prev's node killed before it committed, a restart."""
+    if _killed_between(prev, cur, faults):
+        return "killed_before_commit"
     names = {"restart_broker": "broker_restart", "rolling_restart": "rolling_restart"}
     for fault in faults:
-        if prev.start <= fault["t"] <= cur.start:
-            if fault["kind"] == "kill_node" and fault.get("pid") == prev.ppid:
-                return "killed_before_commit"
-            if fault["kind"] in names:
-                return names[fault["kind"]]
+        if prev.start <= fault["t"] <= cur.start and fault["kind"] in names:
+            return names[fault["kind"]]
     return None
 
 
 def _killed_between(prev: Execution, cur: Execution, faults: list[dict]) -> bool:
+    """prev's node was killed after prev started, within COMMIT_WINDOW of its end: before
+    the node's next commit could tell the broker (a kill much later is not the reason)."""
+    last = (prev.end if prev.end is not None else prev.start) + COMMIT_WINDOW
     return any(f["kind"] == "kill_node" and f.get("pid") == prev.ppid and
-               prev.start <= f["t"] <= cur.start for f in faults)
+               prev.start <= f["t"] <= min(last, cur.start) for f in faults)
 
 
 def _end(execution: Execution) -> float:

@@ -23,7 +23,7 @@ CHORD_SIZE = 20
 TASK_NAMES = {"short": "chaos.short", "slow": "chaos.slow", "late": "chaos.late",
               "eta": "chaos.eta", "member": "chaos.part", "body": "chaos.join",
               "flaky": "chaos.flaky"}
-ACKS_LATE = {"late", "member", "body"}
+ACKS_LATE = {"late", "member", "body"}  #: and every other ETA task (sent with acks_late)
 
 NODE_KILL, CHILD_KILL, FREEZE = "kill_node", "kill_child", "stop_node"
 BROKER_RESTART, ROLLING_RESTART = "restart_broker", "rolling_restart"
@@ -80,6 +80,7 @@ class Send:
     countdown: float | None = None  #: eta tasks
     fails: int = 0  #: flaky tasks: how many attempts retry before one succeeds
     number: int = 0  #: the argument (the chord number for chords)
+    acks_late: bool = False  #: eta tasks: every other one is sent with acks_late=True
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,13 @@ def _workload(config: Config, rng: random.Random) -> list[Send]:
             countdown = fails = None
             if kind == "eta":
                 # due while the run goes on, often long after the send: held by a node for
-                # a while (a freeze then catches some), never due after the run
+                # a while, so a frozen node surely holds some of each ack mode
                 at = rng.uniform(0, span * 0.6)
                 countdown = rng.uniform(1.0, max(1.5, span * 0.5))
             if kind == "flaky":
                 fails = rng.choice((1, 2))
-            sends.append(Send(at, kind, (_new_id(),), countdown, fails or 0, number))
+            sends.append(Send(at, kind, (_new_id(),), countdown, fails or 0, number,
+                              acks_late=kind == "eta" and number % 2 == 1))
     return sorted(sends, key=lambda s: s.at)
 
 

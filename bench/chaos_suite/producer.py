@@ -68,15 +68,18 @@ class Producer(threading.Thread):
         task = getattr(tasks, send.kind)
         args = (send.number, send.fails) if send.kind == "flaky" else (send.number,)
         options = {"task_id": send.ids[0]}
+        if send.acks_late:
+            options["acks_late"] = True
         eta = None
         if send.countdown is not None:  # the message's own eta is in the ledger's lines
             options["countdown"] = send.countdown
             eta = now + send.countdown
         task.apply_async(args, **options)
         self.manifest.append(self._entry(send.ids[0], send.kind, now, eta=eta,
-                                         fails=send.fails))
+                                         fails=send.fails, acks_late=send.acks_late))
 
     @staticmethod
-    def _entry(task_id: str, kind: str, sent: float, **extra) -> dict:
+    def _entry(task_id: str, kind: str, sent: float, acks_late: bool = False,
+               **extra) -> dict:
         return {"id": task_id, "kind": kind, "task": plans.TASK_NAMES[kind],
-                "acks_late": kind in plans.ACKS_LATE, "sent": sent, **extra}
+                "acks_late": acks_late or kind in plans.ACKS_LATE, "sent": sent, **extra}

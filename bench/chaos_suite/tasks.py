@@ -4,7 +4,8 @@ $FLEET_BROKER_URL). Every task writes a ledger line when it starts and when it f
     chaos.short   returns at once                       default ack (acked when it starts)
     chaos.slow    sleeps 0.2 s                          default ack
     chaos.late    sleeps 0.05 s                         acks_late
-    chaos.eta     returns at once; sent with a countdown default ack
+    chaos.eta     returns at once; sent with a countdown default ack; every other one is
+                                                        sent with acks_late=True
     chaos.part    a chord header member (chords of 20)  acks_late, reject_on_worker_lost
     chaos.join    the chord body: sums the header       acks_late, reject_on_worker_lost
     chaos.flaky   retries itself `fails` times first    default ack
