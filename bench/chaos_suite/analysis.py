@@ -364,21 +364,29 @@ def nodes_back(events: list[dict], t: float, t_up: float, fresh: float) -> float
 
 def _examples(extras: list[dict], runs: dict, kinds: dict[str, str], acks_late: set[str],
               started: float) -> dict:
-    """A few extra runs of each cause, with every execution of their attempt."""
-    examples: dict[str, list[dict]] = defaultdict(list)
-    for extra in extras:
-        mode = "acks_late" if extra["id"] in acks_late else "default_ack"
-        key = f"{mode} {extra['cause']}"
-        if len(examples[key]) >= EXAMPLES_PER_CAUSE:
-            continue
-        executions = runs[(extra["id"], extra["attempt"])]
-        examples[key].append({
-            "id": extra["id"], "kind": kinds.get(extra["id"], "?"), "attempt": extra["attempt"],
+    """A few extra runs of each cause, of as many kinds as there are, with every execution
+    of their attempt."""
+    chosen: dict[str, list[dict]] = defaultdict(list)
+    for pass_ in ("new kinds first", "then any"):
+        for extra in extras:
+            mode = "acks_late" if extra["id"] in acks_late else "default_ack"
+            picked = chosen[f"{mode} {extra['cause']}"]
+            kind = kinds.get(extra["id"], "?")
+            if len(picked) >= EXAMPLES_PER_CAUSE or extra in picked or \
+                    (pass_ == "new kinds first" and kind in {kinds.get(x["id"]) for x in picked}):
+                continue
+            picked.append(extra)
+    return {key: [_example(x, runs, kinds, started) for x in picked]
+            for key, picked in chosen.items()}
+
+
+def _example(extra: dict, runs: dict, kinds: dict[str, str], started: float) -> dict:
+    executions = runs[(extra["id"], extra["attempt"])]
+    return {"id": extra["id"], "kind": kinds.get(extra["id"], "?"), "attempt": extra["attempt"],
             "executions": [{"node": e.node, "pid": e.pid, "ppid": e.ppid,
                             "start": round(e.start - started, 3),
                             "end": None if e.end is None else round(e.end - started, 3)}
-                           for e in executions]})
-    return dict(examples)
+                           for e in executions]}
 
 
 # -- targets ------------------------------------------------------------------------------

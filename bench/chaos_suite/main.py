@@ -40,7 +40,10 @@ RESULTS_CHUNK = 500
 #: Wait after the last result before stopping the fleet (late duplicates still land).
 SETTLE = 2.0
 LOST_LINE = re.compile(r"Task (\S+)\[(\w+)\] was running on (\S+) when it died")
-EVIDENCE_LINE = re.compile(r"stopped sending heartbeats|was not registered|was running on")
+#: Node log lines worth quoting: a node declared dead, a task reported lost with it, a node
+#: registering again after it was declared dead (Redis says so; SQLite does it silently).
+EVIDENCE = ("stopped sending heartbeats", "was running on", "was not registered")
+EVIDENCE_PER_KIND = 4
 
 
 class RunFailed(Exception):
@@ -200,7 +203,7 @@ def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
             "finished_in_s": round(finished - t0, 1), "load_before": load_before,
             "load_after": _uptime(), "send_errors": producer.send_errors[:20],
             "stopwait": (stopped.stdout + stopped.stderr).strip().splitlines()[-3:],
-            "log_evidence": evidence[:40],
+            "log_evidence": evidence,
             "faults_raw": [_relative(f, t0) for f in faults]}
 
 
@@ -247,15 +250,19 @@ def _brief(meta: dict) -> dict:
 
 
 def read_logs(paths: list[Path]) -> tuple[list[dict], list[str]]:
-    """Tasks the nodes reported lost on a dead node, and the log lines about dead nodes."""
-    lost, evidence = [], []
+    """Tasks the nodes reported lost on a dead node, and a few log lines of each kind about
+    dead nodes, in time order."""
+    lost, quoted = [], {key: [] for key in EVIDENCE}
     for path in paths:
         for line in path.read_text(errors="replace").splitlines():
-            if EVIDENCE_LINE.search(line):
-                evidence.append(f"{path.name}: {line}")
+            for key, lines in quoted.items():
+                if key in line and len(lines) < EVIDENCE_PER_KIND:
+                    lines.append(f"{path.name}: {line}")
             match = LOST_LINE.search(line)
             if match:
                 lost.append({"id": match.group(2), "cid": match.group(3), "line": line})
+    evidence = sorted((line for lines in quoted.values() for line in lines),
+                      key=lambda text: text.split(": ", 1)[1])
     return lost, evidence
 
 

@@ -56,9 +56,46 @@ CAUSES = {
 }
 
 
+HOW = """\
+## How a run works
+
+- **The fleet**: `fleet multi start 3 -A chaos_suite.tasks -c 2 -l warning`, pid and log
+  files in the run's own directory, on the embedded SQLite broker (a file in that
+  directory) and then on Redis: a private `redis-server` on a free port of 127.0.0.1
+  (never 6379) with `appendonly yes` (`appendfsync everysec`), its data in that directory.
+- **The workload** is sent by the harness over the run, each task at its planned moment:
+  short tasks, 0.2 s tasks (`chaos.slow`), acks-late tasks (`chaos.late`, 0.05 s), ETA
+  tasks due during the run (every other one sent with `acks_late=True`), chords of 20
+  (members and body acks-late with `reject_on_worker_lost`, so a chord survives a death
+  under it) and tasks that retry once or twice before succeeding.
+- **The faults**, one at a time, on a schedule drawn from the seed: SIGKILL a random node's
+  main process (its children die with it: PR_SET_PDEATHSIG), then `fleet multi restart
+  <node>`, as an operator or systemd would (fleet multi has no supervisor that respawns a
+  dead node by itself; `fleet multi start <node>` would mean a new node without options);
+  SIGKILL a random child; SIGSTOP a node's main process and children (a paused VM, a swap
+  stall) until the broker no longer lists it (another node declared it dead and recovered
+  its reservations) plus one second, then SIGCONT; TERM `redis-server`, keep it down for a
+  second, start it again on the same port and data; `fleet multi restart --rolling`.
+  The broker restart waits for any send under way and holds the next ones back until the
+  server answers, so what was sent is known exactly.
+- **The ledger**: every task appends a line when it starts and when it ends (task id,
+  attempt, node, child pid, node pid, time) to a file outside the broker, with O_APPEND and
+  one write per line. The harness also records what it sent, when each fault happened,
+  and the broker's consumer list every 0.1 s (read only).
+- **The analysis** pairs them: *lost* = sent, no final result and no execution;
+  *unsettled* = executed but no final result; an attempt (task id, retries) with more than
+  one execution ran more than once, and each extra run gets a cause from the faults (see
+  "Why tasks ran more than once"). For acks-late tasks an extra run after a death while the
+  task ran (its node killed or frozen, its child killed) is allowed: at least once.
+- After the last send the harness waits for every result (or `drain` seconds), waits 2 s
+  more, stops the fleet with `fleet multi stopwait`, and kills whatever of the run is left.
+"""
+
+
 def render(document: dict, json_name: str) -> str:
     runs = document["runs"]
     lines = _header(document, json_name)
+    lines += [*HOW.splitlines(), ""]
     lines += _targets(runs)
     lines += _counts(runs)
     lines += _faults(runs)
@@ -71,7 +108,7 @@ def _header(document: dict, json_name: str) -> list[str]:
     config = document["config"]
     machine = document["machine"]
     mix = ", ".join(f"{int(share * 100)}% {kind}" for kind, share in MIX.items())
-    return [
+    lines = [
         "# Chaos: kill storms, frozen nodes, broker restarts",
         "",
         f"Rendered by `bench/chaos` from `bench/results/{json_name}` (issue 15). Run: "
@@ -84,9 +121,22 @@ def _header(document: dict, json_name: str) -> list[str]:
         f"{config['heartbeat_timeout']:g} s without one.",
         "",
         f"Machine: {machine['cpus']} cores, Python {machine['python']}, fleet "
-        f"{machine['fleet']}. Load when the run began: `{machine['uptime']}`.",
+        f"{machine['fleet']}, shared with other work. Load (`uptime`):",
         "",
     ]
+    for run in document["runs"]:
+        name = BROKER_NAMES.get(run["broker"], run["broker"])
+        lines.append(f"- {name} run: before `{_load(run.get('load_before'))}`, after "
+                     f"`{_load(run.get('load_after'))}`; sent in {run.get('sent_in_s')} s, "
+                     f"last result {run.get('finished_in_s')} s after the first send")
+    return [*lines, ""]
+
+
+def _load(uptime: str | None) -> str:
+    """The load averages of an `uptime` line."""
+    if not uptime:
+        return "?"
+    return uptime.split("load average:")[-1].strip()
 
 
 def _broker_header(runs: list[dict], first: str) -> list[str]:
@@ -173,6 +223,10 @@ def _faults(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _time(value) -> str:
+    return "never" if value is None else f"{value:.3f}"
+
+
 def _num(value) -> str:
     return "-" if value is None else f"{value:g}"
 
@@ -211,6 +265,12 @@ def _evidence(runs: list[dict]) -> list[str]:
              "start and end in seconds after the first send; end `-`: never finished).", ""]
     for run in runs:
         lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", ""]
+        for fault in run.get("faults_raw", ()):
+            if fault["kind"] == "stop_node" and fault.get("pid"):
+                lines += [f"The frozen node: {fault['node']} (node pid {fault['pid']}), SIGSTOP "
+                          f"at {fault['t']:.3f}, no longer listed by the broker at "
+                          f"{_time(fault.get('t_dead'))}, SIGCONT at {_time(fault['t_cont'])}.",
+                          ""]
         for key, examples in sorted(run["summary"]["examples"].items()):
             lines.append(f"- {key}:")
             for example in examples:
@@ -221,8 +281,9 @@ def _evidence(runs: list[dict]) -> list[str]:
                 lines.append(f"  - {example['kind']} `{example['id']}` try "
                              f"{example['attempt']}: {runs_text}")
         if run.get("log_evidence"):
-            lines += ["", "Node log lines about dead nodes (first few):", "", "```"]
-            lines += run["log_evidence"][:8]
+            lines += ["", "Node log lines about dead nodes (the first few of each kind):", "",
+                      "```"]
+            lines += run["log_evidence"]
             lines += ["```"]
         lines.append("")
     return lines
