@@ -46,6 +46,9 @@ EXAMPLES_PER_CAUSE = 3
 #: A node commits what its children did within milliseconds (FLUSH_DELAY, one round trip);
 #: a kill later than this after a task ended is not why that task ran again.
 COMMIT_WINDOW = 1.0
+#: A child may still start the task it was just handed for a moment after its node's main
+#: process was SIGKILLed (it dies of PR_SET_PDEATHSIG): such a run counts as before the kill.
+KILL_SLACK = 0.2
 CHORD_SUM = sum(range(20))
 
 
@@ -184,7 +187,7 @@ def _killed_between(prev: Execution, cur: Execution, faults: list[dict]) -> bool
     the node's next commit could tell the broker (a kill much later is not the reason)."""
     last = (prev.end if prev.end is not None else prev.start) + COMMIT_WINDOW
     return any(f["kind"] == "kill_node" and f.get("pid") == prev.ppid and
-               prev.start <= f["t"] <= min(last, cur.start) for f in faults)
+               prev.start - KILL_SLACK <= f["t"] <= min(last, cur.start) for f in faults)
 
 
 def _end(execution: Execution) -> float:

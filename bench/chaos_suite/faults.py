@@ -18,6 +18,7 @@ the fault's own action was over), "note"}.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
@@ -56,7 +57,10 @@ class FaultRunner:
                 if halted():
                     return self.records
                 time.sleep(0.05)
-            record = self.actions[fault.kind]()
+            try:
+                record = self.actions[fault.kind]()
+            except psutil.NoSuchProcess as exc:  # the victim exited between choice and signal
+                record = {"t": time.time(), "note": f"the victim exited first ({exc})"}
             record.setdefault("kind", fault.kind)
             record["planned_at"] = fault.at
             self.records.append(record)
@@ -74,7 +78,7 @@ class FaultRunner:
         name, pid = victim
         cid = self.monitor.consumer_of(pid)
         t = time.time()
-        psutil.Process(pid).send_signal(signal.SIGKILL)
+        _signal(psutil.Process(pid), signal.SIGKILL)
         _wait_gone(pid)
         done = self.nodes.start_one(name)
         return {"t": t, "node": name, "pid": pid, "cid": cid, "t_back": time.time(),
@@ -90,7 +94,7 @@ class FaultRunner:
             return {"t": time.time(), "node": name, "pid": pid, "note": "it had no child"}
         child = self.rng.choice(children)
         t = time.time()
-        child.send_signal(signal.SIGKILL)
+        _signal(child, signal.SIGKILL)
         back = None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -111,13 +115,13 @@ class FaultRunner:
         procs = [psutil.Process(pid), *self.nodes.children(pid)]
         t = time.time()
         for proc in procs:
-            proc.send_signal(signal.SIGSTOP)
+            _signal(proc, signal.SIGSTOP)
         dead = self.monitor.wait_gone(cid, self.config.freeze_limit) if cid else None
         if dead is not None:
             time.sleep(FREEZE_MARGIN)
         t_cont = time.time()
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGCONT)
+            _signal(proc, signal.SIGCONT)
         note = "" if dead else f"never declared dead within {self.config.freeze_limit:g}s"
         return {"t": t, "node": name, "pid": pid, "cid": cid,
                 "children": [p.pid for p in procs[1:]], "t_dead": dead, "t_cont": t_cont,
@@ -140,6 +144,12 @@ class FaultRunner:
         t = time.time()
         done = self.nodes.multi("restart", "--rolling", timeout=180)
         return {"t": t, "t_back": time.time(), "rc": done.returncode, "note": _last_line(done)}
+
+
+def _signal(proc: psutil.Process, signum: int) -> None:
+    """Signal a process of the fleet; one that exited meanwhile (a recycled child) is fine."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.send_signal(signum)
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

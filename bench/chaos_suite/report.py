@@ -198,8 +198,9 @@ def _reasons(summary: dict) -> str:
 
 def _dup(dup: dict) -> str:
     causes = ", ".join(f"{n} {c}" for c, n in sorted(dup["by_cause"].items()))
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(dup["by_kind"].items()))
     text = f"{dup['tasks']} ({dup['extra_runs']} extra runs"
-    return text + (f": {causes})" if causes else ")")
+    return text + (f": {causes}; tasks by kind: {kinds})" if causes else ")")
 
 
 def _faults(runs: list[dict]) -> list[str]:

@@ -216,6 +216,9 @@ def test_node_deaths_are_kills_and_freezes(summary):
     (ran("x", 1009.0, None, W1), ran("x", 1015.0, 1015.1, W2), 1008.0, "node_killed"),
     (ran("x", 1009.0, 1009.1, W1), ran("x", 1015.0, 1015.1, W2), 1008.0,
      "killed_before_commit"),
+    # its child began it just after w1's main process was killed, before it died itself
+    (ran("x", 1010.05, 1010.06, W1), ran("x", 1015.0, 1015.1, W2), 1008.0,
+     "killed_before_commit"),
     # w1 was killed long after the task ended there: not why it ran again
     (ran("x", 1001.0, 1001.1, W1), ran("x", 1015.0, 1015.1, W2), 1000.5, "unexplained"),
     (ran("x", 1036.0, 1036.1, W3), ran("x", 1037.0, 1037.1, W2), 1025.0, "frozen_woke"),
