@@ -295,13 +295,14 @@ def _fencing(data: RunData, extras: list[dict]) -> dict:
         finished_after += sum(1 for e in data.executions if e.ppid == fault["pid"] and
                               e.start < fault["t"] and e.end is not None and
                               e.end >= fault["t_dead"])
-    reported = {r["id"] for r in data.lost_reports}
+    reported = {r["id"]: r["line"] for r in data.lost_reports}
     flipped = sorted(i for i in reported
                      if (data.results.get(i) or {}).get("state") == "SUCCESS")
     return {"finished_after_declared_dead": finished_after,
             "ran_after_waking": sum(1 for x in extras if x["cause"] == "frozen_woke"),
             "reported_lost": len(reported), "reported_lost_then_succeeded": len(flipped),
-            "reported_lost_then_succeeded_ids": flipped[:20]}
+            "reported_lost_then_succeeded_ids": flipped[:20],
+            "reported_lost_then_succeeded_lines": [reported[i] for i in flipped[:3]]}
 
 
 # -- faults -------------------------------------------------------------------------------

@@ -12,23 +12,32 @@ BROKER_NAMES = {"sqlite": "SQLite", "redis": "Redis"}
 CAUSES = {
     "frozen_woke": (
         "A node frozen (SIGSTOP) past `worker_heartbeat_timeout` was declared dead and its "
-        "reservations went back to their queues, where other nodes took them; when the node "
-        "woke (SIGCONT) it carried on with what it held: prefetched tasks and ETA tasks it was "
-        "holding ran a second time. Nothing tells a node that it was declared dead: its next "
-        "heartbeat registers it again under the same consumer id (Redis logs `consumer ... was "
-        "not registered (declared dead by another node?); registered it again`, SQLite does it "
-        "silently), its started marks and acks for the recovered messages are ignored by the "
-        "broker, but the tasks run anyway.",
-        "Fencing: each registration gets a token (an epoch) that recovery revokes. Redis: a "
-        "`<p>:epoch:<cid>` value set by `register` and deleted by `recover`, checked by "
-        "the heartbeat script, which returns 'fenced' instead of re-adding the consumer; "
-        "SQLite: a `token` column of `consumers`, recovery deletes the row and `heartbeat` "
-        "reports 0 rows instead of registering again. A fenced node (heartbeat reports it, "
-        "or a commit finds none of its ids held) drops its buffer, its ETA heap and its "
-        "rate-limited jobs without running them, does not commit results of tasks whose "
-        "reservation it lost, and registers again under a new consumer id. The node must "
-        "also refuse to dispatch once its last successful heartbeat is older than "
-        "`worker_heartbeat_timeout` (it may have been declared dead without knowing yet)."),
+        "reservations went back to their queues, where other nodes took them; when it woke "
+        "(SIGCONT) it carried on with what it held: its prefetched tasks and the ETA tasks it "
+        "was holding ran a second time. Nothing tells a node that it was declared dead: its "
+        "next heartbeat registers it again under the same consumer id (Redis: the `consumer` "
+        "script's ZADD, with only a warning `consumer ... was not registered (declared dead "
+        "by another node?); registered it again`; SQLite: `heartbeat` finds no row and calls "
+        "`register`), and `Node._turn` then dispatches its buffer and releases its ETA heap "
+        "(`_dispatch`, `_release_due_etas`). The broker ignores its started marks and acks "
+        "for messages it no longer holds, but not its results: a task recovery had marked "
+        "failed with WorkerLostError is overwritten with the woken node's SUCCESS, and a "
+        "woken task's follow-up messages (chain links) are put as well.",
+        "Fencing, with the registration as the token. Recovery already removes the "
+        "consumer (Redis: ZREM from `<p>:consumers` and DEL `<p>:consumer:<cid>` in "
+        "`release_consumer`; SQLite: DELETE from `consumers`); it should also leave a "
+        "tombstone (Redis `<p>:fenced:<cid>`, SQLite a `fenced` table or flag, kept for a "
+        "day), and nothing the dead consumer sends may bring it back: the heartbeat updates "
+        "only a registered consumer (Redis `ZADD XX`, SQLite no fallback to `register`) and "
+        "answers 'fenced'; `reserve` refuses a tombstoned id; `commit` (results, puts, "
+        "started marks, acks in one script or transaction) first checks that the consumer is "
+        "registered and otherwise applies nothing and answers 'fenced'. A node told it is "
+        "fenced drops its buffer, ETA heap and rate-limited jobs without running them, "
+        "discards the batch and the outcomes of the tasks it was running (their reservations "
+        "were settled by recovery: failed or requeued), and registers again under a new "
+        "consumer id. Until a heartbeat has confirmed its registration, a node whose last "
+        "successful heartbeat is older than `worker_heartbeat_timeout` dispatches nothing "
+        "(it may have been declared dead without being able to hear it)."),
     "frozen_running": (
         "The task was running on a node that froze; the node was declared dead and the "
         "task (acks-late) ran again elsewhere. At least once: allowed for acks-late tasks.",
@@ -281,6 +290,11 @@ def _evidence(runs: list[dict]) -> list[str]:
                     for e in example["executions"])
                 lines.append(f"  - {example['kind']} `{example['id']}` try "
                              f"{example['attempt']}: {runs_text}")
+        flipped = run["summary"]["fencing"].get("reported_lost_then_succeeded_lines")
+        if flipped:
+            lines += ["", "Reported lost by the node that recovered the frozen one, then "
+                      "stored as SUCCESS by the frozen node once it woke (final state "
+                      "SUCCESS):", "", "```", *flipped, "```"]
         if run.get("log_evidence"):
             lines += ["", "Node log lines about dead nodes (the first few of each kind):", "",
                       "```"]

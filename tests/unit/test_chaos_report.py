@@ -348,7 +348,7 @@ def test_the_report_shows_each_target_per_broker_and_explains_only_seen_causes(s
     assert "| target | SQLite | Redis |" in text
     assert "| no task lost | **MISSED**: 1 lost | **MISSED**: 1 lost |" in text
     assert "**frozen_woke** (SQLite default-ack 1; Redis default-ack 1)" in text
-    assert "Fencing: each registration gets a token" in text
+    assert "Fencing, with the registration as the token" in text
     assert "**broker_restart**" not in text  # no extra run had that cause
     assert "`bench/results/chaos-x-short.json`" in text
 
