@@ -15,16 +15,22 @@ Definitions
     frozen_woke         one of the two ran on a frozen node after it woke up (SIGCONT),
                         the other elsewhere: a node declared dead ran what it held although
                         its reservations had been recovered (no fencing)
-    child_killed        prev never finished: its child was SIGKILLed
-    node_killed         prev never finished: its node was SIGKILLed
-    killed_before_commit prev finished, then its node was SIGKILLed before the broker
-                        learnt that it started (early ack) or finished (acks_late)
+    child_killed        prev's child was SIGKILLed while it ran, or after the task's body
+                        ended but before its outcome reached the node
+    node_killed         prev never finished: its node was SIGKILLed (acks-late)
+    node_crashed        prev's node died on its own (not killed by the harness) after prev
+                        started
+    killed_before_commit prev's node was SIGKILLed before its next commit told the broker
+                        that prev started (early ack) or finished (acks-late)
+    killed_before_reconnect the same, widened by a broker outage: prev ran before or during
+                        a broker restart and its node was killed before it reached the
+                        broker again (its log's "Broker reachable again")
     broker_restart      a broker restart came between the two
     rolling_restart     a rolling restart came between the two
     unexplained         none of the above
-  For acks-late tasks frozen_running, child_killed, node_killed and killed_before_commit
-  are deaths while the task ran (allowed: at least once); every other cause, and every
-  extra run of an early-acked task, misses a target.
+  For acks-late tasks frozen_running, child_killed, node_killed, killed_before_commit and
+  killed_before_reconnect are deaths while the task ran (allowed: at least once); every
+  other cause, and every extra run of an early-acked task, misses a target.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ from chaos_suite.ledger import Execution
 
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 ALLOWED_LATE_CAUSES = frozenset({"frozen_running", "child_killed", "node_killed",
-                                 "killed_before_commit"})
+                                 "killed_before_commit", "killed_before_reconnect",
+                                 "node_crashed"})
 #: Starts earlier than the eta by more than this are early (same machine, same clock).
 EARLY_TOLERANCE = 0.001
 EXAMPLES_PER_CAUSE = 3
@@ -65,6 +72,10 @@ class RunData:
     #: Tasks a node reported as lost on a dead node: {"id", "cid", "line"} (from node logs).
     lost_reports: list[dict] = field(default_factory=list)
     started: float = 0.0  #: epoch seconds when sending began
+    #: When a node logged "Broker reachable again": {"node": "w2@host", "t"} (node logs).
+    reconnects: list[dict] = field(default_factory=list)
+    #: The nodes that answered `fleet inspect ping` at the end (None: not asked).
+    answered_ping: list[str] | None = None
 
 
 def analyse(data: RunData) -> dict:
@@ -72,7 +83,7 @@ def analyse(data: RunData) -> dict:
     by_task = _by_task(data.executions)
     kinds = {entry["id"]: entry["kind"] for entry in data.manifest}
     acks_late = {entry["id"] for entry in data.manifest if entry["acks_late"]}
-    extras = _extra_runs(runs, data.faults, {e["id"]: e["sent"] for e in data.manifest})
+    extras = _extra_runs(runs, data, acks_late)
     summary = {
         "sent": _sent(data.manifest),
         "outcome": _outcome(data, by_task),
@@ -85,6 +96,10 @@ def analyse(data: RunData) -> dict:
         "eta": _etas(data, by_task),
         "fencing": _fencing(data, extras),
         "faults": [_fault_metrics(f, data) for f in data.faults],
+        "crashes": [{"node": f["node"], "pid": f["pid"],
+                     "at": round(f["t"] - data.started, 2)}
+                    for f in data.faults if f["kind"] == "crash"],
+        "answered_ping": data.answered_ping,
         "examples": _examples(extras, runs, kinds, acks_late, data.started),
     }
     summary["duplicates"]["node_deaths"] = sum(
@@ -111,15 +126,28 @@ def _by_task(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
     return by_task
 
 
-def _extra_runs(runs: dict, faults: list[dict], sent: dict[str, float]) -> list[dict]:
+def _extra_runs(runs: dict, data: RunData, acks_late: set[str]) -> list[dict]:
+    sent = {entry["id"]: entry["sent"] for entry in data.manifest}
+    context = Context(data.faults, _reconnects_by_node(data.reconnects))
     extras = []
     for (task_id, attempt), executions in runs.items():
         available = _available(runs, task_id, attempt, sent)
         for prev, cur in itertools.pairwise(executions):
+            why = cause(prev, cur, context, available)
+            if why == "node_killed" and task_id not in acks_late:
+                # an early-acked task is reported lost, not run again, once the broker
+                # knows it started: this one's started mark had not reached the broker
+                why = "killed_before_commit"
             extras.append({"id": task_id, "attempt": attempt, "task": cur.task,
-                           "cause": cause(prev, cur, faults, available), "prev": prev,
-                           "cur": cur})
+                           "cause": why, "prev": prev, "cur": cur})
     return extras
+
+
+def _reconnects_by_node(reconnects: list[dict]) -> dict[str, list[float]]:
+    by_node: dict[str, list[float]] = defaultdict(list)
+    for event in sorted(reconnects, key=lambda e: e["t"]):
+        by_node[event["node"]].append(event["t"])
+    return by_node
 
 
 def _available(runs: dict, task_id: str, attempt: int, sent: dict[str, float]) -> float:
@@ -132,30 +160,46 @@ def _available(runs: dict, task_id: str, attempt: int, sent: dict[str, float]) -
     return sent.get(task_id, -math.inf)
 
 
-def cause(prev: Execution, cur: Execution, faults: list[dict],
+@dataclass
+class Context:
+    """What explains extra runs: the faults, and when each node (by name) logged that it
+    reached the broker again after an outage."""
+
+    faults: list[dict]
+    reconnects: dict[str, list[float]] = field(default_factory=dict)
+
+    def of(self, kind: str) -> list[dict]:
+        return [f for f in self.faults if f["kind"] == kind]
+
+
+def cause(prev: Execution, cur: Execution, context: Context | list[dict],
           available: float = -math.inf) -> str:
     """Why `cur` ran although `prev` (the same attempt of the same task) ran before it.
     `available`: since when the attempt's message was in the broker (its send, or the end
     of the attempt before it), as far as the harness knows."""
-    return (_interrupted(prev, faults) or _frozen(prev, cur, faults, available) or
-            _between(prev, cur, faults) or "unexplained")
+    if not isinstance(context, Context):
+        context = Context(context)
+    return (_interrupted(prev, context) or _frozen(prev, cur, context, available) or
+            _killed_after(prev, cur, context) or _restart_between(prev, cur, context) or
+            "unexplained")
 
 
-def _interrupted(prev: Execution, faults: list[dict]) -> str | None:
+def _interrupted(prev: Execution, context: Context) -> str | None:
     """prev never finished: the fault that killed its process."""
     if prev.finished:
         return None
-    for fault in faults:
-        if fault["kind"] == "kill_child" and fault.get("child") == prev.pid:
-            return "child_killed"
-        if fault["kind"] == "kill_node" and fault.get("pid") == prev.ppid:
-            return "node_killed"
+    if any(f.get("child") == prev.pid for f in context.of("kill_child")):
+        return "child_killed"
+    if any(f.get("pid") == prev.ppid for f in context.of("kill_node")):
+        return "node_killed"
+    if any(f.get("pid") == prev.ppid for f in context.of("crash")):
+        return "node_crashed"
     return None
 
 
-def _frozen(prev: Execution, cur: Execution, faults: list[dict],
+def _frozen(prev: Execution, cur: Execution, context: Context,
             available: float) -> str | None:
-    freezes = [f for f in faults if f["kind"] == "stop_node" and f.get("pid")]
+    freezes = [f for f in context.of("stop_node") if f.get("pid")]
     for fault in freezes:
         if prev.ppid == fault["pid"] and prev.start < fault["t"] <= _end(prev):
             return "frozen_running"
@@ -166,28 +210,46 @@ def _frozen(prev: Execution, cur: Execution, faults: list[dict],
         if cur.ppid == pid and cur.start >= woke and prev.start >= fault["t"]:
             return "frozen_woke"
         if prev.ppid == pid and prev.start >= woke and cur.ppid != pid and \
-                not _killed_between(prev, cur, faults):
+                not _killed_after(prev, cur, context):
             return "frozen_woke"
     return None
 
 
-def _between(prev: Execution, cur: Execution, faults: list[dict]) -> str | None:
-    """A fault between the two runs: prev's node killed before it committed, a restart."""
-    if _killed_between(prev, cur, faults):
+def _killed_after(prev: Execution, cur: Execution, context: Context) -> str | None:
+    """prev finished, but its process died before what it did reached the broker: its
+    child before the outcome reached the node, or its node before the next commit (or,
+    after a broker outage, before the node was talking to the broker again)."""
+    last = min(_done(prev) + COMMIT_WINDOW, cur.start)
+    if any(f.get("child") == prev.pid and prev.start - KILL_SLACK <= f["t"] <= last
+           for f in context.of("kill_child")):
+        return "child_killed"
+    kills = [f for f in context.of("kill_node") if f.get("pid") == prev.ppid and
+             prev.start - KILL_SLACK <= f["t"] <= cur.start]
+    if any(f["t"] <= last for f in kills):
         return "killed_before_commit"
+    for outage in context.of("restart_broker"):
+        if _done(prev) + COMMIT_WINDOW < outage["t"]:
+            continue  # committed before the broker went away
+        back = next((t for t in context.reconnects.get(prev.node, ())
+                     if t >= outage["t"]), math.inf)
+        if any(outage["t"] <= f["t"] <= back for f in kills):
+            return "killed_before_reconnect"
+    if any(f.get("pid") == prev.ppid and prev.start <= f["t"] <= cur.start
+           for f in context.of("crash")):
+        return "node_crashed"
+    return None
+
+
+def _restart_between(prev: Execution, cur: Execution, context: Context) -> str | None:
     names = {"restart_broker": "broker_restart", "rolling_restart": "rolling_restart"}
-    for fault in faults:
+    for fault in context.faults:
         if prev.start <= fault["t"] <= cur.start and fault["kind"] in names:
             return names[fault["kind"]]
     return None
 
 
-def _killed_between(prev: Execution, cur: Execution, faults: list[dict]) -> bool:
-    """prev's node was killed after prev started, within COMMIT_WINDOW of its end: before
-    the node's next commit could tell the broker (a kill much later is not the reason)."""
-    last = (prev.end if prev.end is not None else prev.start) + COMMIT_WINDOW
-    return any(f["kind"] == "kill_node" and f.get("pid") == prev.ppid and
-               prev.start - KILL_SLACK <= f["t"] <= min(last, cur.start) for f in faults)
+def _done(execution: Execution) -> float:
+    return execution.end if execution.end is not None else execution.start
 
 
 def _end(execution: Execution) -> float:
@@ -312,7 +374,7 @@ def _fault_metrics(fault: dict, data: RunData) -> dict:
     kind, t = fault["kind"], fault["t"]
     metrics = {"kind": kind, "at": round(t - data.started, 2), "node": fault.get("node"),
                "note": fault.get("note", "")}
-    metrics["consuming_s"] = consuming_after(data, fault.get("t_up", t))
+    metrics["consuming_s"] = _first_start_after(data.executions, fault.get("t_up", t))
     recovered = None
     if kind in ("kill_node", "stop_node") and fault.get("cid"):
         gone = [e["t"] for e in data.consumer_events
@@ -320,14 +382,17 @@ def _fault_metrics(fault: dict, data: RunData) -> dict:
         recovered = round(min(gone) - t, 2) if gone else None
     if kind == "kill_node" and fault.get("t_back"):
         metrics["node_back_s"] = round(fault["t_back"] - t, 2)
-    if kind == "kill_child" and fault.get("t_back"):
+    if kind in ("kill_child", "crash") and fault.get("t_back"):
         recovered = round(fault["t_back"] - t, 2)
     if kind == "restart_broker" and fault.get("t_up"):
         metrics["outage_s"] = round(fault["t_up"] - t, 2)
         fresh = 2 * data.config.get("heartbeat_interval", 2.0)
         metrics["nodes_back_s"] = nodes_back(data.consumer_events, t, fault["t_up"], fresh)
-        parts = (metrics["nodes_back_s"], metrics["consuming_s"])
+        metrics["reconsuming_s"] = reconsuming(data.reconnects, fault["t_up"])
+        parts = (metrics["nodes_back_s"], metrics["reconsuming_s"])
         recovered = None if None in parts else max(parts)
+    if kind == "restart_broker" and "answered_ping" in fault:
+        metrics["answered_ping"] = fault["answered_ping"]
     if kind == "stop_node" and fault.get("t_cont"):
         metrics["frozen_s"] = round(fault["t_cont"] - t, 2)
     if kind == "rolling_restart" and fault.get("t_back"):
@@ -336,11 +401,20 @@ def _fault_metrics(fault: dict, data: RunData) -> dict:
     return metrics
 
 
-def consuming_after(data: RunData, t: float) -> float | None:
-    """Seconds from `t` until a task sent at or after `t` started anywhere in the fleet."""
-    sent_after = {e["id"] for e in data.manifest if e["sent"] >= t}
-    starts = [e.start for e in data.executions if e.id in sent_after]
+def _first_start_after(executions: list[Execution], t: float) -> float | None:
+    """Seconds from `t` until a task started anywhere in the fleet."""
+    starts = [e.start for e in executions if e.start >= t]
     return round(min(starts) - t, 3) if starts else None
+
+
+def reconsuming(reconnects: list[dict], t_up: float, within: float = 60.0) -> float | None:
+    """After a broker restart: seconds from the server answering again until the last node
+    logged "Broker reachable again" (its consumer committed and reserved again)."""
+    first: dict[str, float] = {}
+    for event in sorted(reconnects, key=lambda e: e["t"]):
+        if t_up <= event["t"] <= t_up + within:
+            first.setdefault(event["node"], event["t"])
+    return round(max(first.values()) - t_up, 2) if first else None
 
 
 def nodes_back(events: list[dict], t: float, t_up: float, fresh: float) -> float | None:
@@ -429,7 +503,27 @@ def targets(summary: dict, config: dict) -> list[dict]:
         _target("recovery", f"recovery within worker_heartbeat_timeout + 2 s ({limit:g} s)",
                 not slow, f"worst {worst} s; {len(slow)} of {len(timed)} faults slower or "
                 "never"),
+        _whole(summary, config),
     ]
+
+
+def _whole(summary: dict, config: dict) -> dict:
+    """Harness check, beyond issue 15's list: no node died unless killed, and every node
+    answers `fleet inspect ping` after a broker restart and at the end."""
+    nodes = config.get("nodes", 3)
+    crashes = summary["crashes"]
+    pings = [("after the broker restart", f["answered_ping"]) for f in summary["faults"]
+             if f.get("answered_ping") is not None]
+    if summary.get("answered_ping") is not None:
+        pings.append(("at the end", summary["answered_ping"]))
+    deaf = [(when, len(answered)) for when, answered in pings if len(answered) < nodes]
+    parts = [f"{len(crashes)} died on their own" + (
+        " (" + ", ".join(f"{c['node']} at {c['at']:g} s" for c in crashes) + ")"
+        if crashes else "")]
+    parts += [f"{len(answered)} of {nodes} answered ping {when}" for when, answered in pings]
+    return _target("whole", "no node dies unless killed; every node answers `inspect ping` "
+                   "after a broker restart and at the end (harness check)",
+                   not crashes and not deaf, "; ".join(parts))
 
 
 def _target(key: str, name: str, met: bool, value: str) -> dict:

@@ -9,11 +9,16 @@
                      declared it dead and recovered its reservations) plus one second for the
                      others to take that work, then SIGCONT.
     restart_broker   TERM redis-server (it writes its append-only file), keep it down
-                     `broker_down` seconds, start it again on the same port and data.
+                     `broker_down` seconds, start it again on the same port and data; once
+                     the recovery target has passed, `fleet inspect ping` every node.
     rolling_restart  `fleet multi restart --rolling`.
 
 Each fault returns a record: {"kind", "t" (epoch), "node", "pid", ..., "t_back" (when
 the fault's own action was over), "note"}.
+
+Between faults (and while the harness waits for the last results) `watch()` looks for nodes
+that died although nobody killed them: each is recorded as a "crash" (with the time it was
+noticed) and started again with `fleet multi restart <node>`, as systemd's Restart= would.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class FaultRunner:
         self.gate = gate
         self.rng = random.Random(config.seed + 1)
         self.records: list[dict] = []
+        self.crashes: list[dict] = []
+        self.expected_exits: set[int] = set()  #: pids the harness killed or stopped
+        self.known: dict[str, int] = {}  #: the last live main pid seen for each node
+        self._next_watch = 0.0
         self.actions: dict[str, Callable[[], dict]] = {
             plans.NODE_KILL: self.kill_node, plans.CHILD_KILL: self.kill_child,
             plans.FREEZE: self.stop_node, plans.BROKER_RESTART: self.restart_broker,
@@ -56,7 +65,9 @@ class FaultRunner:
             while time.time() < started + fault.at:
                 if halted():
                     return self.records
+                self.watch()
                 time.sleep(0.05)
+            self.watch(now=True)
             try:
                 record = self.actions[fault.kind]()
             except psutil.NoSuchProcess as exc:  # the victim exited between choice and signal
@@ -65,6 +76,24 @@ class FaultRunner:
             record["planned_at"] = fault.at
             self.records.append(record)
         return self.records
+
+    def watch(self, now: bool = False) -> None:
+        """Record and restart nodes that died on their own (at most every 0.2 s)."""
+        if not now and time.monotonic() < self._next_watch:
+            return
+        self._next_watch = time.monotonic() + 0.2
+        for name in self.nodes.names:
+            pid = self.nodes.pid(name)
+            if pid is not None:
+                self.known[name] = pid
+                continue
+            lost = self.known.pop(name, None)
+            if lost is None or lost in self.expected_exits:
+                continue
+            t = time.time()
+            done = self.nodes.start_one(name)
+            self.crashes.append({"kind": "crash", "t": t, "node": name, "pid": lost,
+                                 "t_back": time.time(), "note": _last_line(done)})
 
     def _victim(self) -> tuple[str, int] | None:
         alive = [(name, pid) for name in self.nodes.names
@@ -77,6 +106,7 @@ class FaultRunner:
             return {"t": time.time(), "note": "no node was running"}
         name, pid = victim
         cid = self.monitor.consumer_of(pid)
+        self.expected_exits.add(pid)
         t = time.time()
         _signal(psutil.Process(pid), signal.SIGKILL)
         _wait_gone(pid)
@@ -137,10 +167,16 @@ class FaultRunner:
             time.sleep(self.config.broker_down)
             self.server.start()
             t_up = time.time()
+        # remote control must work again too: every node answers a ping once recovered
+        time.sleep(max(0.0, t_up + self.config.recovery_target - time.time()))
+        answered = self.nodes.ping()
         return {"t": t, "t_down": t_down, "t_up": t_up, "t_back": t_up,
+                "answered_ping": answered, "t_ping": time.time(),
                 "note": f"port {self.server.port}, appendonly yes"}
 
     def rolling_restart(self) -> dict:
+        self.watch(now=True)
+        self.expected_exits.update(self.known.values())
         t = time.time()
         done = self.nodes.multi("restart", "--rolling", timeout=180)
         return {"t": t, "t_back": time.time(), "rc": done.returncode, "note": _last_line(done)}

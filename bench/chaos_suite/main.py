@@ -18,11 +18,13 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +46,8 @@ LOST_LINE = re.compile(r"Task (\S+)\[(\w+)\] was running on (\S+) when it died")
 #: registering again after it was declared dead (Redis says so; SQLite does it silently).
 EVIDENCE = ("stopped sending heartbeats", "was running on", "was not registered")
 EVIDENCE_PER_KIND = 4
+RECONNECT_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/(\S+) main\] "
+                            r"Broker reachable again")
 
 
 class RunFailed(Exception):
@@ -154,7 +158,8 @@ def run_one(kind: str, config: plans.Config, rundir: Path) -> dict:
         env.update({"FLEET_BROKER_URL": url, "FLEET_STATE_DIR": str(rundir / "state"),
                     ledger.LEDGER_ENV: str(rundir / "ledger.jsonl"),
                     "FLEET_WORKER_HEARTBEAT_INTERVAL": str(config.heartbeat_interval),
-                    "FLEET_WORKER_HEARTBEAT_TIMEOUT": str(config.heartbeat_timeout)})
+                    "FLEET_WORKER_HEARTBEAT_TIMEOUT": str(config.heartbeat_timeout),
+                    "FLEET_DEBUG": "1"})  # a node that dies of a bug logs its traceback
         tasks.app.conf.update(broker_url=url)
         tasks.app.close()
         monitor = ConsumerMonitor(url)
@@ -191,20 +196,28 @@ def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
     if producer.failed:
         raise RunFailed(f"the producer could not send: {producer.failed}")
     sent_by = time.time()
-    results = drain(producer.manifest, config, sent_by)
+    results = drain(producer.manifest, config, sent_by, runner.watch)
     time.sleep(SETTLE)
+    runner.watch(now=True)
     finished = time.time()
+    ping = nodes.ping()
+    runner.expected_exits.update(runner.known.values())
     stopped = nodes.multi("stopwait", "--timeout", "30")
     executions = ledger.executions(ledger.read_lines(nodes.rundir / "ledger.jsonl"))
-    lost_reports, evidence = read_logs(nodes.logs())
+    logs = read_logs(nodes.logs())
+    for fault in faults + runner.crashes:
+        fault["note"] = scrub(fault.get("note", ""))
     data = RunData(dataclasses.asdict(config), producer.manifest, executions, results,
-                   faults, list(monitor.events), lost_reports, t0)
+                   faults + runner.crashes, list(monitor.events), logs.lost, t0,
+                   logs.reconnects, ping)
     return {"broker": kind, "summary": analyse(data), "sent_in_s": round(sent_by - t0, 1),
             "finished_in_s": round(finished - t0, 1), "load_before": load_before,
             "load_after": _uptime(), "send_errors": producer.send_errors[:20],
-            "stopwait": (stopped.stdout + stopped.stderr).strip().splitlines()[-3:],
-            "log_evidence": evidence,
-            "faults_raw": [_relative(f, t0) for f in faults]}
+            "stopwait": [scrub(line) for line in
+                         (stopped.stdout + stopped.stderr).strip().splitlines()[-3:]],
+            "log_evidence": logs.evidence,
+            "faults_raw": [_relative(f, t0) for f in faults + runner.crashes],
+            "crash_logs": logs.crashes}
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -215,9 +228,11 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def drain(manifest: list[dict], config: plans.Config, sent_by: float) -> dict[str, dict]:
+def drain(manifest: list[dict], config: plans.Config, sent_by: float,
+          tick: Callable[[], None]) -> dict[str, dict]:
     """Read results until every task has a final state, progress stalls, or the drain time
-    is over; returns every task's last known meta (PENDING if none)."""
+    is over, calling `tick` between reads; returns every task's last known meta (PENDING
+    if none)."""
     ids = [entry["id"] for entry in manifest]
     last_eta = max((entry["eta"] for entry in manifest if entry.get("eta")), default=sent_by)
     deadline = max(sent_by, last_eta) + config.drain
@@ -234,6 +249,7 @@ def drain(manifest: list[dict], config: plans.Config, sent_by: float) -> dict[st
         if len(final) == len(ids) or now > deadline or \
                 (now > last_eta and now - progress > stall):
             break
+        tick()
         time.sleep(0.5)
     rest = [task_id for task_id in ids if task_id not in final]
     final.update({meta["id"]: _brief(meta) for meta in _metas(rest)})
@@ -249,27 +265,65 @@ def _brief(meta: dict) -> dict:
     return {key: meta.get(key) for key in ("id", "state", "result", "exc_type", "exc_message")}
 
 
-def read_logs(paths: list[Path]) -> tuple[list[dict], list[str]]:
-    """Tasks the nodes reported lost on a dead node, and a few log lines of each kind about
-    dead nodes, in time order."""
-    lost, quoted = [], {key: [] for key in EVIDENCE}
+@dataclass
+class LogFindings:
+    """What the node logs tell the analysis."""
+
+    lost: list[dict] = field(default_factory=list)  #: tasks reported lost on a dead node
+    reconnects: list[dict] = field(default_factory=list)  #: "Broker reachable again"
+    evidence: list[str] = field(default_factory=list)  #: a few lines of each kind, in order
+    #: Tracebacks of nodes that died of an error (FLEET_DEBUG=1 makes the CLI print them).
+    crashes: list[list[str]] = field(default_factory=list)
+
+
+def read_logs(paths: list[Path]) -> LogFindings:
+    found = LogFindings()
+    quoted: dict[str, list[str]] = {key: [] for key in EVIDENCE}
     for path in paths:
-        for line in path.read_text(errors="replace").splitlines():
+        text = path.read_text(errors="replace")
+        found.crashes += [[scrub(line) for line in block]
+                          for block in _tracebacks(path.name, text)]
+        for line in text.splitlines():
             for key, lines in quoted.items():
                 if key in line and len(lines) < EVIDENCE_PER_KIND:
-                    lines.append(f"{path.name}: {line}")
-            match = LOST_LINE.search(line)
-            if match:
-                lost.append({"id": match.group(2), "cid": match.group(3), "line": line})
-    evidence = sorted((line for lines in quoted.values() for line in lines),
-                      key=lambda text: text.split(": ", 1)[1])
-    return lost, evidence
+                    lines.append(scrub(f"{path.name}: {line}"))
+            if match := LOST_LINE.search(line):
+                found.lost.append({"id": match.group(2), "cid": match.group(3),
+                                   "line": scrub(line)})
+            if match := RECONNECT_LINE.search(line):
+                when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                found.reconnects.append({"node": match.group(2), "t": when.timestamp()})
+    found.evidence = sorted((line for lines in quoted.values() for line in lines),
+                            key=lambda text: text.split(": ", 1)[1])
+    return found
+
+
+def _tracebacks(name: str, text: str, most: int = 3) -> list[list[str]]:
+    """The tracebacks in a log (a node that died of an error), the last 12 lines of each."""
+    found = []
+    for block in text.split("Traceback (most recent call last):")[1:most + 1]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        end = next((i for i, line in enumerate(lines) if not line.startswith(" ")), 0)
+        found.append([f"{name}: Traceback (most recent call last):",
+                      *lines[max(0, end - 11):end + 1]])
+    return found
+
+
+def scrub(text: str) -> str:
+    """Text for the committed report: no paths of this checkout, the run directory or the
+    Python installation (tracebacks and multi's messages carry them)."""
+    for path, name in ((str(procs.ROOT) + "/", ""), (tempfile.gettempdir() + "/", "<tmp>/"),
+                       (sysconfig.get_paths()["purelib"] + "/", "<site-packages>/"),
+                       (sysconfig.get_paths()["stdlib"] + "/", "<stdlib>/")):
+        text = text.replace(path, name)
+    return text
 
 
 def _relative(fault: dict, t0: float) -> dict:
-    """A fault record with its times as seconds after the run began."""
+    """A fault record with its times as seconds after the run began (and no paths)."""
     return {key: round(value - t0, 3) if key.startswith("t") and isinstance(value, float)
-            else value for key, value in fault.items()}
+            else scrub(value) if isinstance(value, str) else value
+            for key, value in fault.items()}
 
 
 def write_outputs(document: dict, args: argparse.Namespace) -> int:

@@ -154,7 +154,8 @@ def _faults(config: Config, rng: random.Random, with_broker_restart: bool
         specials.append(PlannedFault(span * 0.6, BROKER_RESTART))
     # how long each special keeps the fault loop busy (kills are not scheduled inside)
     busy = {FREEZE: config.heartbeat_timeout + 2 * config.heartbeat_interval + 3.0,
-            BROKER_RESTART: config.broker_down + 3.0, ROLLING_RESTART: 8.0}
+            BROKER_RESTART: config.broker_down + config.recovery_target + 5.0,
+            ROLLING_RESTART: 8.0}
     stream = []
     for kind, every, first in ((NODE_KILL, config.node_kill_every, 0.12),
                                (CHILD_KILL, config.child_kill_every, 0.22)):

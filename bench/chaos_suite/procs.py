@@ -10,6 +10,7 @@ them, by pid.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -128,6 +129,16 @@ class Nodes:
         remembered arguments (`multi restart`: the stale pid file goes, the node starts;
         `multi start w1` would mean a new node w1 without options)."""
         return self.multi("restart", name)
+
+    def ping(self) -> list[str]:
+        """The nodes that answer `fleet inspect ping` (remote control works end to end)."""
+        done = subprocess.run([sys.executable, "-m", "fleet", "inspect", "ping", "--json",
+                               "--timeout", "3"], cwd=BENCH, env=self.env, capture_output=True,
+                              text=True, timeout=30, check=False)
+        try:
+            return sorted(json.loads(done.stdout))
+        except ValueError:
+            return []
 
     def pid(self, name: str) -> int | None:
         """The node's main pid from its pid file ("<pid> <node name>"), if it is alive."""

@@ -49,16 +49,35 @@ CAUSES = {
         "The node running the task was SIGKILLed; an acks-late task runs again elsewhere. "
         "Allowed.", ""),
     "killed_before_commit": (
-        "The task started (and often finished) on a node that was SIGKILLed before its next "
-        "commit reached the broker: for an early-acked task the started mark was not "
-        "committed yet, so recovery requeued the message instead of reporting it lost "
+        "The task started (running or already finished) on a node that was SIGKILLed before "
+        "its next commit reached the broker: for an early-acked task the started mark was "
+        "not committed yet, so recovery requeued the message instead of reporting it lost "
         "(README: 'a task killed with its node inside that window is requeued rather than "
-        "reported'); for an acks-late task the ack was not committed yet.",
+        "reported'; `Node._start` writes the task to the child's pipe, then adds the mark to "
+        "the batch, flushed within FLUSH_DELAY, 2 ms); for an acks-late task the ack was "
+        "not committed yet (allowed). In the ledger the first run starts within a few "
+        "milliseconds of the kill.",
         "For early-acked tasks: dispatch a task to a child only once its started mark is "
         "committed (the mark can travel in the reserve round trip that brings the next "
         "batch, or in a commit sent before the task is written to the child's pipe), so a "
         "message is never running while the broker still thinks it can be redelivered. "
         "Costs one round trip of latency per dispatch batch, not per task."),
+    "killed_before_reconnect": (
+        "The same as killed_before_commit, with a wider window: the task ran just before or "
+        "while the broker was down, its node kept the started mark (or the ack) for its "
+        "next commit, and was SIGKILLed after the broker was back but before the node had "
+        "committed again: after an outage a node's consumer waits out its retry backoff "
+        "(`Node._broker_trouble`: doubling from `broker_connection_retry_delay` up to "
+        "`broker_connection_retry_max_delay`, 8 s, and failed heartbeats count too) even "
+        "when its heartbeats already get through, so for seconds the broker still thinks "
+        "those tasks can be redelivered.",
+        "The fix of killed_before_commit closes it for early-acked tasks. Besides, a "
+        "successful heartbeat should end the backoff (call `_broker_ok()`), so a node "
+        "commits as soon as the broker answers again; see the broker restart's "
+        "`reconsuming` in the faults table."),
+    "node_crashed": (
+        "The node running it died on its own (see 'Nodes that died on their own'); the "
+        "harness started it again, as systemd would.", ""),
     "broker_restart": ("A broker restart came between the two runs.", ""),
     "rolling_restart": ("A rolling restart came between the two runs.", ""),
     "unexplained": ("No fault explains the second run.", ""),
@@ -108,6 +127,8 @@ def render(document: dict, json_name: str) -> str:
     lines += _targets(runs)
     lines += _counts(runs)
     lines += _faults(runs)
+    lines += _crash_section(runs)
+    lines += _broker_findings(runs, document["config"])
     lines += _findings(runs)
     lines += _evidence(runs)
     return "\n".join(lines).rstrip() + "\n"
@@ -190,12 +211,19 @@ def _counts(runs: list[dict]) -> list[str]:
             s["fencing"]["finished_after_declared_dead"])),
         ("reported lost (WorkerLostError), then SUCCESS", lambda s: "{} of {}".format(
             s["fencing"]["reported_lost_then_succeeded"], s["fencing"]["reported_lost"])),
+        ("nodes that died on their own", lambda s: str(len(s.get("crashes", ())))),
+        ("nodes answering `inspect ping` at the end", _ping),
     ]
     lines = ["## Counts", ""]
     lines += _broker_header(runs, "")
     for name, cell in rows:
         lines.append(f"| {name} | " + " | ".join(cell(run["summary"]) for run in runs) + " |")
     return [*lines, ""]
+
+
+def _ping(summary: dict) -> str:
+    answered = summary.get("answered_ping")
+    return "not asked" if answered is None else ", ".join(answered) or "none"
 
 
 def _reasons(summary: dict) -> str:
@@ -216,11 +244,11 @@ def _faults(runs: list[dict]) -> list[str]:
     lines = ["## Faults", "",
              "`at`: seconds after the first send. `recovered`: node kill or freeze: until "
              "the broker no longer listed the victim (declared dead, its reservations back "
-             "on their queues); broker restart: from the server answering again until every node "
-             "heartbeated again and a task sent since then started; child kill: until the "
-             "node had its children again. `consuming`: from the fault (broker restart: from "
-             "the server answering again) until a task sent since then started anywhere in "
-             "the fleet.", ""]
+             "on their queues); broker restart: from the server answering again until every "
+             "node heartbeated again (`nodes back`) and logged `Broker reachable again`, "
+             "i.e. committed and reserved again (`reconsuming`); child kill: until the node "
+             "had its children again. `consuming`: from the fault (broker restart: from the "
+             "server answering again) until a task started anywhere in the fleet.", ""]
     for run in runs:
         lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", "",
                   "| at | fault | node | recovered (s) | consuming (s) | detail |",
@@ -242,12 +270,104 @@ def _num(value) -> str:
 
 
 def _detail(fault: dict) -> str:
-    keys = ("node_back_s", "frozen_s", "outage_s", "nodes_back_s", "took_s")
+    keys = ("node_back_s", "frozen_s", "outage_s", "nodes_back_s", "reconsuming_s",
+            "took_s")
     parts = [f"{key.removesuffix('_s').replace('_', ' ')} {fault[key]:g} s" for key in keys
              if fault.get(key) is not None]
     if fault.get("note"):
         parts.append(fault["note"].replace("|", "/"))
     return "; ".join(parts)
+
+
+def _crash_section(runs: list[dict]) -> list[str]:
+    if not any(run["summary"].get("crashes") for run in runs):
+        return []
+    lines = ["## Nodes that died on their own", "",
+             "Nodes nobody killed that exited (noticed within 0.2 s, then started again "
+             "with `fleet multi restart <node>`), and the tracebacks in their logs (the "
+             "nodes run with FLEET_DEBUG=1).", ""]
+    for run in runs:
+        crashes = run["summary"].get("crashes") or []
+        if not crashes:
+            continue
+        name = BROKER_NAMES.get(run["broker"], run["broker"])
+        where = ", ".join(f"{c['node']} (node pid {c['pid']}) at {c['at']:g} s"
+                          for c in crashes)
+        lines += [f"### {name}", "", f"{len(crashes)} node(s): {where}.", ""]
+        for block in run.get("crash_logs", [])[:3]:
+            lines += ["```", *block, "```", ""]
+    return lines
+
+
+DEAF = (
+    "When Redis goes away, a node's pub/sub read fails and `Node._on_subscription` calls "
+    "`_resubscribe`, which closes the subscription and subscribes again at once; while the "
+    "server is still down that fails and `_resubscribe` returns, keeping the closed "
+    "subscription. Its `fileno()` is None, so `_turn` polls it every second, and "
+    "`RedisSubscription.poll()` of a closed subscription returns nothing without raising: "
+    "the node never subscribes again. It hears no broadcast any more (`fleet inspect`, "
+    "`fleet control` terminate, rate_limit, shutdown, pool changes; revokes still arrive by "
+    "the heartbeat's reload) and no new-message wakeup (an idle node finds a new task by its "
+    "1 s poll: a round trip of ~0.9 s instead of ~10 ms, measured by hand the same way).",
+    "When subscribing fails, keep trying on the broker backoff: e.g. `_resubscribe` sets "
+    "`self.subscription = None` on failure and `_turn` subscribes again while it is None, "
+    "or `poll()` of a closed subscription raises so `_on_subscription` retries. A "
+    "transport contract test: restart redis-server, then `inspect ping` answers and a put "
+    "wakes the node.")
+CRASH = (
+    "`Node._resubscribe` unregisters `self.subscription.fileno()`, which is None once "
+    "redis-py has dropped the socket, so the selector keeps the dead socket's descriptor "
+    "registered. When the OS hands that number to the next connection the node opens (the "
+    "`submit` connection in `_exchange`), `selector.register` raises KeyError ('FD 9 is "
+    "already registered') and the node exits with 'internal error' (exit 70) and its children "
+    "with it. Whether it happens depends on which connection gets the number first.",
+    "Remember the descriptor registered for the subscription (and for the round trip under "
+    "way, `_pending_fd`) and unregister that one, whatever `fileno()` says now.")
+BACKOFF = (
+    "`Node._broker_trouble` doubles one backoff for every failing path (commit/reserve, "
+    "subscription, heartbeat hook, heartbeat: four failures within the same second give "
+    "'retrying in 0.5s', '1.0s', '2.0s', '4.0s'), and only a successful commit ends it "
+    "(`_broker_ok()` is called from `_on_pending` and `_flush`, not after a heartbeat), so "
+    "the consumer sits out the last delay although the broker answers heartbeats again. "
+    "Meanwhile started marks and acks wait in the node (see killed_before_reconnect).",
+    "Call `_broker_ok()` after a successful heartbeat, and let failures of other paths "
+    "within the current delay not double it again (one step per attempt of the consumer).")
+
+
+def _broker_findings(runs: list[dict], config: dict) -> list[str]:
+    """What the broker restart showed besides extra runs: deaf nodes, crashes, slow reuse."""
+    lines = []
+    nodes, wait = config["nodes"], config["heartbeat_timeout"] + 2.0
+    for run in runs:
+        name = BROKER_NAMES.get(run["broker"], run["broker"])
+        for fault in run["summary"]["faults"]:
+            if fault["kind"] != "restart_broker":
+                continue
+            answered = fault.get("answered_ping")
+            if answered is not None and len(answered) < nodes:
+                lines += _finding(f"Deaf after a broker restart ({name})",
+                                  f"{len(answered)} of {nodes} nodes answered `fleet inspect "
+                                  f"ping` {wait:g} s after the server was back, although "
+                                  "they heartbeated and consumed.", DEAF)
+            back, again = fault.get("nodes_back_s"), fault.get("reconsuming_s")
+            if back is not None and again is not None and again - back > 2:
+                lines += _finding(f"Slow to consume after a broker restart ({name})",
+                                  f"heartbeats again {back:g} s after the server was back, "
+                                  f"committing and reserving again only after {again:g} s.",
+                                  BACKOFF)
+        crashes = run["summary"].get("crashes")
+        stale_fd = any("is already registered" in line for block in run.get("crash_logs", [])
+                       for line in block)
+        if crashes and stale_fd:
+            lines += _finding(f"Nodes that crashed ({name})",
+                              f"{len(crashes)} node(s) died with `KeyError: ... is already "
+                              "registered` (tracebacks above).", CRASH)
+    return ["## Other findings", "", *lines] if lines else []
+
+
+def _finding(title: str, seen: str, text: tuple[str, str]) -> list[str]:
+    meaning, fix = text
+    return [f"**{title}**: {seen} {meaning}", "", f"*Fix proposed*: {fix}", ""]
 
 
 def _findings(runs: list[dict]) -> list[str]:

@@ -2,7 +2,8 @@
 three nodes while one node is SIGKILLed (and restarted), one child is SIGKILLed, one node is
 frozen past its heartbeat timeout, Redis is restarted on the same port and data, and the fleet
 gets a rolling restart. The assertions are issue 15's targets on lost and duplicated tasks,
-read from the run's JSON.
+read from the run's JSON, and a check that the fleet stays whole (no node dies unless
+killed; every node answers `fleet inspect ping` after the broker restart and at the end).
 
 The harness starts its own redis-server (it must restart it), on a free port of 127.0.0.1.
 Every process it starts carries CHAOS_TAG in its environment; whatever happens, the fixture
@@ -30,6 +31,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HARNESS = ROOT / "bench" / "chaos"
 RUN_TIMEOUT = 240
+RESUBSCRIBE = ("after a Redis restart Node._resubscribe keeps a closed subscription (never "
+               "subscribes again: deaf to inspect/control) and its stale fd registered "
+               "(KeyError crash)")
 NO_FENCING = ("a node frozen past worker_heartbeat_timeout and declared dead keeps its "
               "prefetched and ETA tasks and runs them when it wakes, although they were "
               "recovered and ran elsewhere (no fencing)")
@@ -83,7 +87,7 @@ def chaos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_every_fault_of_the_schedule_was_carried_out(chaos):
-    kinds = {fault["kind"]: fault for fault in chaos["faults"]}
+    kinds = {fault["kind"]: fault for fault in chaos["faults"] if fault["kind"] != "crash"}
     expected = {"kill_node", "kill_child", "stop_node", "rolling_restart"}
     if chaos["broker"] == "redis":
         expected.add("restart_broker")
@@ -128,3 +132,11 @@ def test_no_eta_task_runs_before_its_eta(chaos):
 def test_every_eta_task_runs_exactly_once(chaos):
     eta = chaos["summary"]["eta"]
     assert eta["once"] == eta["total"], eta
+
+
+def test_the_fleet_stays_whole_no_node_dies_unless_killed_and_every_node_answers_ping(
+        chaos, request):
+    if chaos["broker"] == "redis":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=RESUBSCRIBE))
+    whole = next(t for t in chaos["summary"]["targets"] if t["key"] == "whole")
+    assert whole["met"], whole["value"]
