@@ -6,8 +6,9 @@
     kill_child       SIGKILL a random child of a random node (the node replaces it).
     stop_node        SIGSTOP a random node's main process and children (a paused VM, a swap
                      stall), keep it frozen until the broker no longer lists it (another node
-                     declared it dead and recovered its reservations) plus one second for the
-                     others to take that work, then SIGCONT.
+                     declared it dead and recovered its reservations) and for longer than
+                     worker_heartbeat_timeout, plus one second for the others to take its
+                     work, then SIGCONT.
     restart_broker   TERM redis-server (it writes its append-only file), keep it down
                      `broker_down` seconds, start it again on the same port and data; once
                      the recovery target has passed, `fleet inspect ping` every node.
@@ -147,8 +148,9 @@ class FaultRunner:
         for proc in procs:
             _signal(proc, signal.SIGSTOP)
         dead = self.monitor.wait_gone(cid, self.config.freeze_limit) if cid else None
-        if dead is not None:
-            time.sleep(FREEZE_MARGIN)
+        if dead is not None:  # frozen longer than the heartbeat timeout, and past its death
+            wake = max(dead, t + self.config.heartbeat_timeout) + FREEZE_MARGIN
+            time.sleep(max(0.0, wake - time.time()))
         t_cont = time.time()
         for proc in reversed(procs):
             _signal(proc, signal.SIGCONT)

@@ -102,8 +102,11 @@ HOW = """\
   dead node by itself; `fleet multi start <node>` would mean a new node without options);
   SIGKILL a random child; SIGSTOP a node's main process and children (a paused VM, a swap
   stall) until the broker no longer lists it (another node declared it dead and recovered
-  its reservations) plus one second, then SIGCONT; TERM `redis-server`, keep it down for a
-  second, start it again on the same port and data; `fleet multi restart --rolling`.
+  its reservations) and for longer than `worker_heartbeat_timeout`, plus one second, then
+  SIGCONT; TERM `redis-server`, keep it down for a
+  second, start it again on the same port and data, and once the recovery target has
+  passed ask every node `fleet inspect ping`; `fleet multi restart --rolling`. A node that
+  dies although nobody killed it is recorded as a crash and started again the same way.
   The broker restart waits for any send under way and holds the next ones back until the
   server answers, so what was sent is known exactly.
 - **The ledger**: every task appends a line when it starts and when it ends (task id,
@@ -253,7 +256,7 @@ def _faults(runs: list[dict]) -> list[str]:
         lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", "",
                   "| at | fault | node | recovered (s) | consuming (s) | detail |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for fault in run["summary"]["faults"]:
+        for fault in sorted(run["summary"]["faults"], key=lambda f: f["at"]):
             lines.append(f"| {fault['at']} | {fault['kind']} | {fault.get('node') or ''} | "
                          f"{_num(fault['recovered_s'])} | {_num(fault['consuming_s'])} | "
                          f"{_detail(fault)} |")
