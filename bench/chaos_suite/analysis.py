@@ -492,6 +492,11 @@ def targets(summary: dict, config: dict) -> list[dict]:
                 f"{dup['acks_late']['extra_runs']} extra runs, "
                 f"{dup['acks_late']['unexplained']} not explained by a death while running "
                 f"({_causes(dup['acks_late'])})"),
+        _target("fencing", "a node declared dead starts nothing it held and commits no "
+                "result for what others recovered",
+                not summary["fencing"]["ran_after_waking"] and
+                not summary["fencing"]["finished_after_declared_dead"],
+                _fencing_value(summary["fencing"])),
         _target("chord_body_once", "every chord body runs exactly once",
                 chords["body_once"] == chords["total"] and not chords["wrong_sum"],
                 f"{chords['body_once']} of {chords['total']} once, {chords['body_never']} "
@@ -505,6 +510,13 @@ def targets(summary: dict, config: dict) -> list[dict]:
                 "never"),
         _whole(summary, config),
     ]
+
+
+def _fencing_value(fencing: dict) -> str:
+    return (f"{fencing['ran_after_waking']} runs of recovered messages by a woken node, "
+            f"{fencing['finished_after_declared_dead']} results committed after its node "
+            f"was declared dead ({fencing['reported_lost_then_succeeded']} overwrote a "
+            "WorkerLostError)")
 
 
 def _whole(summary: dict, config: dict) -> dict:

@@ -177,6 +177,17 @@ def run_one(kind: str, config: plans.Config, rundir: Path) -> dict:
         procs.kill_run(run_id)
 
 
+@dataclass
+class Phase:
+    """What the sending phase left behind for the collection phase."""
+
+    producer: Producer
+    runner: FaultRunner
+    faults: list[dict]
+    t0: float  #: when sending began (epoch)
+    sent_by: float  #: when the last task was sent
+
+
 def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
                monitor: ConsumerMonitor, server: procs.RedisServer | None) -> dict:
     load_before = _uptime()
@@ -185,6 +196,25 @@ def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
         raise RunFailed(f"fleet multi start failed (exit {started.returncode}): "
                         f"{(started.stdout + started.stderr).strip()[-1500:]}")
     _wait_for(lambda: len(monitor.current) >= config.nodes, 20, "every node registered")
+    phase = _send_under_faults(config, nodes, monitor, server)
+    results = drain(phase.producer.manifest, config, phase.sent_by, phase.runner.watch)
+    time.sleep(SETTLE)
+    phase.runner.watch(now=True)
+    finished = time.time()
+    ping = nodes.ping()
+    phase.runner.expected_exits.update(phase.runner.known.values())
+    stopped = nodes.multi("stopwait", "--timeout", "30")
+    result = _collect(config, nodes, monitor, phase, results, ping)
+    result.update({"broker": kind, "load_before": load_before, "load_after": _uptime(),
+                   "finished_in_s": round(finished - phase.t0, 1),
+                   "stopwait": [scrub(line) for line in
+                                (stopped.stdout + stopped.stderr).strip().splitlines()[-3:]]})
+    return result
+
+
+def _send_under_faults(config: plans.Config, nodes: procs.Nodes, monitor: ConsumerMonitor,
+                       server: procs.RedisServer | None) -> Phase:
+    """Send the workload while the fault schedule runs; both follow the plan's clock."""
     plan = plans.make_plan(config, with_broker_restart=server is not None)
     gate = threading.Lock()
     t0 = time.time()
@@ -195,28 +225,22 @@ def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
     producer.join()
     if producer.failed:
         raise RunFailed(f"the producer could not send: {producer.failed}")
-    sent_by = time.time()
-    results = drain(producer.manifest, config, sent_by, runner.watch)
-    time.sleep(SETTLE)
-    runner.watch(now=True)
-    finished = time.time()
-    ping = nodes.ping()
-    runner.expected_exits.update(runner.known.values())
-    stopped = nodes.multi("stopwait", "--timeout", "30")
+    return Phase(producer, runner, faults, t0, time.time())
+
+
+def _collect(config: plans.Config, nodes: procs.Nodes, monitor: ConsumerMonitor,
+             phase: Phase, results: dict[str, dict], ping: list[str]) -> dict:
+    """Read the ledger and the node logs, analyse, and keep what the JSON needs."""
     executions = ledger.executions(ledger.read_lines(nodes.rundir / "ledger.jsonl"))
     logs = read_logs(nodes.logs())
-    for fault in faults + runner.crashes:
+    faults = phase.faults + phase.runner.crashes
+    for fault in faults:
         fault["note"] = scrub(fault.get("note", ""))
-    data = RunData(dataclasses.asdict(config), producer.manifest, executions, results,
-                   faults + runner.crashes, list(monitor.events), logs.lost, t0,
-                   logs.reconnects, ping)
-    return {"broker": kind, "summary": analyse(data), "sent_in_s": round(sent_by - t0, 1),
-            "finished_in_s": round(finished - t0, 1), "load_before": load_before,
-            "load_after": _uptime(), "send_errors": producer.send_errors[:20],
-            "stopwait": [scrub(line) for line in
-                         (stopped.stdout + stopped.stderr).strip().splitlines()[-3:]],
-            "log_evidence": logs.evidence,
-            "faults_raw": [_relative(f, t0) for f in faults + runner.crashes],
+    data = RunData(dataclasses.asdict(config), phase.producer.manifest, executions, results,
+                   faults, list(monitor.events), logs.lost, phase.t0, logs.reconnects, ping)
+    return {"summary": analyse(data), "sent_in_s": round(phase.sent_by - phase.t0, 1),
+            "send_errors": phase.producer.send_errors[:20], "log_evidence": logs.evidence,
+            "faults_raw": [_relative(f, phase.t0) for f in faults],
             "crash_logs": logs.crashes}
 
 

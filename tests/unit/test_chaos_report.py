@@ -278,6 +278,9 @@ def test_fencing_counts_what_a_node_declared_dead_did(summary):
     assert fencing["finished_after_declared_dead"] == 2
     assert fencing["ran_after_waking"] == 1
     assert fencing["reported_lost_then_succeeded_ids"] == ["flipped"]
+    assert target(summary, "fencing")["value"] == (
+        "1 runs of recovered messages by a woken node, 2 results committed after its node "
+        "was declared dead (1 overwrote a WorkerLostError)")
 
 
 # -- faults and recovery ------------------------------------------------------------------
@@ -406,5 +409,5 @@ def test_the_report_shows_each_target_per_broker_and_explains_only_seen_causes(s
 
 def test_the_summary_lines_name_every_missed_target(summary):
     lines = report.summary_lines(document(summary)).splitlines()
-    assert len(lines) == 16
-    assert sum("MISSED" in text for text in lines) == 12  # all but recovery and "whole"
+    assert len(lines) == 18
+    assert sum("MISSED" in text for text in lines) == 14  # all but recovery and "whole"
