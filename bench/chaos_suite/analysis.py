@@ -301,10 +301,13 @@ def _outcome(data: RunData, by_task: dict) -> dict:
 def _chords(data: RunData, by_task: dict) -> dict:
     bodies = [entry for entry in data.manifest if entry["kind"] == "body"]
     once = never = twice = failed = wrong = 0
+    never_ran = []
     for entry in bodies:
         count = len(by_task.get(entry["id"], ()))
         once += count == 1
         never += count == 0
+        if count == 0:
+            never_ran.append(_final(data, entry["id"]))
         twice += count > 1
         meta = data.results.get(entry["id"]) or {}
         if meta.get("state") in FINAL_STATES - {"SUCCESS"}:
@@ -312,17 +315,20 @@ def _chords(data: RunData, by_task: dict) -> dict:
         elif meta.get("state") == "SUCCESS" and meta.get("result") != CHORD_SUM:
             wrong += 1
     return {"total": len(bodies), "body_once": once, "body_never": never,
-            "body_more_than_once": twice, "chord_failed": failed, "wrong_sum": wrong}
+            "body_more_than_once": twice, "chord_failed": failed, "wrong_sum": wrong,
+            "never_ran": never_ran[:10]}
 
 
 def _etas(data: RunData, by_task: dict) -> dict:
     entries = [entry for entry in data.manifest if entry["kind"] == "eta"]
     once = never = twice = early = 0
-    lateness = []
+    lateness, never_ran = [], []
     for entry in entries:
         executions = by_task.get(entry["id"], [])
         once += len(executions) == 1
         never += not executions
+        if not executions:
+            never_ran.append(_final(data, entry["id"]))
         twice += len(executions) > 1
         for execution in executions:
             eta = execution.eta if execution.eta is not None else entry.get("eta")
@@ -334,7 +340,15 @@ def _etas(data: RunData, by_task: dict) -> dict:
     target = data.config.get("heartbeat_timeout", 8.0) + 2.0
     return {"total": len(entries), "once": once, "never": never, "more_than_once": twice,
             "early": early, "lateness": _percentiles(lateness),
-            "late_over_recovery_target": sum(1 for x in lateness if x > target)}
+            "late_over_recovery_target": sum(1 for x in lateness if x > target),
+            "never_ran": never_ran[:10]}
+
+
+def _final(data: RunData, task_id: str) -> dict:
+    """A task's final state, for tasks that never ran."""
+    meta = data.results.get(task_id) or {}
+    return {"id": task_id, "state": meta.get("state"), "exc_type": meta.get("exc_type"),
+            "exc_message": (meta.get("exc_message") or "")[:200]}
 
 
 def _percentiles(values: list[float]) -> dict:

@@ -413,6 +413,12 @@ def _evidence(runs: list[dict]) -> list[str]:
                     for e in example["executions"])
                 lines.append(f"  - {example['kind']} `{example['id']}` try "
                              f"{example['attempt']}: {runs_text}")
+        for what, found in (("ETA tasks", run["summary"]["eta"].get("never_ran")),
+                            ("Chord bodies", run["summary"]["chords"].get("never_ran"))):
+            if found:
+                lines += ["", f"{what} that never ran, with their final state:", ""]
+                lines += [f"- `{item['id']}`: {item['state']} {item['exc_type'] or ''}: "
+                          f"{item['exc_message']}" for item in found]
         flipped = run["summary"]["fencing"].get("reported_lost_then_succeeded_lines")
         if flipped:
             lines += ["", "Reported lost by the node that recovered the frozen one, then "
