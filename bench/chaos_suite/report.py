@@ -209,7 +209,8 @@ def _counts(runs: list[dict]) -> list[str]:
         ("ETA tasks run once / never / more / early", lambda s: "{once} / {never} / "
          "{more_than_once} / {early} of {total}".format(**s["eta"])),
         ("ETA lateness p50 / p99 / max (s)", lambda s: "{p50} / {p99} / {max}".format(
-            **s["eta"]["lateness"])),
+            **s["eta"]["lateness"]) + f" ({s['eta']['late_over_recovery_target']} later than "
+            "the recovery target)"),
         ("finished by a node declared dead", lambda s: str(
             s["fencing"]["finished_after_declared_dead"])),
         ("reported lost (WorkerLostError), then SUCCESS", lambda s: "{} of {}".format(
