@@ -22,15 +22,18 @@ Definitions
                         started
     killed_before_commit prev's node was SIGKILLed before its next commit told the broker
                         that prev started (early ack) or finished (acks-late)
+    frozen_before_commit the same with a freeze: prev ended on a node frozen before its
+                        next commit, declared dead, its reservations recovered
     killed_before_reconnect the same, widened by a broker outage: prev ran before or during
                         a broker restart and its node was killed before it reached the
                         broker again (its log's "Broker reachable again")
     broker_restart      a broker restart came between the two
     rolling_restart     a rolling restart came between the two
     unexplained         none of the above
-  For acks-late tasks frozen_running, child_killed, node_killed, killed_before_commit and
-  killed_before_reconnect are deaths while the task ran (allowed: at least once); every
-  other cause, and every extra run of an early-acked task, misses a target.
+  For acks-late tasks frozen_running, child_killed, node_killed, node_crashed and the
+  *_before_commit / *_before_reconnect causes are deaths while the task ran (allowed: at
+  least once); every other cause, and every extra run of an early-acked task, misses a
+  target.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from chaos_suite.ledger import Execution
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 ALLOWED_LATE_CAUSES = frozenset({"frozen_running", "child_killed", "node_killed",
                                  "killed_before_commit", "killed_before_reconnect",
-                                 "node_crashed"})
+                                 "frozen_before_commit", "node_crashed"})
 #: Starts earlier than the eta by more than this are early (same machine, same clock).
 EARLY_TOLERANCE = 0.001
 EXAMPLES_PER_CAUSE = 3
@@ -227,6 +230,9 @@ def _killed_after(prev: Execution, cur: Execution, context: Context) -> str | No
              prev.start - KILL_SLACK <= f["t"] <= cur.start]
     if any(f["t"] <= last for f in kills):
         return "killed_before_commit"
+    if any(f.get("pid") == prev.ppid and prev.start - KILL_SLACK <= f["t"] <= last
+           for f in context.of("stop_node")):
+        return "frozen_before_commit"
     for outage in context.of("restart_broker"):
         if _done(prev) + COMMIT_WINDOW < outage["t"]:
             continue  # committed before the broker went away

@@ -54,6 +54,7 @@ class FaultRunner:
         self.crashes: list[dict] = []
         self.expected_exits: set[int] = set()  #: pids the harness killed or stopped
         self.known: dict[str, int] = {}  #: the last live main pid seen for each node
+        self.broker_down = False  #: while the broker restarts: crashes wait for it
         self._next_watch = 0.0
         self.actions: dict[str, Callable[[], dict]] = {
             plans.NODE_KILL: self.kill_node, plans.CHILD_KILL: self.kill_child,
@@ -66,8 +67,7 @@ class FaultRunner:
             while time.time() < started + fault.at:
                 if halted():
                     return self.records
-                self.watch()
-                time.sleep(0.05)
+                self._wait_until(min(started + fault.at, time.time() + 0.2))
             self.watch(now=True)
             try:
                 record = self.actions[fault.kind]()
@@ -79,7 +79,8 @@ class FaultRunner:
         return self.records
 
     def watch(self, now: bool = False) -> None:
-        """Record and restart nodes that died on their own (at most every 0.2 s)."""
+        """Record nodes that died on their own (looked at most every 0.2 s) and start them
+        again, once the broker is up (a node cannot start without it)."""
         if not now and time.monotonic() < self._next_watch:
             return
         self._next_watch = time.monotonic() + 0.2
@@ -89,12 +90,21 @@ class FaultRunner:
                 self.known[name] = pid
                 continue
             lost = self.known.pop(name, None)
-            if lost is None or lost in self.expected_exits:
-                continue
-            t = time.time()
-            done = self.nodes.start_one(name)
-            self.crashes.append({"kind": "crash", "t": t, "node": name, "pid": lost,
-                                 "t_back": time.time(), "note": _last_line(done)})
+            if lost is not None and lost not in self.expected_exits:
+                self.crashes.append({"kind": "crash", "t": time.time(), "node": name,
+                                     "pid": lost, "t_back": None, "note": ""})
+        if self.broker_down:
+            return
+        for crash in self.crashes:
+            if crash["t_back"] is None:
+                done = self.nodes.start_one(crash["node"])
+                crash.update(t_back=time.time(), note=_last_line(done))
+
+    def _wait_until(self, deadline: float) -> None:
+        """Sleep until `deadline` (epoch), watching for crashes meanwhile."""
+        while time.time() < deadline:
+            self.watch()
+            time.sleep(min(0.05, max(0.0, deadline - time.time())))
 
     def _victim(self) -> tuple[str, int] | None:
         alive = [(name, pid) for name in self.nodes.names
@@ -147,10 +157,10 @@ class FaultRunner:
         t = time.time()
         for proc in procs:
             _signal(proc, signal.SIGSTOP)
-        dead = self.monitor.wait_gone(cid, self.config.freeze_limit) if cid else None
+        dead = self.monitor.wait_gone(cid, self.config.freeze_limit, self.watch) if cid \
+            else None
         if dead is not None:  # frozen longer than the heartbeat timeout, and past its death
-            wake = max(dead, t + self.config.heartbeat_timeout) + FREEZE_MARGIN
-            time.sleep(max(0.0, wake - time.time()))
+            self._wait_until(max(dead, t + self.config.heartbeat_timeout) + FREEZE_MARGIN)
         t_cont = time.time()
         for proc in reversed(procs):
             _signal(proc, signal.SIGCONT)
@@ -163,14 +173,16 @@ class FaultRunner:
         if self.server is None:
             return {"t": time.time(), "note": "no broker server to restart (SQLite)"}
         with self.gate:  # no send under way while the server goes away
+            self.broker_down = True
             t = time.time()
             self.server.stop()
             t_down = time.time()
-            time.sleep(self.config.broker_down)
+            self._wait_until(t_down + self.config.broker_down)
             self.server.start()
             t_up = time.time()
+            self.broker_down = False
         # remote control must work again too: every node answers a ping once recovered
-        time.sleep(max(0.0, t_up + self.config.recovery_target - time.time()))
+        self._wait_until(t_up + self.config.recovery_target)
         answered = self.nodes.ping()
         return {"t": t, "t_down": t_down, "t_up": t_up, "t_back": t_up,
                 "answered_ping": answered, "t_ping": time.time(),

@@ -323,22 +323,42 @@ def read_logs(paths: list[Path]) -> LogFindings:
 
 
 def _tracebacks(name: str, text: str, most: int = 3) -> list[list[str]]:
-    """The tracebacks in a log (a node that died of an error), the last 12 lines of each."""
+    """The tracebacks in a node's log (a node that died of an error): fleet's own frames,
+    the last frame and the exception of each; an exception that only caused another one
+    is left out."""
     found = []
-    for block in text.split("Traceback (most recent call last):")[1:most + 1]:
-        lines = [line for line in block.splitlines() if line.strip()]
-        end = next((i for i, line in enumerate(lines) if not line.startswith(" ")), 0)
+    for part in text.split("Traceback (most recent call last):")[1:]:
+        lines = [line for line in part.splitlines()
+                 if line.strip() and not set(line.strip()) <= set("^~")]
+        end = next((i for i, line in enumerate(lines) if not line.startswith(" ")), None)
+        if end is None:
+            continue
+        if lines[end + 1:end + 2] and lines[end + 1].startswith("During"):
+            continue  # only the cause of the exception that follows
+        frames = _frames(lines[:end])
         found.append([f"{name}: Traceback (most recent call last):",
-                      *lines[max(0, end - 11):end + 1]])
-    return found
+                      *[line for frame in frames for line in frame], lines[end]])
+    return found[:most]
+
+
+def _frames(lines: list[str]) -> list[list[str]]:
+    """The frames of fleet's code and the last frame ("File ..." and its source line)."""
+    frames: list[list[str]] = []
+    for line in lines:
+        if line.lstrip().startswith("File "):
+            frames.append([line])
+        elif frames:
+            frames[-1].append(line)
+    return [frame for index, frame in enumerate(frames)
+            if "/fleet/" in frame[0] or index == len(frames) - 1]
 
 
 def scrub(text: str) -> str:
     """Text for the committed report: no paths of this checkout, the run directory or the
     Python installation (tracebacks and multi's messages carry them)."""
-    for path, name in ((str(procs.ROOT) + "/", ""), (tempfile.gettempdir() + "/", "<tmp>/"),
-                       (sysconfig.get_paths()["purelib"] + "/", "<site-packages>/"),
-                       (sysconfig.get_paths()["stdlib"] + "/", "<stdlib>/")):
+    for path, name in ((sysconfig.get_paths()["purelib"] + "/", "<site-packages>/"),
+                       (sysconfig.get_paths()["stdlib"] + "/", "<stdlib>/"),
+                       (str(procs.ROOT) + "/", ""), (tempfile.gettempdir() + "/", "<tmp>/")):
         text = text.replace(path, name)
     return text
 

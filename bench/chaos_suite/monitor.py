@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from fleet.engine.transport import open_transport
 
@@ -65,10 +66,14 @@ class ConsumerMonitor(threading.Thread):
             return next((cid for cid, info in self.current.items() if info["pid"] == pid),
                         None)
 
-    def wait_gone(self, cid: str, timeout: float) -> float | None:
-        """Wait until `cid` is no longer registered; when that was seen, or None."""
+    def wait_gone(self, cid: str, timeout: float,
+                  tick: Callable[[], None] | None = None) -> float | None:
+        """Wait until `cid` is no longer registered (calling `tick` meanwhile); when that was
+        seen, or None."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if tick is not None:
+                tick()
             with self._lock:
                 if cid not in self.current:
                     return next((e["t"] for e in reversed(self.events)

@@ -62,6 +62,11 @@ CAUSES = {
         "batch, or in a commit sent before the task is written to the child's pipe), so a "
         "message is never running while the broker still thinks it can be redelivered. "
         "Costs one round trip of latency per dispatch batch, not per task."),
+    "frozen_before_commit": (
+        "As killed_before_commit, with a freeze instead of a kill: the task ran on a node "
+        "that was frozen a few milliseconds later, before its next commit; the node was "
+        "declared dead and the message requeued. Early-acked: the same window.",
+        "As for killed_before_commit."),
     "killed_before_reconnect": (
         "The same as killed_before_commit, with a wider window: the task ran just before or "
         "while the broker was down, its node kept the started mark (or the ack) for its "
@@ -327,6 +332,17 @@ CRASH = (
     "with it. Whether it happens depends on which connection gets the number first.",
     "Remember the descriptor registered for the subscription (and for the round trip under "
     "way, `_pending_fd`) and unregister that one, whatever `fileno()` says now.")
+SUBMIT_RAISES = (
+    "When the node's consumer tried again while the server still refused connections, "
+    "`RedisTransport.submit` called `_hot_connection()`, which connects, before its "
+    "`try`: the ConnectionError escaped `Node._exchange` and ended the node (without "
+    "FLEET_DEBUG: 'fleet: broker error: ...', exit 75), and its children with it. The other "
+    "network errors of `submit` come back as a failed `Pending` and are handled as broker "
+    "trouble; README promises that broker outages are survived.",
+    "In `submit`, connect (and `_ensure_scripts()`) inside the `try` and return "
+    "`Done(error=exc)`, remembering the reserve token for rollback as for a failed send; a "
+    "transport test: `submit` while the server refuses connections returns a failed "
+    "`Pending`, and a node survives a Redis restart whatever its backoff.")
 BACKOFF = (
     "`Node._broker_trouble` doubles one backoff for every failing path (commit/reserve, "
     "subscription, heartbeat hook, heartbeat: four failures within the same second give "
@@ -359,14 +375,25 @@ def _broker_findings(runs: list[dict], config: dict) -> list[str]:
                                   f"heartbeats again {back:g} s after the server was back, "
                                   f"committing and reserving again only after {again:g} s.",
                                   BACKOFF)
-        crashes = run["summary"].get("crashes")
-        stale_fd = any("is already registered" in line for block in run.get("crash_logs", [])
-                       for line in block)
-        if crashes and stale_fd:
-            lines += _finding(f"Nodes that crashed ({name})",
-                              f"{len(crashes)} node(s) died with `KeyError: ... is already "
-                              "registered` (tracebacks above).", CRASH)
+        lines += _crash_findings(run, name)
     return ["## Other findings", "", *lines] if lines else []
+
+
+def _crash_findings(run: dict, name: str) -> list[str]:
+    """A finding per kind of crash the tracebacks show."""
+    blocks = run.get("crash_logs", [])
+    kinds = ((lambda b: "is already registered" in b[-1], "Nodes that crashed after a broker "
+              "restart: stale descriptor", "`KeyError: ... is already registered`", CRASH),
+             (lambda b: any("_hot_connection" in line for line in b), "Nodes that died "
+              "during a broker outage", "a `ConnectionError` out of `RedisTransport.submit`",
+              SUBMIT_RAISES))
+    lines = []
+    for matches, title, what, text in kinds:
+        count = sum(1 for block in blocks if matches(block))
+        if count:
+            lines += _finding(f"{title} ({name})", f"{count} node(s) died of {what} "
+                              "(tracebacks above).", text)
+    return lines
 
 
 def _finding(title: str, seen: str, text: tuple[str, str]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from chaos_suite import analysis, ledger, plan, report  # noqa: E402
+from chaos_suite import analysis, ledger, main, plan, report  # noqa: E402
 from chaos_suite.analysis import RunData, analyse  # noqa: E402
 
 T0 = 1000.0
@@ -234,6 +234,9 @@ def test_node_deaths_are_kills_and_freezes(summary):
     (ran("x", 1036.0, 1036.1, W3), ran("x", 1037.0, 1037.1, W2), 1025.0, "frozen_woke"),
     (ran("x", 1034.0, 1034.1, W2), ran("x", 1036.0, 1036.1, W3), 1025.0, "frozen_woke"),
     (ran("x", 1029.0, None, W3), ran("x", 1033.0, 1033.1, W2), 1028.0, "frozen_running"),
+    # ended on w3 just before it froze, before w3's next commit
+    (ran("x", 1029.99, 1029.995, W3), ran("x", 1034.5, 1034.6, W2), 1028.0,
+     "frozen_before_commit"),
     (ran("x", 1039.0, 1039.1, W2), ran("x", 1042.0, 1042.1, W2), 1038.0, "broker_restart"),
     # sent after the freeze: the woken w3 cannot have held it from before
     (ran("x", 1049.0, 1049.1, W2), ran("x", 1052.0, 1052.1, W3), 1048.0, "rolling_restart"),
@@ -414,3 +417,61 @@ def test_the_summary_lines_name_every_missed_target(summary):
     lines = report.summary_lines(document(summary)).splitlines()
     assert len(lines) == 18
     assert sum("MISSED" in text for text in lines) == 14  # all but recovery and "whole"
+
+
+# -- node logs ------------------------------------------------------------------------------
+
+NODE_LOG = """\
+[2026-12-01 21:40:37,174: WARNING/w1@vm main] Node w3@vm#05b7 stopped sending heartbeats: recovered its messages (163 returned to their queues)
+[2026-12-01 21:40:37,175: ERROR/w1@vm main] Task chaos.slow[7ed64fc3] was running on w3@vm#05b7 when it died: marked failed
+[2026-12-01 21:41:04,097: WARNING/w1@vm main] Broker reachable again after 4 failed attempt(s)
+Traceback (most recent call last):
+  File "/x/redis/connection.py", line 1055, in connect_check_health
+    sock = self._connect()
+           ^^^^^^^^^^^^^^^
+ConnectionRefusedError: [Errno 111] Connection refused
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/x/click/core.py", line 911, in invoke
+    return callback(*args, **kwargs)
+  File "/src/fleet/engine/worker.py", line 412, in _exchange
+    self._pending = self.broker.submit(self.consumer_id, batch, reserve)
+  File "/src/fleet/engine/transport/redis.py", line 564, in _hot_connection
+    self._hot.connect()
+  File "/x/redis/connection.py", line 1077, in connect_check_health
+    raise e
+redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:5. Connection refused.
+"""  # noqa: E501
+
+
+def test_node_logs_give_lost_reports_reconnects_and_the_traceback_of_a_crash(tmp_path):
+    log = tmp_path / "w1.log"
+    log.write_text(NODE_LOG)
+    found = main.read_logs([log])
+    assert found.lost == [{"id": "7ed64fc3", "cid": "w3@vm#05b7", "line": NODE_LOG.splitlines()[1]}]
+    assert [r["node"] for r in found.reconnects] == ["w1@vm"]
+    assert found.reconnects[0]["t"] % 60 == pytest.approx(4.097, abs=1e-3)
+    assert found.crashes == [[  # the cause is left out; of the rest: fleet's frames, the last
+        "w1.log: Traceback (most recent call last):",
+        '  File "/src/fleet/engine/worker.py", line 412, in _exchange',
+        "    self._pending = self.broker.submit(self.consumer_id, batch, reserve)",
+        '  File "/src/fleet/engine/transport/redis.py", line 564, in _hot_connection',
+        "    self._hot.connect()",
+        '  File "/x/redis/connection.py", line 1077, in connect_check_health',
+        "    raise e",
+        "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:5. Connection "
+        "refused."]]
+    assert len(found.evidence) == 2  # a node declared dead, a task reported lost
+
+
+def test_each_kind_of_crash_gets_its_finding(summary):
+    doc = document(summary)
+    doc["runs"][1]["crash_logs"] = [
+        ["w1.log: Traceback", '  File "fleet/engine/transport/redis.py", line 564, in '
+         "_hot_connection", "redis.exceptions.ConnectionError: refused"],
+        ["w2.log: Traceback", "KeyError: '9 (FD 9) is already registered'"]]
+    text = report.render(doc, "x.json")
+    assert "**Nodes that died during a broker outage (Redis)**: 1 node(s)" in text
+    assert "**Nodes that crashed after a broker restart: stale descriptor (Redis)**" in text
