@@ -31,9 +31,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HARNESS = ROOT / "bench" / "chaos"
 RUN_TIMEOUT = 240
-RESUBSCRIBE = ("after a Redis restart Node._resubscribe keeps a closed subscription (never "
-               "subscribes again: deaf to inspect/control) and its stale fd registered "
-               "(KeyError crash)")
+RESUBSCRIBE = ("after a Redis restart nodes never subscribe again (Node._resubscribe keeps a "
+               "closed subscription: deaf to inspect/control), and some die (a stale selector "
+               "fd: KeyError; a ConnectionError out of RedisTransport.submit)")
 NO_FENCING = ("a node frozen past worker_heartbeat_timeout and declared dead keeps its "
               "prefetched and ETA tasks and runs them when it wakes, although they were "
               "recovered and ran elsewhere (no fencing)")
