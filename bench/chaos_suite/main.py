@@ -166,7 +166,7 @@ def run_one(kind: str, config: plans.Config, rundir: Path) -> dict:
         monitor.start()
         nodes = procs.Nodes(rundir, env, config.nodes, config.concurrency)
         result = _run_fleet(kind, config, nodes, monitor, server)
-        result["url"] = mask_url(url)
+        result["url"] = scrub(mask_url(url))
         return result
     finally:
         if monitor is not None:
@@ -323,7 +323,7 @@ def read_logs(paths: list[Path]) -> LogFindings:
 
 
 def _tracebacks(name: str, text: str, most: int = 3) -> list[list[str]]:
-    """The tracebacks in a node's log (a node that died of an error): fleet's own frames,
+    """The tracebacks in a node's log (a node that died of an error): the engine's frames,
     the last frame and the exception of each; an exception that only caused another one
     is left out."""
     found = []
@@ -342,7 +342,7 @@ def _tracebacks(name: str, text: str, most: int = 3) -> list[list[str]]:
 
 
 def _frames(lines: list[str]) -> list[list[str]]:
-    """The frames of fleet's code and the last frame ("File ..." and its source line)."""
+    """The frames of fleet's engine and the last frame ("File ..." and its source line)."""
     frames: list[list[str]] = []
     for line in lines:
         if line.lstrip().startswith("File "):
@@ -350,7 +350,7 @@ def _frames(lines: list[str]) -> list[list[str]]:
         elif frames:
             frames[-1].append(line)
     return [frame for index, frame in enumerate(frames)
-            if "/fleet/" in frame[0] or index == len(frames) - 1]
+            if "/fleet/engine/" in frame[0] or index == len(frames) - 1]
 
 
 def scrub(text: str) -> str:

@@ -101,19 +101,24 @@ HOW = """\
   tasks due during the run (every other one sent with `acks_late=True`), chords of 20
   (members and body acks-late with `reject_on_worker_lost`, so a chord survives a death
   under it) and tasks that retry once or twice before succeeding.
-- **The faults**, one at a time, on a schedule drawn from the seed: SIGKILL a random node's
-  main process (its children die with it: PR_SET_PDEATHSIG), then `fleet multi restart
-  <node>`, as an operator or systemd would (fleet multi has no supervisor that respawns a
-  dead node by itself; `fleet multi start <node>` would mean a new node without options);
-  SIGKILL a random child; SIGSTOP a node's main process and children (a paused VM, a swap
-  stall) until the broker no longer lists it (another node declared it dead and recovered
-  its reservations) and for longer than `worker_heartbeat_timeout`, plus one second, then
-  SIGCONT; TERM `redis-server`, keep it down for a
-  second, start it again on the same port and data, and once the recovery target has
-  passed ask every node `fleet inspect ping`; `fleet multi restart --rolling`. A node that
-  dies although nobody killed it is recorded as a crash and started again the same way.
-  The broker restart waits for any send under way and holds the next ones back until the
-  server answers, so what was sent is known exactly.
+- **The faults**, one at a time, on a schedule drawn from the seed:
+  - SIGKILL a random node's main process (its children die with it: PR_SET_PDEATHSIG),
+    then `fleet multi restart <node>`, as an operator or systemd would: fleet multi has no
+    supervisor that respawns a dead node by itself (and `fleet multi start <node>` would
+    mean a new node without options);
+  - SIGKILL a random child;
+  - SIGSTOP a node's main process and children (a paused VM, a swap stall) until the
+    broker no longer lists it (another node declared it dead and recovered its
+    reservations) and for longer than `worker_heartbeat_timeout`, plus one second; then
+    SIGCONT;
+  - TERM `redis-server`, keep it down for a second, start it again on the same port and
+    data; once the recovery target (`worker_heartbeat_timeout` + 2 s) has passed, ask
+    every node `fleet inspect ping`. The restart waits for any send under way and holds
+    the next ones back until the server answers, so what was sent is known exactly;
+  - `fleet multi restart --rolling`.
+
+  A node that dies although nobody killed it is recorded as a crash and started again
+  the same way (once the broker answers).
 - **The ledger**: every task appends a line when it starts and when it ends (task id,
   attempt, node, child pid, node pid, time) to a file outside the broker, with O_APPEND and
   one write per line. The harness also records what it sent, when each fault happened,
@@ -423,7 +428,7 @@ def _findings(runs: list[dict]) -> list[str]:
 def _evidence(runs: list[dict]) -> list[str]:
     lines = ["## Evidence", "",
              "Executions of a few tasks that ran more than once (node, child pid, node pid, "
-             "start and end in seconds after the first send; end `-`: never finished).", ""]
+             "start and end in seconds after the first send; `never`: it never finished).", ""]
     for run in runs:
         lines += [f"### {BROKER_NAMES.get(run['broker'], run['broker'])}", ""]
         for fault in run.get("faults_raw", ()):
@@ -437,7 +442,7 @@ def _evidence(runs: list[dict]) -> list[str]:
             for example in examples:
                 runs_text = "; ".join(
                     f"{e['node']} pid {e['pid']} (node {e['ppid']}) {e['start']:.3f}-"
-                    f"{'-' if e['end'] is None else format(e['end'], '.3f')}"
+                    f"{'never' if e['end'] is None else format(e['end'], '.3f')}"
                     for e in example["executions"])
                 lines.append(f"  - {example['kind']} `{example['id']}` try "
                              f"{example['attempt']}: {runs_text}")
