@@ -515,7 +515,8 @@ def targets(summary: dict, config: dict) -> list[dict]:
         _target("fencing", "a node declared dead starts nothing it held and commits no "
                 "result for what others recovered",
                 not summary["fencing"]["ran_after_waking"] and
-                not summary["fencing"]["finished_after_declared_dead"],
+                not summary["fencing"]["finished_after_declared_dead"] and
+                not summary["fencing"]["reported_lost_then_succeeded"],
                 _fencing_value(summary["fencing"])),
         _target("chord_body_once", "every chord body runs exactly once",
                 chords["body_once"] == chords["total"] and not chords["wrong_sum"],
@@ -533,10 +534,11 @@ def targets(summary: dict, config: dict) -> list[dict]:
 
 
 def _fencing_value(fencing: dict) -> str:
-    return (f"{fencing['ran_after_waking']} runs of recovered messages by a woken node, "
-            f"{fencing['finished_after_declared_dead']} results committed after its node "
-            f"was declared dead ({fencing['reported_lost_then_succeeded']} overwrote a "
-            "WorkerLostError)")
+    return (f"{fencing['ran_after_waking']} runs of recovered messages by a woken node; "
+            f"{fencing['finished_after_declared_dead']} runs finished on a frozen node after "
+            f"it was declared dead; {fencing['reported_lost_then_succeeded']} tasks reported "
+            "lost (WorkerLostError) by the recovery, then stored as SUCCESS by the woken "
+            "node")
 
 
 def _whole(summary: dict, config: dict) -> dict:

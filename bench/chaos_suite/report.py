@@ -221,7 +221,7 @@ def _counts(runs: list[dict]) -> list[str]:
         ("ETA lateness p50 / p99 / max (s)", lambda s: "{p50} / {p99} / {max}".format(
             **s["eta"]["lateness"]) + f" ({s['eta']['late_over_recovery_target']} later than "
             "the recovery target)"),
-        ("finished by a node declared dead", lambda s: str(
+        ("runs finished on a frozen node after it was declared dead", lambda s: str(
             s["fencing"]["finished_after_declared_dead"])),
         ("reported lost (WorkerLostError), then SUCCESS", lambda s: "{} of {}".format(
             s["fencing"]["reported_lost_then_succeeded"], s["fencing"]["reported_lost"])),

@@ -285,8 +285,9 @@ def test_fencing_counts_what_a_node_declared_dead_did(summary):
     assert fencing["ran_after_waking"] == 1
     assert fencing["reported_lost_then_succeeded_ids"] == ["flipped"]
     assert target(summary, "fencing")["value"] == (
-        "1 runs of recovered messages by a woken node, 2 results committed after its node "
-        "was declared dead (1 overwrote a WorkerLostError)")
+        "1 runs of recovered messages by a woken node; 2 runs finished on a frozen node after "
+        "it was declared dead; 1 tasks reported lost (WorkerLostError) by the recovery, then "
+        "stored as SUCCESS by the woken node")
 
 
 # -- faults and recovery ------------------------------------------------------------------
