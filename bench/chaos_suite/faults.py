@@ -136,16 +136,20 @@ class FaultRunner:
         child = self.rng.choice(children)
         t = time.time()
         _signal(child, signal.SIGKILL)
-        back = None
+        back, note = None, "no replacement child within 10 s"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             now = self.nodes.children(pid)
             if len(now) >= len(children) and child.pid not in {c.pid for c in now}:
-                back = time.time()
+                back, note = time.time(), ""
+                break
+            if not psutil.pid_exists(pid):
+                note = "the node itself died (see crashes)"
                 break
             time.sleep(0.02)
+        self.watch(now=True)
         return {"t": t, "node": name, "pid": pid, "child": child.pid, "t_back": back,
-                "note": "" if back else "no replacement child within 10 s"}
+                "note": note}
 
     def stop_node(self) -> dict:
         victim = self._victim()

@@ -473,6 +473,12 @@ def test_each_kind_of_crash_gets_its_finding(summary):
         ["w1.log: Traceback", '  File "fleet/engine/transport/redis.py", line 564, in '
          "_hot_connection", "redis.exceptions.ConnectionError: refused"],
         ["w2.log: Traceback", "KeyError: '9 (FD 9) is already registered'"]]
+    doc["runs"][1]["summary"] = {**summary, "crashes": [
+        {"node": "w1", "pid": 1, "at": 1.0}, {"node": "w2", "pid": 2, "at": 2.0},
+        {"node": "w3", "pid": 3, "at": 3.0}]}
     text = report.render(doc, "x.json")
     assert "**Nodes that died during a broker outage (Redis)**: 1 node(s)" in text
     assert "**Nodes that crashed after a broker restart: stale descriptor (Redis)**" in text
+    # three died, two left a traceback
+    assert "**Nodes that died without a word (Redis)**: 1 node(s) died with no traceback" in text
+    assert "died without a word (SQLite)" not in text
