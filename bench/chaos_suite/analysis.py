@@ -7,8 +7,9 @@ Definitions
 * An *execution* is one start line in the ledger (with its end line, if it finished). A task
   attempt (task id, retries so far) that has more than one execution ran more than once:
   each execution after the first is an *extra run*. Retries are new attempts, never extra.
-* *Lost*: sent, but neither a final result (SUCCESS, FAILURE, REVOKED) nor an execution.
-  *Unsettled*: executed, but no final result at the end (e.g. a retry that never came).
+* *Lost*: sent (by the harness, or a chord body by the fleet), but neither a final result
+  (SUCCESS, FAILURE, REVOKED) nor an execution. *Unsettled*: executed, but no final
+  result at the end (e.g. a retry that never came).
 * Each extra run gets a *cause*, from the run before it (`prev`) and the faults:
     frozen_running      prev was running on a node when that node was frozen; the node was
                         declared dead and the task ran again elsewhere
@@ -79,6 +80,8 @@ class RunData:
     reconnects: list[dict] = field(default_factory=list)
     #: The nodes that answered `fleet inspect ping` at the end (None: not asked).
     answered_ping: list[str] | None = None
+    #: Chords whose body has no final state: group -> {"count", "fired"} from the store.
+    stuck_chords: dict[str, dict] = field(default_factory=dict)
 
 
 def analyse(data: RunData) -> dict:
@@ -285,11 +288,11 @@ def _outcome(data: RunData, by_task: dict) -> dict:
     ran = set(by_task)
     succeeded, failed, reasons = 0, 0, Counter()
     lost, unsettled = [], []
-    for entry in data.manifest:
-        if entry["kind"] == "body":
-            continue  # bodies are the chords' business (see _chords)
+    for entry in data.manifest:  # chord bodies too: sent by the fleet, lost all the same
         meta = data.results.get(entry["id"]) or {}
         state = meta.get("state")
+        if entry["kind"] == "body" and state in FINAL_STATES:
+            continue  # a chord's outcome is counted by _chords
         if state == "SUCCESS":
             succeeded += 1
         elif state in FINAL_STATES:
@@ -313,7 +316,7 @@ def _chords(data: RunData, by_task: dict) -> dict:
         once += count == 1
         never += count == 0
         if count == 0:
-            never_ran.append(_final(data, entry["id"]))
+            never_ran.append({**_final(data, entry["id"]), **_stuck(data, entry, by_task)})
         twice += count > 1
         meta = data.results.get(entry["id"]) or {}
         if meta.get("state") in FINAL_STATES - {"SUCCESS"}:
@@ -323,6 +326,27 @@ def _chords(data: RunData, by_task: dict) -> dict:
     return {"total": len(bodies), "body_once": once, "body_never": never,
             "body_more_than_once": twice, "chord_failed": failed, "wrong_sum": wrong,
             "never_ran": never_ran[:10]}
+
+
+def _stuck(data: RunData, body: dict, by_task: dict) -> dict:
+    """Why a chord's body never ran: the chord's keys in the result store, and its header
+    members that ran more than once (with the faults that hit their first run's node)."""
+    group = body.get("group")
+    members = [e["id"] for e in data.manifest
+               if e["kind"] == "member" and group is not None and e.get("group") == group]
+    rerun = []
+    for member in members:
+        runs = by_task.get(member, [])
+        if len(runs) > 1:
+            first = runs[0]
+            hits = [f"{f['kind']} {f.get('node') or ''} at {f['t'] - data.started:.3f}"
+                    for f in data.faults if f.get("pid") == first.ppid and
+                    first.start - KILL_SLACK <= f["t"] <= runs[1].start]
+            rerun.append({"id": member, "runs": [
+                f"{e.node} (node pid {e.ppid}) {e.start - data.started:.3f}" for e in runs],
+                "faults": hits})
+    return {"group": group, "store": data.stuck_chords.get(group), "members": len(members),
+            "members_run_again": rerun[:5]}
 
 
 def _etas(data: RunData, by_task: dict) -> dict:

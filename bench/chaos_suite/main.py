@@ -204,7 +204,7 @@ def _run_fleet(kind: str, config: plans.Config, nodes: procs.Nodes,
     ping = nodes.ping()
     phase.runner.expected_exits.update(phase.runner.known.values())
     stopped = nodes.multi("stopwait", "--timeout", "30")
-    result = _collect(config, nodes, monitor, phase, results, ping)
+    result = _collect(config, nodes, monitor, phase, results, ping, _stuck_chords(phase, results))
     result.update({"broker": kind, "load_before": load_before, "load_after": _uptime(),
                    "finished_in_s": round(finished - phase.t0, 1),
                    "stopwait": [scrub(line) for line in
@@ -228,16 +228,33 @@ def _send_under_faults(config: plans.Config, nodes: procs.Nodes, monitor: Consum
     return Phase(producer, runner, faults, t0, time.time())
 
 
+def _stuck_chords(phase: Phase, results: dict[str, dict]) -> dict[str, dict]:
+    """For each chord whose body has no final state: its count and fired claim in the
+    result store (the chord's own bookkeeping, see fleet.engine.workflow)."""
+    store, stuck = tasks.app.result_store, {}
+    for entry in phase.producer.manifest:
+        if entry["kind"] == "body" and (results.get(entry["id"]) or {}).get("state") \
+                not in FINAL_STATES:
+            group = entry["group"]
+            stuck[group] = {"count": store.get_value(f"chord:{group}:count"),
+                            "fired": store.get_value(f"chord:{group}:fired") is not None}
+    return stuck
+
+
 def _collect(config: plans.Config, nodes: procs.Nodes, monitor: ConsumerMonitor,
-             phase: Phase, results: dict[str, dict], ping: list[str]) -> dict:
+             phase: Phase, results: dict[str, dict], ping: list[str],
+             stuck: dict[str, dict]) -> dict:
     """Read the ledger and the node logs, analyse, and keep what the JSON needs."""
     executions = ledger.executions(ledger.read_lines(nodes.rundir / "ledger.jsonl"))
+    with open(nodes.rundir / "manifest.jsonl", "w") as out:  # for a look with --keep
+        out.writelines(json.dumps(entry) + "\n" for entry in phase.producer.manifest)
     logs = read_logs(nodes.logs())
     faults = phase.faults + phase.runner.crashes
     for fault in faults:
         fault["note"] = scrub(fault.get("note", ""))
     data = RunData(dataclasses.asdict(config), phase.producer.manifest, executions, results,
-                   faults, list(monitor.events), logs.lost, phase.t0, logs.reconnects, ping)
+                   faults, list(monitor.events), logs.lost, phase.t0, logs.reconnects, ping,
+                   stuck)
     return {"summary": analyse(data), "sent_in_s": round(phase.sent_by - phase.t0, 1),
             "send_errors": phase.producer.send_errors[:20], "log_evidence": logs.evidence,
             "faults_raw": [_relative(f, phase.t0) for f in faults],

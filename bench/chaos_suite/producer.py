@@ -61,9 +61,12 @@ class Producer(threading.Thread):
             members, body = send.ids[:-1], send.ids[-1]
             header = [tasks.part.s(send.number, i).set(task_id=task_id)
                       for i, task_id in enumerate(members)]
-            chord(header)(tasks.join.s(send.number).set(task_id=body))
-            self.manifest += [self._entry(i, "member", now, chord=send.number) for i in members]
-            self.manifest.append(self._entry(body, "body", now, chord=send.number))
+            result = chord(header)(tasks.join.s(send.number).set(task_id=body))
+            group = result.parent.id  # where the chord counts: chord:<group>:count, :fired
+            self.manifest += [self._entry(i, "member", now, chord=send.number, group=group)
+                              for i in members]
+            self.manifest.append(self._entry(body, "body", now, chord=send.number,
+                                             group=group))
             return
         task = getattr(tasks, send.kind)
         args = (send.number, send.fails) if send.kind == "flaky" else (send.number,)

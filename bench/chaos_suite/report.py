@@ -275,6 +275,21 @@ def _faults(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _never_ran(item: dict) -> str:
+    text = f"- `{item['id']}`: {item['state']} {item['exc_type'] or ''}".rstrip()
+    if item.get("exc_message"):
+        text += f": {item['exc_message']}"
+    if item.get("group"):
+        store = item.get("store") or {}
+        text += (f". Chord `{item['group']}`: count {store.get('count')} of "
+                 f"{item['members']}, fired claimed: {store.get('fired')}; members that ran "
+                 "again: ")
+        text += "; ".join(f"`{m['id']}` on {', then '.join(m['runs'])}"
+                          + (f" ({', '.join(m['faults'])})" if m["faults"] else "")
+                          for m in item.get("members_run_again", [])) or "none"
+    return text
+
+
 def _time(value) -> str:
     return "never" if value is None else f"{value:.3f}"
 
@@ -348,6 +363,25 @@ SUBMIT_RAISES = (
     "`Done(error=exc)`, remembering the reserve token for rollback as for a failed send; a "
     "transport test: `submit` while the server refuses connections returns a failed "
     "`Pending`, and a node survives a Redis restart whatever its backoff.")
+CHORD_LOST = (
+    "The header member that completed the count ran on a node that was killed before its "
+    "next commit. The child had already counted it and claimed the chord in the result "
+    "store (`workflow._count_chord_member`: `chord:<group>:member:<id>`, `count`, `fired`, "
+    "written by the child itself), while the body message it built travels in the "
+    "outcome's `send` list and is put by the node's next commit, with the member's ack. The "
+    "node died in between: the member (acks-late) ran again elsewhere, found itself counted "
+    "by another token (`_count_member` returns None) and sent nothing; `fired` is held by a "
+    "follow-up that no longer exists. The body never runs and `chord(...).get()` waits "
+    "forever. The README's 'the body exactly once, however many nodes run the header' holds "
+    "for concurrent members, not for a node death inside that window.",
+    "Make counting and sending one step that commits with the member's ack: the child "
+    "returns 'count me in chord G' with its outcome, and the node's commit (one Lua script "
+    "on Redis, the same transaction on SQLite) claims the member, increments, and when the "
+    "count is complete claims `fired` and puts the body, all or nothing; a member run again "
+    "after its node died then finds either everything done or nothing done. (Alternatively "
+    "store the body message with the `fired` claim and let a member that finds the chord "
+    "fired but its body never put send it again, with the body's task id as the message id "
+    "so a second put is refused.)")
 SILENT = (
     "Such a node leaves no traceback and no last word in its log. Reproduced by hand under "
     "strace (one node, a child SIGKILLed every 0.15 s while tasks arrive: the node died "
@@ -395,12 +429,13 @@ def _broker_findings(runs: list[dict], config: dict) -> list[str]:
                                   f"heartbeats again {back:g} s after the server was back, "
                                   f"committing and reserving again only after {again:g} s.",
                                   BACKOFF)
-        lines += _crash_findings(run, name)
+        lines += _run_findings(run, name)
     return ["## Other findings", "", *lines] if lines else []
 
 
-def _crash_findings(run: dict, name: str) -> list[str]:
-    """A finding per kind of crash the tracebacks show."""
+def _run_findings(run: dict, name: str) -> list[str]:
+    """A finding per kind of crash the tracebacks show, for lost chord bodies, and for
+    nodes that died without a traceback."""
     blocks = run.get("crash_logs", [])
     kinds = ((lambda b: "is already registered" in b[-1], "Nodes that crashed after a broker "
               "restart: stale descriptor", "`KeyError: ... is already registered`", CRASH),
@@ -413,6 +448,14 @@ def _crash_findings(run: dict, name: str) -> list[str]:
         if count:
             lines += _finding(f"{title} ({name})", f"{count} node(s) died of {what} "
                               "(tracebacks above).", text)
+    lost = [item for item in run["summary"]["chords"].get("never_ran", [])
+            if (item.get("store") or {}).get("fired") and item["state"] not in
+            ("SUCCESS", "FAILURE", "REVOKED")]
+    if lost:
+        lines += _finding(f"Chord bodies lost ({name})",
+                          f"{len(lost)} chord(s) counted all their members and were "
+                          "claimed as fired, but their body never ran and has no result "
+                          "(evidence below).", CHORD_LOST)
     silent = len(run["summary"].get("crashes") or []) - len(blocks)
     if silent > 0:
         lines += _finding(f"Nodes that died without a word ({name})",
@@ -469,8 +512,7 @@ def _evidence(runs: list[dict]) -> list[str]:
                             ("Chord bodies", run["summary"]["chords"].get("never_ran"))):
             if found:
                 lines += ["", f"{what} that never ran, with their final state:", ""]
-                lines += [f"- `{item['id']}`: {item['state']} {item['exc_type'] or ''}: "
-                          f"{item['exc_message']}" for item in found]
+                lines += [_never_ran(item) for item in found]
         flipped = run["summary"]["fencing"].get("reported_lost_then_succeeded_lines")
         if flipped:
             lines += ["", "Reported lost by the node that recovered the frozen one, then "

@@ -266,8 +266,28 @@ def test_chord_bodies_once_never_and_failed_chords(summary):
         "total": 2, "body_once": 1, "body_never": 1, "body_more_than_once": 0,
         "chord_failed": 1, "wrong_sum": 0, "never_ran": [
             {"id": "body-never", "state": "FAILURE", "exc_type": "WorkerLostError",
-             "exc_message": ""}]}
+             "exc_message": "", "group": None, "store": None, "members": 0,
+             "members_run_again": []}]}
     assert target(summary, "chord_body_once")["met"] is False
+
+
+def test_a_chord_body_lost_when_the_node_that_fired_it_died_is_lost():
+    """The 20th member counted and claimed the chord on w1, w1 was killed before its commit
+    put the body; the member ran again on w2 and found itself counted: no body, ever."""
+    manifest = [sent("m", "member", chord=0, group="g"), sent("b", "body", chord=0, group="g")]
+    lines = [*ran("m", 1009.99, 1009.995, W1), *ran("m", 1019.0, 1019.1, W2)]
+    results = {"m": {"id": "m", "state": "SUCCESS", "result": 1}}
+    data = RunData({"heartbeat_timeout": 8.0}, manifest, ledger.executions(lines), results,
+                   FAULTS, started=T0, stuck_chords={"g": {"count": "1", "fired": True}})
+    summary = analyse(data)
+    assert summary["outcome"]["lost_ids"] == ["b"]
+    assert summary["chords"]["never_ran"] == [{
+        "id": "b", "state": None, "exc_type": None, "exc_message": "", "group": "g",
+        "store": {"count": "1", "fired": True}, "members": 1, "members_run_again": [
+            {"id": "m", "runs": ["w1@h (node pid 100) 9.990", "w2@h (node pid 200) 19.000"],
+             "faults": ["kill_node w1 at 10.000"]}]}]
+    text = report.render(document(summary), "x.json")
+    assert "**Chord bodies lost (SQLite)**: 1 chord(s)" in text
 
 
 def test_eta_tasks_run_twice_and_early_are_counted(summary):
