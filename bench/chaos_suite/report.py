@@ -424,11 +424,12 @@ def _broker_findings(runs: list[dict], config: dict) -> list[str]:
                                   f"ping` {wait:g} s after the server was back, although "
                                   "they heartbeated and consumed.", DEAF)
             back, again = fault.get("nodes_back_s"), fault.get("reconsuming_s")
-            if back is not None and again is not None and again - back > 2:
+            if again is not None and again - (back or 0) > 2:
+                beats = f"heartbeats again {back:g} s after the server was back, " \
+                    if back is not None else ""
                 lines += _finding(f"Slow to consume after a broker restart ({name})",
-                                  f"heartbeats again {back:g} s after the server was back, "
-                                  f"committing and reserving again only after {again:g} s.",
-                                  BACKOFF)
+                                  f"{beats}the last node committed and reserved again "
+                                  f"{again:g} s after the server was back.", BACKOFF)
         lines += _run_findings(run, name)
     return ["## Other findings", "", *lines] if lines else []
 
