@@ -270,7 +270,7 @@ def _faults(runs: list[dict]) -> list[str]:
         for fault in sorted(run["summary"]["faults"], key=lambda f: f["at"]):
             lines.append(f"| {fault['at']} | {fault['kind']} | {fault.get('node') or ''} | "
                          f"{_num(fault['recovered_s'])} | {_num(fault['consuming_s'])} | "
-                         f"{_detail(fault)} |")
+                         f"{_detail(fault, run)} |")
         lines.append("")
     return lines
 
@@ -298,14 +298,27 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def _detail(fault: dict) -> str:
+def _detail(fault: dict, run: dict) -> str:
     keys = ("node_back_s", "frozen_s", "outage_s", "nodes_back_s", "reconsuming_s",
             "took_s")
     parts = [f"{key.removesuffix('_s').replace('_', ' ')} {fault[key]:g} s" for key in keys
              if fault.get(key) is not None]
+    if fault.get("answered_ping") is not None:
+        parts.append(_ping_after_restart(fault, run))
     if fault.get("note"):
         parts.append(fault["note"].replace("|", "/"))
     return "; ".join(parts)
+
+
+def _ping_after_restart(fault: dict, run: dict) -> str:
+    """How many nodes answered the ping after the broker restart, and how many of those
+    were new: started again by the harness after they died (a new node is not deaf)."""
+    raw = next((f for f in run.get("faults_raw", ()) if f["kind"] == "restart_broker"), {})
+    start, ping = raw.get("t"), raw.get("t_ping")
+    renewed = sum(1 for crash in run["summary"].get("crashes", ())
+                  if start is not None and ping is not None and start <= crash["at"] <= ping)
+    text = f"{len(fault['answered_ping'])} node(s) answered `inspect ping`"
+    return text + (f" ({renewed} of them started again after dying)" if renewed else "")
 
 
 def _crash_section(runs: list[dict]) -> list[str]:
@@ -382,6 +395,18 @@ CHORD_LOST = (
     "store the body message with the `fired` claim and let a member that finds the chord "
     "fired but its body never put send it again, with the body's task id as the message id "
     "so a second put is refused.)")
+CHORD_STUCK = (
+    "A header member's first run claimed its place in the chord "
+    "(`chord:<group>:member:<id>`, holding its follow-up's token) and its child was killed "
+    "before it incremented `chord:<group>:count`: the child does the two one after the other "
+    "(`workflow._count_member`). The member (acks-late, rejected on worker lost) ran again, "
+    "found the member key held by another token and skipped the count, as it would for a "
+    "member counted already. The count stays one short; the chord never fires, its body "
+    "never runs.",
+    "Count with one atomic step that cannot be half done: add the member to a set and take "
+    "the set's size as the count (Redis SADD + SCARD in a script, SQLite one transaction), "
+    "so a second run of a member counts nothing new but nothing is lost; better, do it in "
+    "the node's commit with the member's ack, as proposed for lost chord bodies.")
 SILENT = (
     "Such a node leaves no traceback and no last word in its log. Reproduced by hand under "
     "strace (one node, a child SIGKILLed every 0.15 s while tasks arrive: the node died "
@@ -449,14 +474,21 @@ def _run_findings(run: dict, name: str) -> list[str]:
         if count:
             lines += _finding(f"{title} ({name})", f"{count} node(s) died of {what} "
                               "(tracebacks above).", text)
-    lost = [item for item in run["summary"]["chords"].get("never_ran", [])
-            if (item.get("store") or {}).get("fired") and item["state"] not in
-            ("SUCCESS", "FAILURE", "REVOKED")]
-    if lost:
+    hung = [item for item in run["summary"]["chords"].get("never_ran", [])
+            if item.get("store") and item["state"] not in ("SUCCESS", "FAILURE", "REVOKED")]
+    fired = [item for item in hung if item["store"].get("fired")]
+    short = [item for item in hung if not item["store"].get("fired")
+             and int(item["store"].get("count") or 0) < item["members"]]
+    if fired:
         lines += _finding(f"Chord bodies lost ({name})",
-                          f"{len(lost)} chord(s) counted all their members and were "
+                          f"{len(fired)} chord(s) counted all their members and were "
                           "claimed as fired, but their body never ran and has no result "
                           "(evidence below).", CHORD_LOST)
+    if short:
+        lines += _finding(f"Chords that never fire ({name})",
+                          f"{len(short)} chord(s) stopped one count short: every member "
+                          "ran and succeeded, the count did not reach the header's size, "
+                          "the body never ran (evidence below).", CHORD_STUCK)
     silent = len(run["summary"].get("crashes") or []) - len(blocks)
     if silent > 0:
         lines += _finding(f"Nodes that died without a word ({name})",

@@ -288,6 +288,11 @@ def test_a_chord_body_lost_when_the_node_that_fired_it_died_is_lost():
              "faults": ["kill_node w1 at 10.000"]}]}]
     text = report.render(document(summary), "x.json")
     assert "**Chord bodies lost (SQLite)**: 1 chord(s)" in text
+    assert "never fire" not in text
+    data.stuck_chords = {"g": {"count": "0", "fired": False}}  # killed between claim and count
+    text = report.render(document(analyse(data)), "x.json")
+    assert "**Chords that never fire (SQLite)**: 1 chord(s) stopped one count short" in text
+    assert "Chord bodies lost" not in text
 
 
 def test_eta_tasks_run_twice_and_early_are_counted(summary):
