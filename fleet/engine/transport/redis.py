@@ -323,8 +323,8 @@ class RedisTransport(Transport):
     schemes = ("redis", "rediss", "unix")
     transient_errors = (*_CONNECTION_ERRORS, BrokerUnavailable)
 
-    def __init__(self, url: str, options: dict | None = None):
-        super().__init__(url, options)
+    def __init__(self, url: str, options: dict | None = None, clock: Any = None):
+        super().__init__(url, options, clock)
         client_options = dict(self.options)
         self.prefix = str(client_options.pop("prefix", "fleet"))
         self.connect_timeout = float(client_options.pop("connect_timeout", 4.0))
