@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from fleet.engine.transport import open_transport
+from fleet.engine.transport import open_transport, redis_admin
 from fleet.engine.transport import redis as redis_transport
 from fleet.engine.transport.base import Batch, ConsumerInfo, Outgoing, StoredResult
 from fleet.engine.transport.redis import RedisTransport
@@ -260,7 +260,7 @@ def test_recover_handles_more_dead_consumers_than_one_script_call_takes(transpor
 
 
 def test_purge_deletes_in_chunks_with_their_bodies(transport, raw, monkeypatch):
-    monkeypatch.setattr(redis_transport, "PURGE_CHUNK", 3)
+    monkeypatch.setattr(redis_admin, "PURGE_CHUNK", 3)
     transport.put([message() for _ in range(7)] + [message(eta=time.time() + 60)
                                                    for _ in range(4)])
 
@@ -381,16 +381,16 @@ def test_submit_whose_reply_was_lost_is_rolled_back_by_the_next_reserve(transpor
     transport.put(sent)
     transport.register(consumer("w#1"))
     pending = transport.submit("w#1", Batch(), ReserveRequest(["q"], 5))
-    original = pending.connection.read_response
+    original = pending.connection.read_reply
 
-    def reply_lost(*args, **kwargs):
-        original(*args, **kwargs)  # the server ran it...
+    def reply_lost():
+        original()  # the server ran it...
         raise redis.exceptions.ConnectionError("Connection reset by peer")  # ...we never knew
 
-    pending.connection.read_response = reply_lost
+    pending.connection.read_reply = reply_lost
     with pytest.raises(transport.transient_errors):
         pending.result()
-    del pending.connection.read_response
+    del pending.connection.read_reply
     got = transport.reserve("w#1", ["q"], limit=5)
     assert [(d.id, d.redelivered) for d in got] == [(m.id, False) for m in sent]
 
