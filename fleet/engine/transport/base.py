@@ -20,7 +20,9 @@ all of them, and `Transport` is their union (what `open_transport` returns):
                  values_with_prefix, acquire_lease,
                  release_lease
 
-Code that needs one job can ask for just that protocol (a result store needs `Values`).
+Code that needs one job can ask for just that protocol (a result store needs `Values`);
+they are runtime-checkable, so `isinstance(store, Values)` works for any object with those
+methods (a test's fake included).
 
 Delivery semantics (the same for every transport)
 --------------------------------------------------
@@ -76,7 +78,7 @@ import abc
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from fleet.engine.transport.clock import SYSTEM_CLOCK, Clock
 
@@ -267,6 +269,7 @@ class Subscription(abc.ABC):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class Connection(Protocol):
     """Opening, checking and closing the store; the same for every kind of caller."""
 
@@ -299,6 +302,7 @@ class Connection(Protocol):
         return mask_url(self.url)
 
 
+@runtime_checkable
 class Queues(Protocol):
     """The message flow: producers put; a node reserves, settles and dead-letters."""
 
@@ -350,6 +354,7 @@ class Queues(Protocol):
         """Move a reserved message to the dead-letter store with the reason (and ack it)."""
 
 
+@runtime_checkable
 class QueueAdmin(Protocol):
     """What operators read and clear (`fleet queues`, `fleet purge`, `inspect`)."""
 
@@ -371,6 +376,7 @@ class QueueAdmin(Protocol):
         """The most recent dead letters, newest first."""
 
 
+@runtime_checkable
 class Liveness(Protocol):
     """Consumers prove they are alive; a silent consumer's reservations are recovered."""
 
@@ -401,6 +407,7 @@ class Liveness(Protocol):
         """
 
 
+@runtime_checkable
 class Broadcasts(Protocol):
     """Fire-and-forget broadcasts (the mailbox of remote control, events) and wake-ups."""
 
@@ -417,6 +424,7 @@ class Broadcasts(Protocol):
         """Listen to `channels`, and be woken when messages arrive on `wake_queues`."""
 
 
+@runtime_checkable
 class Values(Protocol):
     """Small values with expiry: results, counters and leases."""
 
