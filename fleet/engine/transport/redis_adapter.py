@@ -19,10 +19,11 @@ fleet's hot paths need two things redis-py's `Redis` client and its pipelines do
 transport is opened, not at its first command; and it refuses client-side caching, whose
 proxy connections have no `_sock`.
 
-Tested with redis-py 5.3.1, 6.4.0, 7.4.1 and 8.1.0 (the latest of each major version; the
-`redis` requirement in pyproject.toml is pinned to those majors). In all of them a TCP, TLS
-or unix-socket connection keeps its socket in `_sock`. Before allowing a new major, run
-tests/unit/engine/transport/test_redis_adapter.py and the Redis integration tests against it.
+Tested with redis-py 5.0.8, 5.3.1, 6.4.0, 7.4.1 and 8.1.0 (the first and latest of 5, the
+latest of each later major; the `redis` requirement in pyproject.toml is pinned to majors 5
+to 8). In all of them a TCP, TLS or unix-socket connection keeps its socket in `_sock`.
+Before allowing a new major, run tests/unit/engine/transport/test_redis_adapter.py and the
+Redis integration tests against it.
 """
 
 from __future__ import annotations
