@@ -68,8 +68,9 @@ Time
 ----
 Time is wall-clock seconds since the epoch, as floats, read from the transport's `clock`
 (`clock.py`): real time by default (on Redis the server's, so skewed hosts agree), or a test's
-`ManualClock`, which every heartbeat, recovery, lease, eta and value-expiry judgement then
-follows. Waiting (the `wait_value` timeout) is always real time.
+`ManualClock`, which every heartbeat, recovery, lease and eta judgement then follows, and
+value expiry too except on Redis (the server expires its keys on its own clock). Waiting
+(the `wait_value` timeout) is always real time.
 """
 
 from __future__ import annotations

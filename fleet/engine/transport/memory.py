@@ -80,7 +80,8 @@ class _Store:
     subscribers: list[_MemorySubscription] = field(default_factory=list)
     #: Notified (under `lock`) whenever values are stored, for `wait_value`.
     stored: threading.Condition = field(init=False)
-    #: Notified (under `lock`) whenever messages are acked or dead-lettered, for `join`.
+    #: Notified (under `lock`) whenever a message is gone for good (acked, dead-lettered,
+    #: purged or lost), for `join`.
     settled: threading.Condition = field(init=False)
 
     def __post_init__(self) -> None:

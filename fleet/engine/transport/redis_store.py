@@ -139,13 +139,10 @@ class RedisStore(Transport):
         """The scripts' first argument: "" for the server's clock, else the clock's time."""
         return "" if self._server_clock else repr(float(self.clock.time()))
 
-    def now(self, pipe: redis.client.Pipeline | None = None) -> float | None:
+    def now(self, pipe: redis.client.Pipeline) -> float | None:
         """The clock's time; with the server's clock, None after queueing TIME on `pipe`
-        (the caller takes it from the pipeline's replies)."""
+        (the caller takes it from the pipeline's first reply: no extra round trip)."""
         if self._server_clock:
-            if pipe is None:
-                seconds, micros = self.client.time()
-                return seconds + micros / 1e6
             pipe.time()
             return None
         return float(self.clock.time())

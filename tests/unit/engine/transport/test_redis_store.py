@@ -21,7 +21,12 @@ def test_with_the_real_clock_the_scripts_read_the_servers_time():
 
 
 def test_any_system_clock_means_the_servers_time():
-    assert open_transport(URL, clock=SystemClock()).clock_arg() == ""
+    transport = open_transport(URL, clock=SystemClock())
+    pipe = transport.client.pipeline()
+
+    assert transport.clock_arg() == ""
+    assert transport.now(pipe) is None  # TIME is queued on the pipeline instead
+    assert len(pipe.command_stack) == 1
 
 
 def test_with_a_test_clock_the_scripts_get_its_time_exactly():
@@ -31,7 +36,7 @@ def test_with_a_test_clock_the_scripts_get_its_time_exactly():
     assert float(transport.clock_arg()) == 1_700_000_000.125
     clock.advance(0.25)
     assert float(transport.clock_arg()) == 1_700_000_000.375
-    assert transport.now() == 1_700_000_000.375
+    assert transport.now(transport.client.pipeline()) == 1_700_000_000.375
 
 
 def test_script_arguments_are_digest_keys_clock_then_the_scripts_own():
