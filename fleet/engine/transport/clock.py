@@ -10,8 +10,8 @@ and the expiry of small values where the transport expires them itself (SQLite, 
   still agree on heartbeats, recovery, due times and leases. SQLite (one machine) and memory
   (one process) read `time.time()`.
 * `ManualClock` moves only when told to (`advance`). A transport given one judges all of the
-  above by it, on Redis too (each script then takes the time as its first argument instead of
-  reading TIME), so a test expires a heartbeat or a lease at once and exactly. Every transport
+  above by it, on Redis too (each script then takes the time as an argument instead of reading
+  TIME), so a test expires a heartbeat or a lease at once and exactly. Every transport
   object on one store must use the same clock: a manual clock is for tests in one process.
 
 What no clock governs: how long anything *waits* (a `wait_value` timeout, a blocking read) is

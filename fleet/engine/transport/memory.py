@@ -160,7 +160,8 @@ class MemoryTransport(Transport):
         if limit <= 0:
             return []
         wanted = set(queues)
-        due_by = self.clock.time() + horizon
+        now = self.clock.time()
+        due_by = now + horizon
         with self.store.lock:
             candidates = [
                 msg for msg_id in self.store.ready
@@ -172,7 +173,7 @@ class MemoryTransport(Transport):
             if candidates and consumer_id not in self.store.consumers:
                 info = ConsumerInfo(consumer_id, consumer_id.split("#", 1)[0], list(queues),
                                     0, "")
-                self.store.consumers[consumer_id] = (info, self.clock.time())
+                self.store.consumers[consumer_id] = (info, now)
             deliveries = []
             for msg in candidates[:limit]:
                 self.store.ready.discard(msg.id)

@@ -3,12 +3,12 @@
 --
 -- The key layout is documented at the top of fleet/engine/transport/redis.py.
 --
--- The clock: every script is called with one argument before its own, the time to judge
--- by. "" (the transport's default, real-time clock) means the server's own clock (TIME), so
--- clients on hosts whose clocks disagree still agree on heartbeats, recovery, due times and
--- leases; a number (seconds since the epoch) is a test's clock, which then governs all of
--- them. It is taken off ARGV here, so each script's own arguments start at ARGV[1].
-local CLOCK = table.remove(ARGV, 1)
+-- The clock: redis_scripts.py puts one line before this file, which sets CLOCK. With the
+-- transport's default, real-time clock it is `local CLOCK = ''`: every time is the
+-- server's own (TIME), so clients on hosts whose clocks disagree still agree on heartbeats,
+-- recovery, due times and leases, and the scripts take no extra argument. With a test's
+-- clock it is `local CLOCK = table.remove(ARGV, 1)`: the caller passes the time (seconds
+-- since the epoch) before the script's own arguments, which then still start at ARGV[1].
 -- A reservation value is "<started>|<redelivered>|<score>|<eta>|<token>|<queue>":
 --   started      "1" once mark_started ran (an early-acked task began), else "0"
 --   redelivered  "1" if the message had been reserved before, else "0"

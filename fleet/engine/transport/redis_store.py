@@ -7,8 +7,9 @@ when the server lost them), and the time the scripts judge by.
 
 The clock: with the default, real-time clock every script reads the server's TIME, so nodes
 on hosts whose clocks disagree still agree; with any other clock (a test's `ManualClock`) the
-scripts take its time as an argument instead (`script_args`). Either way the same scripts
-run, so a test clock exercises the very code production runs.
+scripts take its time as a leading argument instead (`script_args`). The two variants of a
+script differ only in the line that sets the clock (see `redis_scripts`), so a test clock
+exercises the very code production runs.
 
 redis-py retries failed commands by default; this transport turns that off (unless the
 options pass a `retry`), because re-running a script whose reply was lost would reserve or
@@ -32,7 +33,7 @@ from redis.retry import Retry
 from fleet.engine.transport.base import Transport
 from fleet.engine.transport.clock import Clock, SystemClock
 from fleet.engine.transport.redis_adapter import DirectConnection, check_client_options
-from fleet.engine.transport.redis_scripts import scripts
+from fleet.engine.transport.redis_scripts import Scripts, scripts
 from fleet.exceptions import BrokerUnavailable
 from fleet.operator_errors import ConfigError
 
@@ -135,10 +136,6 @@ class RedisStore(Transport):
 
     # -- time -------------------------------------------------------------------------------
 
-    def clock_arg(self) -> str:
-        """The scripts' first argument: "" for the server's clock, else the clock's time."""
-        return "" if self._server_clock else repr(float(self.clock.time()))
-
     def now(self, pipe: redis.client.Pipeline) -> float | None:
         """The clock's time; with the server's clock, None after queueing TIME on `pipe`
         (the caller takes it from the pipeline's first reply: no extra round trip)."""
@@ -150,8 +147,16 @@ class RedisStore(Transport):
     # -- scripts ------------------------------------------------------------------------------
 
     def script_args(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> tuple:
-        """EVALSHA's arguments for script `name`: digest, keys, the clock, then `args`."""
-        return (scripts().sha[name], len(keys), *keys, self.clock_arg(), *args)
+        """EVALSHA's arguments for script `name`: digest, keys, then `args`, with the time
+        before them unless the server's clock is in force (its variant reads TIME)."""
+        sha = self._scripts().sha[name]
+        if self._server_clock:
+            return (sha, len(keys), *keys, *args)
+        return (sha, len(keys), *keys, repr(float(self.clock.time())), *args)
+
+    def _scripts(self) -> Scripts:
+        """The scripts of this transport's kind of clock (read once per process)."""
+        return scripts(clock_passed=not self._server_clock)
 
     def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script (EVALSHA), loading the scripts first when the server lacks them."""
@@ -160,12 +165,12 @@ class RedisStore(Transport):
 
     def _ensure_scripts(self) -> None:
         if not self._scripts_loaded:
-            scripts().load(self.client)
+            self._scripts().load(self.client)
             self._scripts_loaded = True
 
     def _reload_scripts(self) -> None:
         logger.info("Redis at %s lost fleet's scripts; loading them again", self.describe())
-        scripts().load(self.client)
+        self._scripts().load(self.client)
 
     def _with_scripts(self, action: Callable[[], Any]) -> Any:
         """Run `action`; on NOSCRIPT (server restarted or SCRIPT FLUSH) load and run again.

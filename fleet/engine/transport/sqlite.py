@@ -161,7 +161,8 @@ class SQLiteTransport(SQLiteValues):
                 horizon: float = 0.0) -> list[Delivery]:
         if limit <= 0 or not queues:
             return []
-        due_by = self.clock.time() + horizon
+        now = self.clock.time()
+        due_by = now + horizon
         if not self._anything_due(queues, due_by):
             return []  # the common idle case costs one read, no write lock
         with self._write() as conn:
@@ -177,7 +178,7 @@ class SQLiteTransport(SQLiteValues):
             if rows:
                 conn.executemany("UPDATE messages SET owner = ? WHERE seq = ?",
                                  [(consumer_id, row[0]) for row in rows])
-                self._register_unknown(conn, consumer_id, queues)
+                self._register_unknown(conn, consumer_id, queues, now)
         return [Delivery(row[1], row[2], row[4], row[3], bool(row[5])) for row in rows]
 
     def _anything_due(self, queues: Sequence[str], due_by: float) -> bool:
@@ -189,13 +190,14 @@ class SQLiteTransport(SQLiteValues):
             (*queues, due_by, *queues, due_by)).fetchone()
         return bool(row[0])
 
-    def _register_unknown(self, conn: sqlite3.Connection, consumer_id: str,
-                          queues: Sequence[str]) -> None:
+    @staticmethod
+    def _register_unknown(conn: sqlite3.Connection, consumer_id: str, queues: Sequence[str],
+                          now: float) -> None:
         """A consumer that holds messages is always registered, so they can be recovered."""
         conn.execute("INSERT OR IGNORE INTO consumers (id, node, queues, pid, host, heartbeat) "
                      "VALUES (?, ?, ?, 0, '', ?)",
                      (consumer_id, consumer_id.split("#", 1)[0], json.dumps(list(queues)),
-                      self.clock.time()))
+                      now))
 
     @staticmethod
     def _promote(conn: sqlite3.Connection, queues: Sequence[str], due_by: float) -> None:

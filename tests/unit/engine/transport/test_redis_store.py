@@ -13,37 +13,32 @@ from fleet.operator_errors import ConfigError
 URL = "redis://127.0.0.1:1/0"
 
 
-def test_with_the_real_clock_the_scripts_read_the_servers_time():
+def test_with_the_real_clock_the_scripts_read_the_servers_time_and_take_no_extra_argument():
     transport = open_transport(URL)
 
     assert transport.clock is SYSTEM_CLOCK
-    assert transport.clock_arg() == ""
+    assert transport.script_args("reserve", ["fleet"], ["c#1", 8]) == (
+        scripts(clock_passed=False).sha["reserve"], 1, "fleet", "c#1", 8)
 
 
 def test_any_system_clock_means_the_servers_time():
     transport = open_transport(URL, clock=SystemClock())
     pipe = transport.client.pipeline()
 
-    assert transport.clock_arg() == ""
+    assert transport.script_args("purge", ["p"], ["q", 5])[-2:] == ("q", 5)
     assert transport.now(pipe) is None  # TIME is queued on the pipeline instead
     assert len(pipe.command_stack) == 1
 
 
-def test_with_a_test_clock_the_scripts_get_its_time_exactly():
+def test_with_a_test_clock_the_scripts_get_its_time_first_exactly():
     clock = ManualClock(start=1_700_000_000.125)
     transport = open_transport(URL, clock=clock)
 
-    assert float(transport.clock_arg()) == 1_700_000_000.125
-    clock.advance(0.25)
-    assert float(transport.clock_arg()) == 1_700_000_000.375
-    assert transport.now(transport.client.pipeline()) == 1_700_000_000.375
-
-
-def test_script_arguments_are_digest_keys_clock_then_the_scripts_own():
-    transport = open_transport(URL, clock=ManualClock(start=5.0))
-
     assert transport.script_args("reserve", ["fleet"], ["c#1", 8]) == (
-        scripts().sha["reserve"], 1, "fleet", "5.0", "c#1", 8)
+        scripts(clock_passed=True).sha["reserve"], 1, "fleet", "1700000000.125", "c#1", 8)
+    clock.advance(0.25)
+    assert float(transport.script_args("lease", ["k"], [])[3]) == 1_700_000_000.375
+    assert transport.now(transport.client.pipeline()) == 1_700_000_000.375
 
 
 def test_prefix_and_connect_timeout_are_ours_the_rest_go_to_redis_py():
