@@ -9,6 +9,7 @@
 -- recovery, due times and leases, and the scripts take no extra argument. With a test's
 -- clock it is `local CLOCK = table.remove(ARGV, 1)`: the caller passes the time (seconds
 -- since the epoch) before the script's own arguments, which then still start at ARGV[1].
+--
 -- A reservation value is "<started>|<redelivered>|<score>|<eta>|<token>|<queue>":
 --   started      "1" once mark_started ran (an early-acked task began), else "0"
 --   redelivered  "1" if the message had been reserved before, else "0"
