@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: a real redis-server per test session, broker URLs, and
-`transport_url`, which runs a test once per transport (memory, sqlite, redis).
+"""Fixtures shared by every test: a real redis-server per test session, broker URLs,
+`transport_url`, which runs a test once per transport (memory, sqlite, redis), and
+`manual_clock`, a clock a test moves itself (for transports opened with `clock=`).
 
 The redis-server listens on a free port of 127.0.0.1 (never 6379: a system Redis may be
 running there) and on a unix socket, keeps nothing on disk, and is killed at the end of the
@@ -162,3 +163,14 @@ def transport_url(request: pytest.FixtureRequest) -> str:
     if kind == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def manual_clock():
+    """A `ManualClock` for `open_transport(url, clock=...)`: heartbeats, recovery, leases and
+    etas then follow `manual_clock.advance(seconds)` instead of real time, so a test expires
+    them at once and exactly. It starts on a whole second, so steps of 0.5 or 0.25 s add up
+    exactly."""
+    from fleet.engine.transport.clock import ManualClock
+
+    return ManualClock(start=float(int(time.time())))

@@ -1,6 +1,9 @@
 """What the Redis transport promises beyond the shared contract: errors an operator can act
-on, URLs, key prefixes, round trips on the hot path, and surviving lost replies and
-flushed scripts without stranding messages."""
+on, URLs, key prefixes, round trips on the hot path, surviving lost replies and flushed
+scripts without stranding messages, and judging time by the server's clock.
+
+`transport` runs with the default clock, as in production (the scripts read the server's
+TIME); `clocked` with a test's `manual_clock`, for tests that need a heartbeat to expire."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from fleet.engine.transport import open_transport
+from fleet.engine.transport import open_transport, redis_admin
 from fleet.engine.transport import redis as redis_transport
 from fleet.engine.transport.base import Batch, ConsumerInfo, Outgoing, StoredResult
 from fleet.engine.transport.redis import RedisTransport
@@ -28,6 +31,14 @@ from fleet.operator_errors import ConfigError
 @pytest.fixture
 def transport(redis_url: str) -> Iterator[RedisTransport]:
     opened = open_transport(redis_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def clocked(redis_url: str, manual_clock) -> Iterator[RedisTransport]:
+    """A transport that reads the time from `manual_clock` instead of the server."""
+    opened = open_transport(redis_url, clock=manual_clock)
     yield opened
     opened.close()
 
@@ -232,35 +243,36 @@ def test_reserve_whose_reply_was_lost_is_rolled_back_by_the_next_reserve(transpo
     assert [(d.id, d.redelivered) for d in got] == [(m.id, False) for m in sent]
 
 
-def test_reservations_of_a_consumer_that_never_registered_are_recovered(transport):
+def test_reservations_of_a_consumer_that_never_registered_are_recovered(clocked,
+                                                                         manual_clock):
     sent = message()
-    transport.put([sent])
-    transport.reserve("ghost#1", ["q"], limit=5)
-    time.sleep(0.3)
+    clocked.put([sent])
+    clocked.reserve("ghost#1", ["q"], limit=5)
+    manual_clock.advance(11)
 
-    report = transport.recover(timeout=0.2)
+    report = clocked.recover(timeout=10)
 
     assert report.dead_consumers == ["ghost#1"]
-    assert [d.id for d in transport.reserve("c#2", ["q"], limit=5)] == [sent.id]
+    assert [d.id for d in clocked.reserve("c#2", ["q"], limit=5)] == [sent.id]
 
 
-def test_recover_handles_more_dead_consumers_than_one_script_call_takes(transport,
+def test_recover_handles_more_dead_consumers_than_one_script_call_takes(clocked, manual_clock,
                                                                         monkeypatch):
     monkeypatch.setattr(redis_transport, "RECOVER_CHUNK", 2)
-    transport.put([message() for _ in range(5)])
+    clocked.put([message() for _ in range(5)])
     for number in range(5):
-        transport.register(consumer(f"dead#{number}"))
-        transport.reserve(f"dead#{number}", ["q"], limit=1)
-    time.sleep(0.3)
+        clocked.register(consumer(f"dead#{number}"))
+        clocked.reserve(f"dead#{number}", ["q"], limit=1)
+    manual_clock.advance(11)
 
-    report = transport.recover(timeout=0.2)
+    report = clocked.recover(timeout=10)
 
     assert len(report.dead_consumers) == 5
     assert report.requeued == 5
 
 
 def test_purge_deletes_in_chunks_with_their_bodies(transport, raw, monkeypatch):
-    monkeypatch.setattr(redis_transport, "PURGE_CHUNK", 3)
+    monkeypatch.setattr(redis_admin, "PURGE_CHUNK", 3)
     transport.put([message() for _ in range(7)] + [message(eta=time.time() + 60)
                                                    for _ in range(4)])
 
@@ -268,15 +280,16 @@ def test_purge_deletes_in_chunks_with_their_bodies(transport, raw, monkeypatch):
     assert raw.hlen("fleet:msg") == 0
 
 
-def test_heartbeat_of_a_consumer_declared_dead_registers_it_again(transport, caplog):
-    transport.register(consumer("paused#1"))
-    time.sleep(0.3)
-    transport.recover(timeout=0.2)
+def test_heartbeat_of_a_consumer_declared_dead_registers_it_again(clocked, manual_clock,
+                                                                   caplog):
+    clocked.register(consumer("paused#1"))
+    manual_clock.advance(11)
+    clocked.recover(timeout=10)
 
     with caplog.at_level(logging.WARNING, logger="fleet.engine.transport.redis"):
-        transport.heartbeat(consumer("paused#1"))
+        clocked.heartbeat(consumer("paused#1"))
 
-    assert [c.consumer_id for c in transport.consumers()] == ["paused#1"]
+    assert [c.consumer_id for c in clocked.consumers()] == ["paused#1"]
     assert "paused#1 was not registered" in caplog.text
 
 
@@ -381,16 +394,16 @@ def test_submit_whose_reply_was_lost_is_rolled_back_by_the_next_reserve(transpor
     transport.put(sent)
     transport.register(consumer("w#1"))
     pending = transport.submit("w#1", Batch(), ReserveRequest(["q"], 5))
-    original = pending.connection.read_response
+    original = pending.connection.read_reply
 
-    def reply_lost(*args, **kwargs):
-        original(*args, **kwargs)  # the server ran it...
+    def reply_lost():
+        original()  # the server ran it...
         raise redis.exceptions.ConnectionError("Connection reset by peer")  # ...we never knew
 
-    pending.connection.read_response = reply_lost
+    pending.connection.read_reply = reply_lost
     with pytest.raises(transport.transient_errors):
         pending.result()
-    del pending.connection.read_response
+    del pending.connection.read_reply
     got = transport.reserve("w#1", ["q"], limit=5)
     assert [(d.id, d.redelivered) for d in got] == [(m.id, False) for m in sent]
 
@@ -423,3 +436,61 @@ def test_a_stored_value_leaves_one_short_lived_notification(transport, raw):
     assert 0 < raw.pttl("fleet:n:r") <= 10_000
     transport.delete_values(["r"])
     assert not raw.exists("fleet:n:r")
+
+
+# -- time: the server's clock by default ------------------------------------------------------
+
+
+def server_time(raw: redis.Redis) -> float:
+    seconds, micros = raw.time()
+    return seconds + micros / 1e6
+
+
+def test_by_default_heartbeats_and_recovery_follow_the_servers_clock_not_the_clients(
+        transport, raw, monkeypatch):
+    """Hosts whose clocks disagree still agree: with the default clock the scripts read the
+    server's TIME, so a client whose clock is an hour off changes nothing."""
+    now = server_time(raw)
+    raw.zadd("fleet:consumers", {"stale#1": now - 120})  # silent for two minutes
+    monkeypatch.setattr(time, "time", lambda: now - 3600)  # this host is an hour slow
+
+    transport.register(consumer("w#1"))
+    beats = dict(raw.zrange("fleet:consumers", 0, -1, withscores=True))
+    report = transport.recover(timeout=60)
+
+    assert abs(beats["w#1"] - now) < 5
+    assert report.dead_consumers == ["stale#1"]
+    assert [c.consumer_id for c in transport.consumers()] == ["w#1"]
+
+
+def test_by_default_a_lease_expires_by_the_servers_clock_and_its_key_with_it(
+        transport, raw, monkeypatch):
+    now = server_time(raw)
+    monkeypatch.setattr(time, "time", lambda: now - 3600)  # by this host, a lease set
+    raw.set("fleet:lease:beat", f"{now - 1!r}|node-a")    # now would be valid for an hour
+
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is True
+    assert transport.acquire_lease("beat", "node-a", ttl=30) is False
+    expires, owner = raw.get("fleet:lease:beat").split("|")
+    assert owner == "node-b" and abs(float(expires) - (now + 30)) < 5
+    assert 25_000 < raw.pttl("fleet:lease:beat") <= 30_000  # nothing lingers if never released
+
+
+def test_a_lease_written_by_an_older_fleet_is_held_until_its_key_expires(transport, raw):
+    """Older fleets stored only the owner and let PX expire the lease."""
+    raw.set("fleet:lease:beat", "node-old", px=30_000)
+
+    assert transport.acquire_lease("beat", "node-new", ttl=30) is False
+    raw.delete("fleet:lease:beat")  # as PX would
+    assert transport.acquire_lease("beat", "node-new", ttl=30) is True
+
+
+def test_with_a_test_clock_the_scripts_judge_by_it_and_leases_need_no_key_expiry(
+        clocked, raw, manual_clock):
+    clocked.register(consumer("w#1"))
+    assert clocked.acquire_lease("beat", "node-a", ttl=30) is True
+
+    assert raw.zscore("fleet:consumers", "w#1") == manual_clock.time()
+    assert raw.pttl("fleet:lease:beat") == -1  # the clock, not the server, ends it
+    manual_clock.advance(30)
+    assert clocked.acquire_lease("beat", "node-b", ttl=30) is True

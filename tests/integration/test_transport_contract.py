@@ -2,6 +2,12 @@
 
 Each test runs once per transport through the `transport_url` fixture; a transport whose
 module is not written yet is skipped. Each test pins one behaviour and fails if it breaks.
+
+The transports read the time from `manual_clock` (see fleet/engine/transport/clock.py), so
+heartbeats, recovery, leases and etas expire when a test advances the clock, at once and
+exactly, never by sleeping. The one thing no client clock moves is the TTL of a Redis key
+(results, counters), which the server expires on its own clock: the few tests of value
+expiry advance the clock and then poll, which on Redis waits the value's short TTL.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from fleet.engine.transport.base import (
     Subscription,
     Transport,
 )
+from fleet.engine.transport.clock import ManualClock
 
 # Generous deadlines: a loaded CI machine must not turn them into flaky failures, and the
 # loops return as soon as the condition holds.
@@ -36,16 +43,16 @@ DEADLINE = 5.0
 
 
 @pytest.fixture
-def transport(transport_url: str) -> Iterator[Transport]:
-    opened = open_transport(transport_url)
+def transport(transport_url: str, manual_clock: ManualClock) -> Iterator[Transport]:
+    opened = open_transport(transport_url, clock=manual_clock)
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def second(transport_url: str) -> Iterator[Transport]:
+def second(transport_url: str, manual_clock: ManualClock) -> Iterator[Transport]:
     """Another transport object on the same store (as another node would have)."""
-    opened = open_transport(transport_url)
+    opened = open_transport(transport_url, clock=manual_clock)
     yield opened
     opened.close()
 
@@ -161,8 +168,8 @@ def test_reserve_never_returns_more_than_limit(transport):
     assert sizes == [2, 2, 1, 0]
 
 
-def test_reserve_returns_empty_at_once_when_nothing_is_due(transport):
-    transport.put([message("other"), message(eta=time.time() + 60)])
+def test_reserve_returns_empty_at_once_when_nothing_is_due(transport, manual_clock):
+    transport.put([message("other"), message(eta=manual_clock.time() + 60)])
 
     started = time.monotonic()
     got = transport.reserve("c#1", ["q", "never-used"], limit=5)
@@ -185,28 +192,28 @@ def test_reserved_message_is_not_handed_to_another_consumer(transport, second):
     assert second.reserve("c#2", ["q"], limit=5) == []
 
 
-def test_message_is_not_reserved_before_its_eta_then_is(transport):
-    eta = time.time() + 0.3
-    scheduled = message(eta=eta)
+def test_message_is_not_reserved_before_its_eta_then_is(transport, manual_clock):
+    scheduled = message(eta=manual_clock.time() + 30)
     transport.put([scheduled])
 
     assert transport.reserve("c#1", ["q"], limit=5) == []
-    got = wait_for(lambda: transport.reserve("c#1", ["q"], limit=5))
+    manual_clock.advance(29.5)
+    assert transport.reserve("c#1", ["q"], limit=5) == []
+    manual_clock.advance(0.5)  # due at its eta exactly
 
-    assert ids(got) == [scheduled.id]
-    assert time.time() >= eta - 0.05  # a little slack for the store's clock
+    assert ids(transport.reserve("c#1", ["q"], limit=5)) == [scheduled.id]
 
 
-def test_horizon_reserves_messages_due_within_it(transport):
-    later = message(eta=time.time() + 30)
+def test_horizon_reserves_messages_due_within_it(transport, manual_clock):
+    later = message(eta=manual_clock.time() + 30)
     transport.put([later])
 
     assert transport.reserve("c#1", ["q"], limit=5, horizon=10) == []
     assert ids(transport.reserve("c#1", ["q"], limit=5, horizon=60)) == [later.id]
 
 
-def test_message_with_a_past_eta_is_reserved_at_once(transport):
-    late = message(eta=time.time() - 5)
+def test_message_with_a_past_eta_is_reserved_at_once(transport, manual_clock):
+    late = message(eta=manual_clock.time() - 5)
     transport.put([late])
 
     assert ids(transport.reserve("c#1", ["q"], limit=5)) == [late.id]
@@ -249,8 +256,8 @@ def test_requeue_keeps_the_message_priority(transport):
     assert [(d.id, d.priority) for d in got] == [(urgent.id, 7)]
 
 
-def test_requeued_scheduled_message_waits_for_its_eta_again(transport):
-    held = message(eta=time.time() + 60)
+def test_requeued_scheduled_message_waits_for_its_eta_again(transport, manual_clock):
+    held = message(eta=manual_clock.time() + 60)
     transport.put([held])
     assert ids(transport.reserve("c#1", ["q"], limit=5, horizon=120)) == [held.id]
 
@@ -258,16 +265,19 @@ def test_requeued_scheduled_message_waits_for_its_eta_again(transport):
 
     assert transport.reserve("c#2", ["q"], limit=5) == []
     assert ids(transport.reserve("c#2", ["q"], limit=5, horizon=120)) == [held.id]
+    transport.requeue("c#2", [held.id])
+    manual_clock.advance(60)
+    assert ids(transport.reserve("c#2", ["q"], limit=5)) == [held.id]
 
 
-def test_two_consumers_never_get_the_same_message(transport_url, transport):
+def test_two_consumers_never_get_the_same_message(transport_url, transport, manual_clock):
     batch = [message() for _ in range(500)]
     transport.put(batch)
     taken: dict[str, list[str]] = {"c#1": [], "c#2": []}
     start = threading.Barrier(2)
 
     def consume(consumer_id: str) -> None:
-        own = open_transport(transport_url)
+        own = open_transport(transport_url, clock=manual_clock)
         try:
             start.wait()
             while got := own.reserve(consumer_id, ["q"], limit=7):
@@ -332,10 +342,10 @@ def test_ack_of_a_message_the_consumer_does_not_hold_is_ignored(transport):
 # -- consumers: liveness and recovery -------------------------------------------------------
 
 
-def test_register_and_heartbeat_are_listed_with_their_info(transport):
+def test_register_and_heartbeat_are_listed_with_their_info(transport, manual_clock):
     transport.register(consumer("w1@h#1", ["q", "r"], active=0))
     first = {c.consumer_id: c for c in transport.consumers()}["w1@h#1"]
-    time.sleep(0.02)
+    manual_clock.advance(1.5)
 
     transport.heartbeat(consumer("w1@h#1", ["q", "r"], active=3))
     [record] = transport.consumers()
@@ -343,19 +353,18 @@ def test_register_and_heartbeat_are_listed_with_their_info(transport):
     assert (record.node, record.queues, record.pid, record.host) == (
         "w1@h", ["q", "r"], os.getpid(), "testhost")
     assert record.info == {"active": 3}
-    assert record.last_heartbeat > first.last_heartbeat
-    assert abs(record.last_heartbeat - time.time()) < 5
+    assert record.last_heartbeat == first.last_heartbeat + 1.5 == manual_clock.time()
 
 
-def test_recover_requeues_a_dead_consumers_unstarted_messages(transport):
+def test_recover_requeues_a_dead_consumers_unstarted_messages(transport, manual_clock):
     waiting, running = message(), message()
     transport.put([waiting, running])
     transport.register(consumer("dead#1"))
     transport.reserve("dead#1", ["q"], limit=5)
     transport.mark_started("dead#1", [running.id])
-    time.sleep(0.3)
+    manual_clock.advance(11)
 
-    report = transport.recover(timeout=0.2)
+    report = transport.recover(timeout=10)
 
     assert report.dead_consumers == ["dead#1"]
     assert report.requeued == 1
@@ -363,15 +372,16 @@ def test_recover_requeues_a_dead_consumers_unstarted_messages(transport):
     assert [(d.id, d.redelivered) for d in got] == [(waiting.id, True)]
 
 
-def test_recover_reports_started_messages_lost_and_does_not_requeue_them(transport):
+def test_recover_reports_started_messages_lost_and_does_not_requeue_them(transport,
+                                                                         manual_clock):
     running = message(body='{"task": "charge-card"}')
     transport.put([running])
     transport.register(consumer("dead#1"))
     transport.reserve("dead#1", ["q"], limit=5)
     transport.mark_started("dead#1", [running.id])
-    time.sleep(0.3)
+    manual_clock.advance(11)
 
-    report = transport.recover(timeout=0.2)
+    report = transport.recover(timeout=10)
 
     assert [(cid, d.id, d.queue, d.body) for cid, d in report.lost] == [
         ("dead#1", running.id, "q", '{"task": "charge-card"}')]
@@ -380,15 +390,15 @@ def test_recover_reports_started_messages_lost_and_does_not_requeue_them(transpo
     assert stats_of(transport, "q").reserved == 0
 
 
-def test_recover_leaves_live_consumers_alone(transport):
+def test_recover_leaves_live_consumers_alone(transport, manual_clock):
     transport.put([message(), message()])
     transport.register(consumer("dead#1"))
     transport.reserve("dead#1", ["q"], limit=1)
-    time.sleep(0.3)
+    manual_clock.advance(11)
     transport.register(consumer("live#1"))
     [held] = transport.reserve("live#1", ["q"], limit=1)
 
-    report = transport.recover(timeout=0.2)
+    report = transport.recover(timeout=10)
 
     assert report.dead_consumers == ["dead#1"]
     assert [c.consumer_id for c in transport.consumers()] == ["live#1"]
@@ -407,20 +417,50 @@ def test_recover_with_nobody_dead_does_nothing(transport):
     assert stats_of(transport, "q").reserved == 1
 
 
-def test_concurrent_recover_recovers_each_dead_consumer_once(transport_url, transport):
+def test_a_consumer_is_dead_only_once_silent_for_longer_than_the_timeout(transport,
+                                                                          manual_clock):
+    transport.register(consumer("w#1"))
+
+    manual_clock.advance(10)
+    assert transport.recover(timeout=10).dead_consumers == []  # silent for exactly 10 s
+    manual_clock.advance(0.5)
+    assert transport.recover(timeout=10).dead_consumers == ["w#1"]
+
+
+def test_heartbeats_keep_a_message_reserved_however_long_it_is_held(transport, manual_clock):
+    """Redelivery follows the consumer's liveness, not the message's age (STYLE.md 10)."""
+    held = message()
+    transport.put([held])
+    transport.register(consumer("w#1"))
+    transport.reserve("w#1", ["q"], limit=5)
+
+    for _ in range(6):  # a minute in all, six times the timeout
+        manual_clock.advance(9.5)
+        transport.heartbeat(consumer("w#1"))
+        assert transport.recover(timeout=10).dead_consumers == []
+
+    assert transport.reserve("c#2", ["q"], limit=5) == []
+    assert stats_of(transport, "q").reserved == 1
+    manual_clock.advance(10.5)  # then the heartbeats stop
+    assert transport.recover(timeout=10).dead_consumers == ["w#1"]
+    assert ids(transport.reserve("c#2", ["q"], limit=5)) == [held.id]
+
+
+def test_concurrent_recover_recovers_each_dead_consumer_once(transport_url, transport,
+                                                            manual_clock):
     transport.put([message() for _ in range(15)])
     for number in range(5):
         transport.register(consumer(f"dead#{number}"))
         transport.reserve(f"dead#{number}", ["q"], limit=3)
-    time.sleep(0.3)
+    manual_clock.advance(11)
     reports = []
     start = threading.Barrier(4)
 
     def recover() -> None:
-        own = open_transport(transport_url)
+        own = open_transport(transport_url, clock=manual_clock)
         try:
             start.wait()
-            reports.append(own.recover(timeout=0.2))
+            reports.append(own.recover(timeout=10))
         finally:
             own.close()
 
@@ -436,13 +476,14 @@ def test_concurrent_recover_recovers_each_dead_consumer_once(transport_url, tran
     assert len(transport.reserve("c#9", ["q"], limit=100)) == 15
 
 
-def test_late_ack_from_a_recovered_consumer_does_not_delete_the_requeued_message(transport):
+def test_late_ack_from_a_recovered_consumer_does_not_delete_the_requeued_message(
+        transport, manual_clock):
     slow = message()
     transport.put([slow])
     transport.register(consumer("paused#1"))
     transport.reserve("paused#1", ["q"], limit=5)
-    time.sleep(0.3)
-    transport.recover(timeout=0.2)
+    manual_clock.advance(11)
+    transport.recover(timeout=10)
 
     transport.ack("paused#1", [slow.id])  # it wakes up and acks what it no longer owns
 
@@ -466,8 +507,9 @@ def test_unregister_requeues_what_the_consumer_still_holds(transport):
 # -- purge, stats, dead letters ---------------------------------------------------------------
 
 
-def test_purge_counts_ready_and_scheduled_messages_and_leaves_reserved_alone(transport):
-    transport.put([message(), message(), message(), message(eta=time.time() + 60),
+def test_purge_counts_ready_and_scheduled_messages_and_leaves_reserved_alone(transport,
+                                                                             manual_clock):
+    transport.put([message(), message(), message(), message(eta=manual_clock.time() + 60),
                    message("other")])
     [held] = transport.reserve("c#1", ["q"], limit=1)
 
@@ -485,9 +527,9 @@ def test_purge_of_an_empty_or_unknown_queue_counts_zero(transport):
     assert transport.purge(["nothing-here"]) == 0
 
 
-def test_queue_stats_counts_ready_scheduled_reserved_and_consumers(transport):
-    transport.put([message("q"), message("q"), message("q"), message("q", eta=time.time() + 60),
-                   message("r")])
+def test_queue_stats_counts_ready_scheduled_reserved_and_consumers(transport, manual_clock):
+    transport.put([message("q"), message("q"), message("q"),
+                   message("q", eta=manual_clock.time() + 60), message("r")])
     transport.register(consumer("w#1", ["q"]))
     transport.register(consumer("w#2", ["q", "r"]))
     transport.reserve("w#1", ["q"], limit=1)
@@ -508,11 +550,11 @@ def test_queue_stats_are_sorted_and_include_queues_only_consumed(transport):
     assert names == ["alpha", "middle", "zeta"]
 
 
-def test_dead_letter_records_the_reason_and_acks_the_message(transport):
+def test_dead_letter_records_the_reason_and_acks_the_message(transport, manual_clock):
     bad = message(body="not json")
     transport.put([bad])
     [got] = transport.reserve("c#1", ["q"], limit=5)
-    before = time.time()
+    manual_clock.advance(2)
 
     transport.dead_letter("c#1", got, "undecodable: Expecting value")
     transport.unregister("c#1")  # would requeue it if it were still reserved
@@ -520,7 +562,7 @@ def test_dead_letter_records_the_reason_and_acks_the_message(transport):
     [letter] = transport.dead_letters()
     assert (letter.id, letter.queue, letter.body, letter.reason) == (
         bad.id, "q", "not json", "undecodable: Expecting value")
-    assert abs(letter.at - before) < 5
+    assert abs(letter.at - manual_clock.time()) < 0.01  # Redis keeps it as JSON: 4 decimals
     assert transport.reserve("c#2", ["q"], limit=5) == []
     assert stats_of(transport, DEAD_LETTER_QUEUE).ready == 1
 
@@ -608,11 +650,19 @@ def test_set_values_overwrites(transport):
     assert transport.get_value("a") == "new"
 
 
-def test_value_expires_after_its_ttl(transport):
+def expire_values(clock: ManualClock, ttl: float, gone: Callable[[], bool]) -> None:
+    """Let `ttl` seconds pass for values: advance the clock (SQLite and memory expire values
+    by it), then poll until `gone()`; on Redis that waits for the server to expire the key,
+    which no client clock can move, so keep such ttls short."""
+    clock.advance(ttl)
+    wait_for(gone)
+
+
+def test_value_expires_after_its_ttl(transport, manual_clock):
     transport.set_values([StoredResult("short", "v", ttl=0.2), StoredResult("kept", "v")])
 
     assert transport.get_value("short") == "v"
-    wait_for(lambda: transport.get_value("short") is None)
+    expire_values(manual_clock, 0.25, lambda: transport.get_value("short") is None)
     assert transport.get_value("kept") == "v"
 
 
@@ -673,10 +723,11 @@ def test_wait_value_waits_for_a_value_different_from_previous(transport, second)
         thread.join()
 
 
-def test_wait_value_of_several_waiters_all_end_with_the_value(transport_url, second):
+def test_wait_value_of_several_waiters_all_end_with_the_value(transport_url, second,
+                                                             manual_clock):
     """A notifying store may wake only one waiter per store: the others still get the value
     on their next slice, as callers wait in short slices."""
-    stores = [open_transport(transport_url) for _ in range(2)]
+    stores = [open_transport(transport_url, clock=manual_clock) for _ in range(2)]
     for store in [*stores, second]:  # opened here, not racing each other from the threads
         store.get_value("warm-up")
     seen: list[str | None] = []
@@ -709,21 +760,21 @@ def test_deleted_value_is_not_returned_by_a_later_wait(transport):
     assert transport.wait_value("gone", 0.05) is None
 
 
-def test_add_value_stores_only_if_absent(transport):
+def test_add_value_stores_only_if_absent(transport, manual_clock):
     assert transport.add_value("once", "first", ttl=0.2) is True
     assert transport.add_value("once", "second") is False
     assert transport.get_value("once") == "first"
 
-    wait_for(lambda: transport.get_value("once") is None)
+    expire_values(manual_clock, 0.25, lambda: transport.get_value("once") is None)
     assert transport.add_value("once", "third") is True
     assert transport.get_value("once") == "third"
 
 
-def test_values_with_prefix_matches_the_prefix_literally(transport):
+def test_values_with_prefix_matches_the_prefix_literally(transport, manual_clock):
     transport.set_values([StoredResult("job*[1]:a", "1"), StoredResult("job*[1]:b", "2"),
                           StoredResult("jobx1:c", "3"), StoredResult("other", "4"),
                           StoredResult("job*[1]:gone", "5", ttl=0.1)])
-    time.sleep(0.2)
+    expire_values(manual_clock, 0.25, lambda: transport.get_value("job*[1]:gone") is None)
 
     assert transport.values_with_prefix("job*[1]:") == {"job*[1]:a": "1", "job*[1]:b": "2"}
     assert transport.values_with_prefix("nothing") == {}
@@ -736,11 +787,11 @@ def test_incr_counts_from_zero_by_amount(transport):
     assert transport.get_value("n") == "4"
 
 
-def test_incr_is_atomic_under_concurrency(transport_url):
+def test_incr_is_atomic_under_concurrency(transport_url, manual_clock):
     start = threading.Barrier(6)
 
     def bump() -> None:
-        own = open_transport(transport_url)
+        own = open_transport(transport_url, clock=manual_clock)
         try:
             start.wait()
             for _ in range(100):
@@ -754,35 +805,40 @@ def test_incr_is_atomic_under_concurrency(transport_url):
     for thread in threads:
         thread.join(timeout=60)
 
-    reader = open_transport(transport_url)
+    reader = open_transport(transport_url, clock=manual_clock)
     try:
         assert reader.get_value("counter") == "600"
     finally:
         reader.close()
 
 
-def test_incr_with_ttl_expires(transport):
+def test_incr_with_ttl_expires(transport, manual_clock):
     assert transport.incr("window", ttl=0.2) == 1
 
-    wait_for(lambda: transport.get_value("window") is None)
+    expire_values(manual_clock, 0.25, lambda: transport.get_value("window") is None)
     assert transport.incr("window") == 1
 
 
-def test_lease_is_refused_to_another_owner_until_it_expires(transport):
-    assert transport.acquire_lease("beat", "node-a", ttl=0.3) is True
-    assert transport.acquire_lease("beat", "node-b", ttl=0.3) is False
+def test_lease_is_refused_to_another_owner_until_it_expires(transport, manual_clock):
+    assert transport.acquire_lease("beat", "node-a", ttl=30) is True
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is False
 
-    assert wait_for(lambda: transport.acquire_lease("beat", "node-b", ttl=30))
+    manual_clock.advance(29.5)
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is False
+    manual_clock.advance(0.5)  # free at its expiry exactly
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is True
     assert transport.acquire_lease("beat", "node-a", ttl=30) is False
 
 
-def test_lease_is_renewed_by_its_owner(transport):
-    assert transport.acquire_lease("beat", "node-a", ttl=0.3) is True
-    time.sleep(0.2)
-    assert transport.acquire_lease("beat", "node-a", ttl=0.3) is True
-    time.sleep(0.2)  # past the first lease's expiry, within the renewal's
+def test_lease_is_renewed_by_its_owner(transport, manual_clock):
+    assert transport.acquire_lease("beat", "node-a", ttl=30) is True
+    manual_clock.advance(20)
+    assert transport.acquire_lease("beat", "node-a", ttl=30) is True
+    manual_clock.advance(20)  # past the first lease's expiry, within the renewal's
 
-    assert transport.acquire_lease("beat", "node-b", ttl=0.3) is False
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is False
+    manual_clock.advance(10)
+    assert transport.acquire_lease("beat", "node-b", ttl=30) is True
 
 
 def test_lease_is_released_only_by_its_owner(transport):

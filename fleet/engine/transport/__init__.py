@@ -1,7 +1,8 @@
 """Transports by URL: `sqlite://` (the default), `redis://`/`rediss://`/`unix://`, `memory://`.
 
 `open_transport(url)` returns the implementation for the URL's scheme, importing it only then
-(so a SQLite user never imports redis).
+(so a SQLite user never imports redis). The contract every one of them keeps is in `base.py`;
+where they read the time, in `clock.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fleet.paths import default_broker_db
 
 if TYPE_CHECKING:
     from fleet.engine.transport.base import Transport
+    from fleet.engine.transport.clock import Clock
 
 _SCHEMES = {
     "sqlite": "fleet.engine.transport.sqlite:SQLiteTransport",
@@ -42,8 +44,11 @@ def transport_module(url: str) -> str | None:
     return target.partition(":")[0] if target else None
 
 
-def open_transport(url: str, options: dict | None = None) -> Transport:
-    """Return a transport for `url`; a bad URL is a `ConfigError` naming the valid schemes."""
+def open_transport(url: str, options: dict | None = None, *,
+                   clock: Clock | None = None) -> Transport:
+    """Return a transport for `url`; a bad URL is a `ConfigError` naming the valid schemes.
+
+    `clock` is where the transport reads the time (default: real time; see `clock.py`)."""
     scheme = scheme_of(url)
     target = _SCHEMES.get(scheme)
     if target is None:
@@ -54,7 +59,7 @@ def open_transport(url: str, options: dict | None = None) -> Transport:
         )
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(url, options)
+    return cls(url, options, clock)
 
 
 _PASSWORD = re.compile(r"^(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@.*)$",

@@ -2,8 +2,27 @@
 
 A transport is a small set of primitives over one store. It knows nothing about tasks: it
 moves opaque message bodies (JSON text) between queues and consumers, and keeps small values
-(results, counters, leases) with expiry. Each implementation documents its layout at the top
-of its module.
+(results, counters, leases) with expiry. Each implementation documents its layout, and how a
+reservation is recovered, at the top of its module.
+
+The contract is a few small protocols, grouped by who calls them; every transport implements
+all of them, and `Transport` is their union (what `open_transport` returns):
+
+    Connection   ping, close, describe, cleanup         open, check and close the store
+    Queues       put, reserve, commit, submit, ack,     the message flow: a producer puts, a
+                 requeue, mark_started, dead_letter     node reserves and settles (hot path)
+    QueueAdmin   purge, queue_stats, dead_letters       what operators read and clear
+    Liveness     register, heartbeat, unregister,       consumer liveness, which redelivery
+                 consumers, recover                     follows (not message age)
+    Broadcasts   publish, subscribe                     remote control, events, wake-ups
+    Values       set_values, get_value(s), wait_value,  results, counters, leases: small
+                 delete_values, add_value, incr,        values with expiry
+                 values_with_prefix, acquire_lease,
+                 release_lease
+
+Code that needs one job can ask for just that protocol (a result store needs `Values`);
+they are runtime-checkable, so `isinstance(store, Values)` works for any object with those
+methods (a test's fake included).
 
 Delivery semantics (the same for every transport)
 --------------------------------------------------
@@ -45,7 +64,13 @@ Processes and threads
 A transport object may be shared by threads of one process but never across `fork()`:
 implementations check `os.getpid()` and reconnect in a forked child.
 
-Time is wall-clock seconds since the epoch (`time.time()`), as floats.
+Time
+----
+Time is wall-clock seconds since the epoch, as floats, read from the transport's `clock`
+(`clock.py`): real time by default (on Redis the server's, so skewed hosts agree), or a test's
+`ManualClock`, which every heartbeat, recovery, lease and eta judgement then follows, and
+value expiry too except on Redis (the server expires its keys on its own clock). Waiting
+(the `wait_value` timeout) is always real time.
 """
 
 from __future__ import annotations
@@ -54,6 +79,9 @@ import abc
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from fleet.engine.transport.clock import SYSTEM_CLOCK, Clock
 
 #: Priorities are clamped to this range; higher runs first.
 MIN_PRIORITY = 0
@@ -242,20 +270,20 @@ class Subscription(abc.ABC):
     def close(self) -> None: ...
 
 
-class Transport(abc.ABC):
-    """One store (broker and/or result backend). See the module docstring for semantics."""
+@runtime_checkable
+class Connection(Protocol):
+    """Opening, checking and closing the store; the same for every kind of caller."""
 
+    #: The URL the transport was opened with, and its options (`broker_transport_options`).
+    url: str
+    options: dict
+    #: Where the transport reads the time (see `clock.py`).
+    clock: Clock
     #: URL scheme(s) this transport serves, e.g. ("sqlite",).
     schemes: tuple[str, ...] = ()
     #: Exceptions that mean "the store is unreachable or busy right now": the worker backs off
     #: and tries again instead of crashing.
     transient_errors: tuple[type[BaseException], ...] = ()
-
-    def __init__(self, url: str, options: dict | None = None):
-        self.url = url
-        self.options = dict(options or {})
-
-    # -- connection -----------------------------------------------------------------------
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -264,7 +292,20 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    # -- producing and consuming ----------------------------------------------------------
+    def cleanup(self) -> None:
+        """Delete expired values and old broadcasts (called now and then by nodes); most
+        stores expire by themselves, so the default does nothing."""
+
+    def describe(self) -> str:
+        """The URL with any password masked, for banners, logs and reports."""
+        from fleet.engine.transport import mask_url  # the package imports this module
+
+        return mask_url(self.url)
+
+
+@runtime_checkable
+class Queues(Protocol):
+    """The message flow: producers put; a node reserves, settles and dead-letters."""
 
     @abc.abstractmethod
     def put(self, messages: Sequence[Outgoing]) -> None:
@@ -310,6 +351,15 @@ class Transport(abc.ABC):
         self.commit(consumer_id, Batch(started=list(ids)))
 
     @abc.abstractmethod
+    def dead_letter(self, consumer_id: str, delivery: Delivery, reason: str) -> None:
+        """Move a reserved message to the dead-letter store with the reason (and ack it)."""
+
+
+@runtime_checkable
+class QueueAdmin(Protocol):
+    """What operators read and clear (`fleet queues`, `fleet purge`, `inspect`)."""
+
+    @abc.abstractmethod
     def purge(self, queues: Sequence[str]) -> int:
         """Delete every ready and scheduled message of `queues`; return how many.
 
@@ -323,14 +373,13 @@ class Transport(abc.ABC):
         recovered, alive or not."""
 
     @abc.abstractmethod
-    def dead_letter(self, consumer_id: str, delivery: Delivery, reason: str) -> None:
-        """Move a reserved message to the dead-letter store with the reason (and ack it)."""
-
-    @abc.abstractmethod
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
 
-    # -- consumers: liveness and recovery -------------------------------------------------
+
+@runtime_checkable
+class Liveness(Protocol):
+    """Consumers prove they are alive; a silent consumer's reservations are recovered."""
 
     @abc.abstractmethod
     def register(self, consumer: ConsumerInfo) -> None:
@@ -358,7 +407,10 @@ class Transport(abc.ABC):
         many nodes: each dead consumer is recovered exactly once.
         """
 
-    # -- subscriptions: broadcasts and wakeups --------------------------------------------
+
+@runtime_checkable
+class Broadcasts(Protocol):
+    """Fire-and-forget broadcasts (the mailbox of remote control, events) and wake-ups."""
 
     @abc.abstractmethod
     def publish(self, channel: str, payload: str) -> None:
@@ -372,7 +424,10 @@ class Transport(abc.ABC):
     def subscribe(self, channels: Sequence[str], wake_queues: Sequence[str] = ()) -> Subscription:
         """Listen to `channels`, and be woken when messages arrive on `wake_queues`."""
 
-    # -- small values: results, counters, leases ------------------------------------------
+
+@runtime_checkable
+class Values(Protocol):
+    """Small values with expiry: results, counters and leases."""
 
     @abc.abstractmethod
     def set_values(self, values: Sequence[StoredResult]) -> None:
@@ -393,7 +448,8 @@ class Transport(abc.ABC):
         Waits of several clients on one key all end; a transport that notifies may wake only
         one of them per store, so callers wait in slices (a fraction of a second) and look
         again. This default polls, quickly at first (from 0.5 ms, doubling up to
-        WAIT_POLL_MAX), so a result stored soon after the call is seen soon.
+        WAIT_POLL_MAX), so a result stored soon after the call is seen soon. The timeout is
+        real time, whatever the transport's clock.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         pause = 0.0005
@@ -424,7 +480,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Take or renew the lease `name` for `owner` for `ttl` seconds.
+        """Take or renew the lease `name` for `owner` for `ttl` seconds (by the clock).
 
         True if `owner` holds the lease afterwards (it was free, expired, or already theirs).
         """
@@ -433,13 +489,14 @@ class Transport(abc.ABC):
     def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up, only if `owner` still holds it."""
 
-    # -- housekeeping -----------------------------------------------------------------------
 
-    def cleanup(self) -> None:  # noqa: B027 - optional hook, most stores expire by themselves
-        """Delete expired values and old broadcasts (called now and then by nodes)."""
+class Transport(Connection, Queues, QueueAdmin, Liveness, Broadcasts, Values):
+    """One store (broker and/or result backend): every protocol of the contract.
 
-    def describe(self) -> str:
-        """The URL with any password masked, for banners, logs and reports."""
-        from fleet.engine.transport import mask_url  # the package imports this module
+    `clock` is where it reads the time (default: real time); see `clock.py`.
+    """
 
-        return mask_url(self.url)
+    def __init__(self, url: str, options: dict | None = None, clock: Clock | None = None):
+        self.url = url
+        self.options = dict(options or {})
+        self.clock = SYSTEM_CLOCK if clock is None else clock

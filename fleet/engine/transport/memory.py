@@ -2,12 +2,28 @@
 
 Every transport opened with the same NAME in one process shares one store (a dict of
 structures behind a lock), so a producer and a consumer in the same test see each other.
-It follows the contract of `base.py` exactly, but nothing crosses a process boundary:
-integration tests use the real transports.
+It follows the contract of `base.py` exactly, but nothing crosses a process boundary (a forked
+child gets a store of its own): integration tests use the real transports. With a
+`ManualClock` (see `clock.py`) nothing in it depends on real time, and `join` waits until
+queues are drained, so a test never sleeps.
 
-Layout: `messages` id -> [queue, priority, seq, eta, body, redelivered]; `ready` the ids not
-reserved; `reserved[consumer_id]` id -> started flag; plus consumers, values with expiry,
-leases, dead letters and a short broadcast backlog per subscriber.
+The store, field by field:
+
+    messages     id -> _Message(queue, priority, seq, eta, body, redelivered), for every
+                 message not yet acked (ready, scheduled or reserved); `seq` numbers puts, so
+                 a requeued message keeps its place ahead of newer ones
+    ready        ids on their queue (due or still waiting for their eta), not reserved
+    reserved     consumer id -> {message id -> started}: what each consumer holds
+    queues       every queue ever put to
+    consumers    consumer id -> (ConsumerInfo, last heartbeat by the clock); `reserve` adds a
+                 consumer it does not know, so whatever it holds can be recovered
+    values       key -> (value, expires or None); leases are values under "lease:<name>"
+    dead         dead letters, newest first (at most 10,000)
+    subscribers  live subscriptions, each with its own short backlog of broadcasts
+
+Recovery: `recover(timeout)` takes every consumer whose last heartbeat is older than
+`timeout` seconds off `consumers` and empties its `reserved` entry: unstarted messages go back
+to `ready` marked redelivered, started ones are deleted and reported as lost.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from fleet.engine.transport.base import (
     Subscription,
     Transport,
 )
+from fleet.engine.transport.clock import Clock
 
 _BACKLOG = 1000
 
@@ -63,9 +80,13 @@ class _Store:
     subscribers: list[_MemorySubscription] = field(default_factory=list)
     #: Notified (under `lock`) whenever values are stored, for `wait_value`.
     stored: threading.Condition = field(init=False)
+    #: Notified (under `lock`) whenever a message is gone for good (acked, dead-lettered,
+    #: purged or lost), for `join`.
+    settled: threading.Condition = field(init=False)
 
     def __post_init__(self) -> None:
         self.stored = threading.Condition(self.lock)
+        self.settled = threading.Condition(self.lock)
 
 
 _STORES: dict[str, _Store] = {}
@@ -107,8 +128,8 @@ class _MemorySubscription(Subscription):
 class MemoryTransport(Transport):
     schemes = ("memory",)
 
-    def __init__(self, url: str, options: dict | None = None):
-        super().__init__(url, options)
+    def __init__(self, url: str, options: dict | None = None, clock: Clock | None = None):
+        super().__init__(url, options, clock)
         self.store = _store_for(url)
 
     def ping(self) -> None:
@@ -139,7 +160,8 @@ class MemoryTransport(Transport):
         if limit <= 0:
             return []
         wanted = set(queues)
-        due_by = time.time() + horizon
+        now = self.clock.time()
+        due_by = now + horizon
         with self.store.lock:
             candidates = [
                 msg for msg_id in self.store.ready
@@ -151,7 +173,7 @@ class MemoryTransport(Transport):
             if candidates and consumer_id not in self.store.consumers:
                 info = ConsumerInfo(consumer_id, consumer_id.split("#", 1)[0], list(queues),
                                     0, "")
-                self.store.consumers[consumer_id] = (info, time.time())
+                self.store.consumers[consumer_id] = (info, now)
             deliveries = []
             for msg in candidates[:limit]:
                 self.store.ready.discard(msg.id)
@@ -171,10 +193,29 @@ class MemoryTransport(Transport):
                     held[msg_id] = True
             for msg_id in batch.acks:
                 if held.pop(msg_id, None) is not None:
-                    self.store.messages.pop(msg_id, None)
+                    self._delete(msg_id)
             for msg_id in batch.requeues:
                 if held.pop(msg_id, None) is not None:
                     self._return(msg_id)
+
+    def _delete(self, msg_id: str) -> None:
+        """Forget a message for good (acked, dead-lettered, purged or lost); wakes `join`."""
+        self.store.messages.pop(msg_id, None)
+        self.store.settled.notify_all()
+
+    def join(self, queues: Sequence[str], timeout: float = 10.0) -> None:
+        """Wait until `queues` hold no message at all (ready, scheduled or reserved): all
+        that was put on them was acked, dead-lettered, purged or lost. For tests that run a
+        consumer in a thread; raises TimeoutError after `timeout` seconds of real time."""
+        wanted = set(queues)
+        deadline = time.monotonic() + timeout
+        with self.store.settled:
+            while any(msg.queue in wanted for msg in self.store.messages.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"queues {sorted(wanted)} still hold messages after "
+                                       f"{timeout}s")
+                self.store.settled.wait(remaining)
 
     def _return(self, msg_id: str) -> None:
         msg = self.store.messages.get(msg_id)
@@ -192,12 +233,12 @@ class MemoryTransport(Transport):
             for msg_id in [m for m in self.store.ready
                            if self.store.messages[m].queue in wanted]:
                 self.store.ready.discard(msg_id)
-                del self.store.messages[msg_id]
+                self._delete(msg_id)
                 count += 1
         return count
 
     def queue_stats(self) -> list[QueueStats]:
-        now = time.time()
+        now = self.clock.time()
         with self.store.lock:
             stats: dict[str, QueueStats] = {}
             for name in self.store.queues:
@@ -226,8 +267,8 @@ class MemoryTransport(Transport):
             if self.store.reserved.get(consumer_id, {}).pop(delivery.id, None) is None:
                 return  # not ours (any more): someone else owns it now
             self.store.dead.appendleft(DeadLetter(delivery.id, delivery.queue, delivery.body,
-                                                  reason, time.time()))
-            self.store.messages.pop(delivery.id, None)
+                                                  reason, self.clock.time()))
+            self._delete(delivery.id)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self.store.lock:
@@ -240,7 +281,7 @@ class MemoryTransport(Transport):
 
     def heartbeat(self, consumer: ConsumerInfo) -> None:
         with self.store.lock:
-            self.store.consumers[consumer.consumer_id] = (consumer, time.time())
+            self.store.consumers[consumer.consumer_id] = (consumer, self.clock.time())
 
     def unregister(self, consumer_id: str) -> None:
         with self.store.lock:
@@ -256,7 +297,7 @@ class MemoryTransport(Transport):
 
     def recover(self, timeout: float) -> Recovery:
         report = Recovery()
-        cutoff = time.time() - timeout
+        cutoff = self.clock.time() - timeout
         with self.store.lock:
             for consumer_id, (_, seen) in list(self.store.consumers.items()):
                 if seen >= cutoff:
@@ -268,7 +309,7 @@ class MemoryTransport(Transport):
                     if msg is None:
                         continue
                     if started:
-                        del self.store.messages[msg_id]
+                        self._delete(msg_id)
                         report.lost.append((consumer_id, Delivery(msg.id, msg.queue, msg.body,
                                                                   msg.priority, True)))
                     else:
@@ -297,14 +338,13 @@ class MemoryTransport(Transport):
         if item is None:
             return None
         value, expires = item
-        if expires is not None and expires <= time.time():
+        if expires is not None and expires <= self.clock.time():
             del self.store.values[key]
             return None
         return value
 
-    @staticmethod
-    def _expiry(ttl: float | None) -> float | None:
-        return time.time() + ttl if ttl else None
+    def _expiry(self, ttl: float | None) -> float | None:
+        return self.clock.time() + ttl if ttl else None
 
     def set_values(self, values: Sequence[StoredResult]) -> None:
         with self.store.lock:

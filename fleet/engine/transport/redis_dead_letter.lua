@@ -5,7 +5,7 @@
 -- Returns  1 if the message was reserved by the consumer (and so acked), else 0.
 local prefix, cid, id = KEYS[1], ARGV[1], ARGV[2]
 local entry = cjson.encode({id = id, queue = ARGV[3], body = ARGV[4], reason = ARGV[5],
-                            at = server_now()})
+                            at = clock_now()})
 redis.call('LPUSH', prefix .. ':dead', entry)
 redis.call('LTRIM', prefix .. ':dead', 0, tonumber(ARGV[6]) - 1)
 if redis.call('HDEL', prefix .. ':reserved:' .. cid, id) == 1 then

@@ -4,12 +4,38 @@
 -- ARGV[2]  owner
 -- ARGV[3]  ttl in milliseconds (acquire only)
 -- Returns  1 if `owner` holds the lease afterwards (acquire) or gave it up (release), else 0.
-local holder = redis.call('GET', KEYS[1])
+--
+-- The value is "<expires>|<owner>", `expires` in seconds since the epoch by the clock in
+-- force (see redis_lib.lua), and a lease whose `expires` has passed is free. With the
+-- server's clock the key also expires (PX) when the lease does, so a lease nobody renews or
+-- releases leaves nothing behind. A value without "<expires>|" (written by an older fleet,
+-- which relied on PX alone) is held by that owner until its key expires.
+local function holder_of(value, now)
+    if not value then
+        return nil
+    end
+    local expires, owner = string.match(value, '^(%d+%.?%d*)|(.*)$')
+    if not expires then
+        return value
+    end
+    if tonumber(expires) > now then
+        return owner
+    end
+    return nil
+end
+
+local now = clock_now()
+local holder = holder_of(redis.call('GET', KEYS[1]), now)
 if ARGV[1] == 'acquire' then
     if holder and holder ~= ARGV[2] then
         return 0
     end
-    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+    local value = string.format('%.17g', now + tonumber(ARGV[3]) / 1000) .. '|' .. ARGV[2]
+    if server_clock() then
+        redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
+    else
+        redis.call('SET', KEYS[1], value)
+    end
     return 1
 end
 if holder == ARGV[2] then

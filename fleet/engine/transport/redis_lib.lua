@@ -1,7 +1,15 @@
--- Helpers shared by fleet's Redis scripts. redis.py prepends this file to every script
--- before loading it, so each script runs as one self-contained, atomic unit.
+-- Helpers shared by fleet's Redis scripts. redis_scripts.py prepends this file to every
+-- script before loading it, so each script runs as one self-contained, atomic unit.
 --
 -- The key layout is documented at the top of fleet/engine/transport/redis.py.
+--
+-- The clock: redis_scripts.py puts one line before this file, which sets CLOCK. With the
+-- transport's default, real-time clock it is `local CLOCK = ''`: every time is the
+-- server's own (TIME), so clients on hosts whose clocks disagree still agree on heartbeats,
+-- recovery, due times and leases, and the scripts take no extra argument. With a test's
+-- clock it is `local CLOCK = table.remove(ARGV, 1)`: the caller passes the time (seconds
+-- since the epoch) before the script's own arguments, which then still start at ARGV[1].
+--
 -- A reservation value is "<started>|<redelivered>|<score>|<eta>|<token>|<queue>":
 --   started      "1" once mark_started ran (an early-acked task began), else "0"
 --   redelivered  "1" if the message had been reserved before, else "0"
@@ -13,7 +21,16 @@
 -- Scores are (9 - priority) * 2^43 + seq: priority bands, FIFO inside a band.
 local PRIORITY_SPAN = 8796093022208
 
-local function server_now()
+-- True when the server's clock is the clock in force (see above).
+local function server_clock()
+    return CLOCK == ''
+end
+
+-- The time now, in seconds since the epoch, by the clock in force.
+local function clock_now()
+    if not server_clock() then
+        return tonumber(CLOCK)
+    end
     local t = redis.call('TIME')
     return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end

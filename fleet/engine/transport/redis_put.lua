@@ -4,13 +4,13 @@
 --          eta (seconds since the epoch, "" for none), body
 -- Returns  the number of messages added.
 --
--- A message whose eta is still ahead (server clock) goes to <p>:delayed:<queue>, any other
+-- A message whose eta is still ahead (by the clock) goes to <p>:delayed:<queue>, any other
 -- to <p>:q:<queue>. Publishes <p>:wake:<queue> for delayed messages, and for ready ones when
 -- the queue was empty. One INCRBY numbers the whole batch, so FIFO holds inside a batch, and
 -- the writes are grouped: one HSET for the bodies, one ZADD per sorted set.
 local prefix = KEYS[1]
 local count = #ARGV / 5
-local now = nil  -- the server's clock, read only if some message has an eta
+local now = nil  -- the time by the clock, read only if some message has an eta
 local seq = redis.call('INCRBY', prefix .. ':seq', count) - count
 local bodies, ready, delayed, was_empty = {}, {}, {}, {}
 
@@ -39,7 +39,7 @@ for i = 0, count - 1 do
         end
     end
     if eta ~= '' and now == nil then
-        now = server_now()
+        now = clock_now()
     end
     if eta ~= '' and tonumber(eta) > now then
         append(delayed, prefix .. ':delayed:' .. queue, eta, score .. '|' .. id)

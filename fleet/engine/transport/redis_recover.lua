@@ -9,7 +9,7 @@
 -- dead consumer out of <p>:consumers and the others no longer see it: every consumer is
 -- recovered exactly once.
 local prefix = KEYS[1]
-local now = server_now()
+local now = clock_now()
 local cutoff = '(' .. string.format('%.6f', now - tonumber(ARGV[1]))
 local silent = redis.call('ZRANGEBYSCORE', prefix .. ':consumers', '-inf', cutoff,
                           'LIMIT', 0, tonumber(ARGV[2]))

@@ -16,7 +16,7 @@ local PROMOTE_BATCH = 500
 local prefix, cid = KEYS[1], ARGV[1]
 local limit, horizon, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local rollbacks = tonumber(ARGV[5])
-local now = server_now()
+local now = clock_now()
 local reserved_key = prefix .. ':reserved:' .. cid
 
 local function roll_back(tokens)

@@ -50,7 +50,7 @@ call_each_slice('HDEL', prefix .. ':msg', acked)
 
 local requeued, requeued_values = held(4 + started_count + ack_count, #ARGV)
 if #requeued > 0 then
-    local now = server_now()
+    local now = clock_now()
     call_each_slice('HDEL', reserved_key, requeued)
     for i, id in ipairs(requeued) do
         requeue(prefix, id, parse_reservation(requeued_values[i]), now)

@@ -1,15 +1,9 @@
 """`sqlite:///path/to/file.db`: the default, embedded broker. No server needed.
 
 For one machine: any number of producer and node processes share one database file. It
-follows the contract in `base.py`; what makes it safe with many processes:
-
-* WAL journal (readers never block the writer), `synchronous=NORMAL` (durable across process
-  crashes; a power cut may lose the last transactions), and a busy timeout so writers queue
-  up instead of failing with "database is locked".
-* Every write is a short `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so
-  two writers never deadlock upgrading a read lock. Reads run in autocommit.
-* Reservations are rows with an owner (lease columns), never deleted on read: a message is
-  deleted only by its owner's ack, and a dead owner's rows return to their queue.
+follows the contract in `base.py`. The file, its connections and write transactions are in
+`sqlite_store.py` (WAL, busy timeout, short `BEGIN IMMEDIATE` writes), the small values in
+`sqlite_values.py`; messages, consumers and broadcasts here.
 
 Tables
 ------
@@ -21,11 +15,29 @@ messages(seq, id, queue, priority, eta, body, owner, started, redelivered)
 scheduled(id, queue, priority, eta, body)
     Messages with a future ETA; moved to `messages` by `reserve` once eta <= now + horizon.
 queues(name)                 every queue ever put to.
-consumers(id, node, queues, pid, host, heartbeat, info)   registered consumers.
-kv(key, value, expires)      results, counters, leases and other small values.
-dead_letters(seq, id, queue, body, reason, at)            moved-aside messages.
+consumers(id, node, queues, pid, host, heartbeat, info)   registered consumers; `heartbeat`
+    is the time of the last register/heartbeat (or of the first `reserve` of a consumer that
+    never registered: it is added then, so what it holds can be recovered).
+kv(key, value, expires)      results, counters, leases and other small values
+    (`sqlite_values.py`).
+dead_letters(seq, id, queue, body, reason, at)            moved-aside messages (the newest
+    DEAD_LETTERS_KEEP are kept).
 broadcasts(seq, channel, payload, at)                     a short backlog of broadcasts;
     subscribers read rows newer than the last one they saw; rows older than a minute go.
+meta(key, value)             the schema version (`sqlite_store.py`).
+
+Reservations and their recovery
+-------------------------------
+Reservations are rows with an owner (lease columns), never deleted on read: a message is
+deleted only by its owner's ack (or dead-lettering), and every settle statement says
+`AND owner = ?`, so a consumer declared dead cannot touch what it no longer holds. `recover`
+finds consumers whose `heartbeat` is older than the timeout, and in one write transaction
+per call deletes (and reports as lost) their rows with `started = 1`, sets `owner = NULL,
+redelivered = 1` on the others (back on their queue at their old `seq`), and deletes the
+consumer rows. The transaction makes each dead consumer recovered exactly once.
+
+Every time compared here (heartbeats, etas, expiry, broadcast age) is the transport's clock
+(`clock.py`) passed in as a query argument: `time.time()` by default.
 
 Wake-ups: `<db>.wake/` next to the file holds a Unix datagram socket per subscriber, so a
 put or a broadcast wakes the nodes of that queue or channel at once instead of at their
@@ -37,13 +49,8 @@ Options: `connect_timeout` is the busy timeout in seconds (at least 10 s is used
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 from fleet.engine.transport.base import (
     DEAD_LETTER_QUEUE,
@@ -55,77 +62,17 @@ from fleet.engine.transport.base import (
     Outgoing,
     QueueStats,
     Recovery,
-    StoredResult,
     Subscription,
-    Transport,
 )
+from fleet.engine.transport.clock import Clock
+from fleet.engine.transport.sqlite_store import SCHEMA_VERSION, path_from_url
+from fleet.engine.transport.sqlite_values import SQLiteValues
 from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
-from fleet.exceptions import BrokerUnavailable
-from fleet.operator_errors import ConfigError, PermissionProblem
 
-#: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
-#: databases in place, and a database from a newer fleet is refused with a clear message.
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "SQLiteTransport", "path_from_url"]
+
 BROADCAST_KEEP_SECONDS = 60.0
 DEAD_LETTERS_KEEP = 10000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    eta REAL,
-    body TEXT NOT NULL,
-    owner TEXT,
-    started INTEGER NOT NULL DEFAULT 0,
-    redelivered INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, priority DESC, seq)
-    WHERE owner IS NULL;
-CREATE INDEX IF NOT EXISTS messages_owner ON messages (owner) WHERE owner IS NOT NULL;
-CREATE TABLE IF NOT EXISTS scheduled (
-    id TEXT PRIMARY KEY,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    eta REAL NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (queue, eta);
-CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS consumers (
-    id TEXT PRIMARY KEY,
-    node TEXT NOT NULL,
-    queues TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    heartbeat REAL NOT NULL,
-    info TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL, queue TEXT NOT NULL, body TEXT NOT NULL, reason TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS broadcasts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    channel TEXT NOT NULL, payload TEXT NOT NULL, at REAL NOT NULL
-);
-"""
-
-
-def path_from_url(url: str) -> Path:
-    """sqlite:///abs/path.db -> /abs/path.db; sqlite://relative.db -> ./relative.db."""
-    rest = url.split("://", 1)[1]
-    rest = rest.split("?", 1)[0]
-    if not rest or rest == "/":
-        raise ConfigError(f"sqlite URL {url!r} names no file",
-                          "write sqlite:///absolute/path/fleet.db (three slashes)")
-    if rest.startswith("/"):
-        return Path(rest).expanduser()
-    return Path(os.path.expanduser(rest)).absolute()
 
 
 class _SQLiteSubscription(Subscription):
@@ -175,113 +122,16 @@ class _SQLiteSubscription(Subscription):
         self.conn.close()
 
 
-class SQLiteTransport(Transport):
-    schemes = ("sqlite",)
-    transient_errors = (sqlite3.OperationalError, BrokerUnavailable)
+class SQLiteTransport(SQLiteValues):
+    """The SQLite transport: messages, consumers and broadcasts over `sqlite_store`."""
 
-    def __init__(self, url: str, options: dict | None = None):
-        super().__init__(url, options)
-        self.path = path_from_url(url)
-        self.busy_timeout = max(10.0, float(self.options.get("connect_timeout") or 0))
-        self._local = threading.local()
-        self._pid = os.getpid()
-        self._initialised = False
+    def __init__(self, url: str, options: dict | None = None, clock: Clock | None = None):
+        super().__init__(url, options, clock)
         self._publishes = 0
         self._waker = WakeSender(self.path)
 
-    # -- connections ------------------------------------------------------------------------
-
-    def new_connection(self) -> sqlite3.Connection:
-        self._ensure_file()
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = OFF")
-        except sqlite3.Error as exc:
-            raise BrokerUnavailable(f"cannot open the SQLite broker {self.path} ({exc})",
-                                    "check the path and its permissions") from None
-        if not self._initialised:
-            self._initialise(conn)
-        return conn
-
-    def _ensure_file(self) -> None:
-        if self.path.exists():
-            return
-        directory = self.path.parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-        except PermissionError:
-            raise PermissionProblem(
-                f"cannot create the SQLite broker {self.path}: permission denied",
-                f"create {directory} for this user (e.g. `sudo install -d -o $USER {directory}`)"
-                " or point the broker elsewhere with -b sqlite:///path/fleet.db",
-            ) from None
-
-    def _initialise(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise BrokerUnavailable(f"cannot switch {self.path} to WAL mode (got {mode})",
-                                    "put the database on a local file system")
-        conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
-        with self._write(conn):
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
-            found = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-                        .fetchone()[0])
-            if found > SCHEMA_VERSION:
-                raise BrokerUnavailable(
-                    f"the SQLite broker {self.path} was created by a newer fleet (schema "
-                    f"{found}; this fleet knows {SCHEMA_VERSION})",
-                    "upgrade fleet on this machine, or use another database")
-            if found < SCHEMA_VERSION:
-                self._migrate(conn, found)
-        self._initialised = True
-
-    def _migrate(self, conn: sqlite3.Connection, found: int) -> None:
-        """Bring an older database up to SCHEMA_VERSION (inside the caller's transaction)."""
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-        if found < 2 and "eta" not in columns:
-            conn.execute("ALTER TABLE messages ADD COLUMN eta REAL")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                     (str(SCHEMA_VERSION),))
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # forked: never touch the parent's connections
-            self._local = threading.local()
-            self._pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.new_connection()
-        return conn
-
-    @contextmanager
-    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """A short write transaction that takes the write lock at once (BEGIN IMMEDIATE)."""
-        conn = conn or self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def ping(self) -> None:
-        try:
-            self.conn.execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise BrokerUnavailable(f"SQLite broker {self.path} is not usable ({exc})") from None
-
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
-            conn.close()
-        self._local = threading.local()
+        super().close()
         self._waker.close()
 
     # -- messages ---------------------------------------------------------------------------
@@ -292,9 +142,8 @@ class SQLiteTransport(Transport):
                 self._insert(conn, messages)
             self._waker.wake("q", [m.queue for m in messages])
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, messages: Sequence[Outgoing]) -> None:
-        now = time.time()
+    def _insert(self, conn: sqlite3.Connection, messages: Sequence[Outgoing]) -> None:
+        now = self.clock.time()
         due = [(m.id, m.queue, m.priority, m.body) for m in messages
                if m.eta is None or m.eta <= now]
         later = [(m.id, m.queue, m.priority, m.eta, m.body) for m in messages
@@ -312,7 +161,8 @@ class SQLiteTransport(Transport):
                 horizon: float = 0.0) -> list[Delivery]:
         if limit <= 0 or not queues:
             return []
-        due_by = time.time() + horizon
+        now = self.clock.time()
+        due_by = now + horizon
         if not self._anything_due(queues, due_by):
             return []  # the common idle case costs one read, no write lock
         with self._write() as conn:
@@ -328,7 +178,7 @@ class SQLiteTransport(Transport):
             if rows:
                 conn.executemany("UPDATE messages SET owner = ? WHERE seq = ?",
                                  [(consumer_id, row[0]) for row in rows])
-                self._register_unknown(conn, consumer_id, queues)
+                self._register_unknown(conn, consumer_id, queues, now)
         return [Delivery(row[1], row[2], row[4], row[3], bool(row[5])) for row in rows]
 
     def _anything_due(self, queues: Sequence[str], due_by: float) -> bool:
@@ -341,13 +191,13 @@ class SQLiteTransport(Transport):
         return bool(row[0])
 
     @staticmethod
-    def _register_unknown(conn: sqlite3.Connection, consumer_id: str,
-                          queues: Sequence[str]) -> None:
+    def _register_unknown(conn: sqlite3.Connection, consumer_id: str, queues: Sequence[str],
+                          now: float) -> None:
         """A consumer that holds messages is always registered, so they can be recovered."""
         conn.execute("INSERT OR IGNORE INTO consumers (id, node, queues, pid, host, heartbeat) "
                      "VALUES (?, ?, ?, 0, '', ?)",
                      (consumer_id, consumer_id.split("#", 1)[0], json.dumps(list(queues)),
-                      time.time()))
+                      now))
 
     @staticmethod
     def _promote(conn: sqlite3.Connection, queues: Sequence[str], due_by: float) -> None:
@@ -396,7 +246,7 @@ class SQLiteTransport(Transport):
     def queue_stats(self) -> list[QueueStats]:
         conn = self.conn
         stats = {name: QueueStats(name) for (name,) in conn.execute("SELECT name FROM queues")}
-        now = time.time()
+        now = self.clock.time()
         for queue, ready, held, reserved in conn.execute(
                 "SELECT queue, SUM(owner IS NULL AND (eta IS NULL OR eta <= ?)), "
                 "SUM(owner IS NULL AND IFNULL(eta, 0) > ?), SUM(owner IS NOT NULL) FROM messages "
@@ -422,7 +272,7 @@ class SQLiteTransport(Transport):
                 return  # not ours (any more): someone else owns it now
             conn.execute("INSERT INTO dead_letters (id, queue, body, reason, at) "
                          "VALUES (?,?,?,?,?)",
-                         (delivery.id, delivery.queue, delivery.body, reason, time.time()))
+                         (delivery.id, delivery.queue, delivery.body, reason, self.clock.time()))
             conn.execute("DELETE FROM dead_letters WHERE seq <= (SELECT MAX(seq) FROM "
                          "dead_letters) - ?", (DEAD_LETTERS_KEEP,))
 
@@ -439,13 +289,13 @@ class SQLiteTransport(Transport):
                 "INSERT OR REPLACE INTO consumers (id, node, queues, pid, host, heartbeat, info)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (consumer.consumer_id, consumer.node, json.dumps(consumer.queues),
-                 consumer.pid, consumer.host, time.time(), json.dumps(consumer.info)))
+                 consumer.pid, consumer.host, self.clock.time(), json.dumps(consumer.info)))
 
     def heartbeat(self, consumer: ConsumerInfo) -> None:
         with self._write() as conn:
             updated = conn.execute(
                 "UPDATE consumers SET heartbeat = ?, info = ?, queues = ? WHERE id = ?",
-                (time.time(), json.dumps(consumer.info), json.dumps(consumer.queues),
+                (self.clock.time(), json.dumps(consumer.info), json.dumps(consumer.queues),
                  consumer.consumer_id)).rowcount
         if not updated:
             self.register(consumer)
@@ -465,7 +315,7 @@ class SQLiteTransport(Transport):
 
     def recover(self, timeout: float) -> Recovery:
         report = Recovery()
-        cutoff = time.time() - timeout
+        cutoff = self.clock.time() - timeout
         if not self.conn.execute("SELECT EXISTS (SELECT 1 FROM consumers WHERE heartbeat < ?)",
                                  (cutoff,)).fetchone()[0]:
             return report
@@ -487,7 +337,7 @@ class SQLiteTransport(Transport):
     # -- broadcasts -------------------------------------------------------------------------
 
     def publish(self, channel: str, payload: str) -> None:
-        now = time.time()
+        now = self.clock.time()
         with self._write() as conn:
             conn.execute("INSERT INTO broadcasts (channel, payload, at) VALUES (?,?,?)",
                          (channel, payload, now))
@@ -499,91 +349,11 @@ class SQLiteTransport(Transport):
     def subscribe(self, channels: Sequence[str], wake_queues: Sequence[str] = ()) -> Subscription:
         return _SQLiteSubscription(self, channels, wake_queues)
 
-    # -- values -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _set_values(conn: sqlite3.Connection, values: Sequence[StoredResult]) -> None:
-        now = time.time()
-        conn.executemany("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
-                         [(v.key, v.value, now + v.ttl if v.ttl else None) for v in values])
-
-    def set_values(self, values: Sequence[StoredResult]) -> None:
-        if values:
-            with self._write() as conn:
-                self._set_values(conn, values)
-
-    def get_value(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM kv WHERE key = ? AND "
-                                "(expires IS NULL OR expires > ?)", (key, time.time())).fetchone()
-        return row[0] if row else None
-
-    def get_values(self, keys: Sequence[str]) -> list[str | None]:
-        if not keys:
-            return []
-        found: dict[str, str] = {}
-        now = time.time()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.conn.execute(
-                f"SELECT key, value FROM kv WHERE key IN ({marks}) AND "
-                f"(expires IS NULL OR expires > ?)", (*chunk, now)).fetchall())
-        return [found.get(key) for key in keys]
-
-    def delete_values(self, keys: Sequence[str]) -> None:
-        if keys:
-            with self._write() as conn:
-                conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in keys])
-
-    def add_value(self, key: str, value: str, ttl: float | None = None) -> bool:
-        now = time.time()
-        with self._write() as conn:
-            conn.execute("DELETE FROM kv WHERE key = ? AND expires <= ?", (key, now))
-            inserted = conn.execute("INSERT OR IGNORE INTO kv (key, value, expires) "
-                                    "VALUES (?,?,?)",
-                                    (key, value, now + ttl if ttl else None)).rowcount
-        return bool(inserted)
-
-    def values_with_prefix(self, prefix: str) -> dict[str, str]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.conn.execute("SELECT key, value FROM kv WHERE key LIKE ? ESCAPE '\\' AND "
-                                 "(expires IS NULL OR expires > ?)",
-                                 (escaped + "%", time.time())).fetchall()
-        return dict(rows)
-
-    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        now = time.time()
-        expires = now + ttl if ttl else None
-        with self._write() as conn:
-            row = conn.execute(
-                "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                "value = CASE WHEN kv.expires IS NOT NULL AND kv.expires <= ? THEN ? "
-                "ELSE CAST(kv.value AS INTEGER) + ? END, "
-                "expires = COALESCE(excluded.expires, CASE WHEN kv.expires <= ? THEN NULL "
-                "ELSE kv.expires END) "
-                "RETURNING value",
-                (key, str(amount), expires, now, amount, amount, now)).fetchone()
-        return int(row[0])
-
-    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        now = time.time()
-        with self._write() as conn:
-            changed = conn.execute(
-                "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "expires = excluded.expires WHERE kv.value = excluded.value OR kv.expires <= ?",
-                (f"lease:{name}", owner, now + ttl, now)).rowcount
-        return bool(changed)
-
-    def release_lease(self, name: str, owner: str) -> None:
-        with self._write() as conn:
-            conn.execute("DELETE FROM kv WHERE key = ? AND value = ?", (f"lease:{name}", owner))
 
     # -- housekeeping -----------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        now = time.time()
+        now = self.clock.time()
         with self._write() as conn:
             conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (now,))
             conn.execute("DELETE FROM broadcasts WHERE at < ?", (now - BROADCAST_KEEP_SECONDS,))
