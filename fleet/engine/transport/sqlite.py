@@ -61,6 +61,7 @@ from fleet.engine.transport.base import (
 )
 from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
 from fleet.exceptions import BrokerUnavailable
+from fleet.files import check_directory, make_directory, open_regular
 from fleet.operator_errors import ConfigError, PermissionProblem
 
 #: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
@@ -193,6 +194,7 @@ class SQLiteTransport(Transport):
 
     def new_connection(self) -> sqlite3.Connection:
         self._ensure_file()
+        check_directory(self.path.parent, f"the SQLite broker {self.path}")  # (root only)
         try:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -207,13 +209,15 @@ class SQLiteTransport(Transport):
         return conn
 
     def _ensure_file(self) -> None:
-        if self.path.exists():
-            return
+        """Create the database file (0600), never through a link (fleet.files): SQLite
+        itself follows links, so a link is refused here before it opens the file."""
         directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            make_directory(directory, 0o755, "the SQLite broker")
+            flags = os.O_RDONLY if os.path.lexists(self.path) else os.O_CREAT | os.O_WRONLY
+            os.close(open_regular(self.path, flags, 0o600, "SQLite broker"))
+        except FileNotFoundError:
+            return  # a missing directory (removed meanwhile): sqlite3 says what it cannot open
         except PermissionError:
             raise PermissionProblem(
                 f"cannot create the SQLite broker {self.path}: permission denied",
