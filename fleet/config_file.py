@@ -127,6 +127,12 @@ def load_config(path: Path | None) -> FileConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})",
+                          "save it as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests arrays or tables too deeply",
+                          "a fleet.toml needs only a few levels") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror})") from None
     return parse_config(data, path)
