@@ -138,6 +138,21 @@ def open_regular(path: Path | str, flags: int, mode: int = 0o600, what: str = "f
     return fd
 
 
+def existing_regular(path: Path | str, what: str = "file") -> bool:
+    """True if `path` is a regular file, False if nothing is there; a link or anything else
+    is refused like `open_regular` refuses it. Opens nothing: for files another library
+    opens itself (closing any descriptor of a SQLite database would drop its POSIX locks)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse_link(Path(path), what, OSError(errno.ELOOP, "link"))
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse_link(Path(path), what, OSError(errno.EINVAL, "not regular"))
+    return True
+
+
 def read_bytes(path: Path | str, limit: int = 1 << 20, what: str = "file") -> bytes:
     """The first `limit` bytes of a regular file, never through a link (OSError if missing)."""
     fd = open_regular(path, os.O_RDONLY, what=what)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.files import check_directory, make_directory, open_regular
+from fleet.files import check_directory, existing_regular, make_directory, open_regular
 
 #: Seconds per bucket of the event counts behind the charts.
 BUCKET = 10
@@ -201,7 +201,10 @@ class History:
         check_directory(self.path.parent, f"the dashboard's history {self.path}")
         # The file holds the session secret: readable by its owner only; never through a
         # link (SQLite would follow one), and as root never in another user's directory.
-        os.close(open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600, "history file"))
+        # An existing one is not opened: closing a descriptor of it would drop this
+        # process's SQLite locks on it.
+        if not existing_regular(self.path, "history file"):
+            os.close(open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600, "history file"))
         self._db().executescript(_SCHEMA)  # (executescript manages its own transaction)
 
     # -- connections ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from fleet.engine.settings import SETTINGS
 from fleet.multictl.toml_section import MULTI_KEYS, WORKER_KEYS, check_multi, multi_argv
 from fleet.operator_errors import FleetError
 
-FAST = settings(max_examples=150, deadline=timedelta(seconds=2),
+FAST = settings(database=None, max_examples=150, deadline=timedelta(seconds=2),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(

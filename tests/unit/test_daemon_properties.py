@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fleet.daemon import MAX_PID, PidFile, read_pidfile
 from fleet.operator_errors import FleetError
 
-FAST = settings(max_examples=200, deadline=timedelta(seconds=2),
+FAST = settings(database=None, max_examples=200, deadline=timedelta(seconds=2),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 contents = st.one_of(

@@ -123,3 +123,30 @@ def test_root_writes_where_only_root_can_and_a_new_directory_is_handed_over_by_d
     info = (tmp_path / "run" / "fleet").stat()
     assert (info.st_uid, info.st_gid) == (system_user.uid, system_user.gid)
     assert (tmp_path / "run").stat().st_uid == 0  # its parents stay root's
+
+
+def test_an_existing_file_is_looked_at_without_being_opened(tmp_path):
+    from fleet.files import existing_regular
+
+    assert existing_regular(tmp_path / "missing.db") is False
+    (tmp_path / "broker.db").write_text("")
+    assert existing_regular(tmp_path / "broker.db") is True
+    (tmp_path / "link.db").symlink_to(tmp_path / "broker.db")
+    with pytest.raises(FleetError, match="symbolic link"):
+        existing_regular(tmp_path / "link.db")
+    with pytest.raises(FleetError, match="not a regular file"):
+        existing_regular(tmp_path)
+
+
+def test_the_sqlite_broker_refuses_a_link_and_creates_its_file_for_its_owner_only(tmp_path):
+    from fleet.engine.transport.sqlite import SQLiteTransport
+
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    (tmp_path / "broker.db").symlink_to(target)
+    with pytest.raises(FleetError, match="symbolic link"):
+        SQLiteTransport(f"sqlite:///{tmp_path}/broker.db").new_connection()
+    assert target.read_text() == "keep\n"
+    transport = SQLiteTransport(f"sqlite:///{tmp_path}/new/broker.db")
+    transport.new_connection().close()
+    assert stat.S_IMODE((tmp_path / "new" / "broker.db").stat().st_mode) == 0o600

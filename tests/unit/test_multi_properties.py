@@ -22,7 +22,7 @@ from fleet.multi import (
 )
 from fleet.operator_errors import EXIT_USAGE, FleetError
 
-FAST = settings(max_examples=150, deadline=timedelta(seconds=2),
+FAST = settings(database=None, max_examples=150, deadline=timedelta(seconds=2),
                 suppress_health_check=[HealthCheck.too_slow])
 
 SPELLINGS = sorted({s for o in (*WORKER_OPTIONS, *MULTI_OPTIONS) for s in (o.name, *o.aliases)})

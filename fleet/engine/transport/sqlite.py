@@ -61,7 +61,7 @@ from fleet.engine.transport.base import (
 )
 from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
 from fleet.exceptions import BrokerUnavailable
-from fleet.files import check_directory, make_directory, open_regular
+from fleet.files import check_directory, existing_regular, make_directory, open_regular
 from fleet.operator_errors import ConfigError, PermissionProblem
 
 #: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
@@ -210,12 +210,18 @@ class SQLiteTransport(Transport):
 
     def _ensure_file(self) -> None:
         """Create the database file (0600), never through a link (fleet.files): SQLite
-        itself follows links, so a link is refused here before it opens the file."""
+        itself follows links, so a link is refused here before it opens the file. An
+        existing file is only looked at, never opened: closing a descriptor of it would drop
+        the POSIX locks this process's SQLite connections hold on it."""
+        if existing_regular(self.path, "SQLite broker"):
+            return
         directory = self.path.parent
         try:
             make_directory(directory, 0o755, "the SQLite broker")
-            flags = os.O_RDONLY if os.path.lexists(self.path) else os.O_CREAT | os.O_WRONLY
-            os.close(open_regular(self.path, flags, 0o600, "SQLite broker"))
+            os.close(open_regular(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600,
+                                  "SQLite broker"))
+        except FileExistsError:
+            existing_regular(self.path, "SQLite broker")  # made meanwhile: still no link
         except FileNotFoundError:
             return  # a missing directory (removed meanwhile): sqlite3 says what it cannot open
         except PermissionError:

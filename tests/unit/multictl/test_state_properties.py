@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fleet.multictl.state import FIELDS, NodeRecord, StateFile
 from fleet.operator_errors import EXIT_CONFIG, FleetError
 
-FAST = settings(max_examples=200, deadline=timedelta(seconds=2),
+FAST = settings(database=None, max_examples=200, deadline=timedelta(seconds=2),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
