@@ -24,6 +24,7 @@ Every unknown key is an error naming the file, the key and the closest valid key
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from typing import Any
 
 from fleet.engine.settings import SETTINGS, validate
 from fleet.operator_errors import ConfigError, closest
+
+log = logging.getLogger("fleet.config")
+_WARNED: set[str] = set()  #: each untrusted ./fleet.toml is reported once per process
 
 TOP_LEVEL_KEYS = {"app", "workdir", "broker", "result_backend", "settings", "multi", "beat"}
 DEFAULT_NAME = "fleet.toml"
@@ -81,7 +85,39 @@ def find_config(explicit: str | None = None) -> Path | None:
                               "check the path, or leave it out to use ./fleet.toml")
         return path
     default = Path(DEFAULT_NAME)
-    return default if default.is_file() else None
+    if not default.is_file():
+        return None
+    distrust = untrusted_by_root(default)
+    if distrust is None:
+        return default
+    if str(default.absolute()) not in _WARNED:
+        _WARNED.add(str(default.absolute()))
+        log.warning("fleet: ignoring ./fleet.toml: %s, and as root fleet loads no code "
+                    "through such a file; pass --config ./fleet.toml to use it anyway",
+                    distrust)
+    return None
+
+
+def untrusted_by_root(path: Path) -> str | None:
+    """Why root must not load code through `path` (None: it may, or we are not root).
+
+    A fleet.toml names a module to import (`app`, `workdir`): one that another user owns or
+    can change, in the directory root happens to run `fleet status` from, would run that
+    user's code as root. Files named with --config or $FLEET_CONFIG are the operator's
+    choice and are not second-guessed."""
+    if os.geteuid() != 0:
+        return None
+    from fleet.files import others_who_can_write
+
+    try:
+        info = os.stat(path)
+        directory = os.stat(path.absolute().parent)
+    except OSError:
+        return None
+    if info.st_uid != 0:
+        return f"it belongs to {others_who_can_write(info)}"
+    who = others_who_can_write(info) or others_who_can_write(directory)
+    return f"it can be changed by {who}" if who else None
 
 
 def load_config(path: Path | None) -> FileConfig:
@@ -91,6 +127,12 @@ def load_config(path: Path | None) -> FileConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})",
+                          "save it as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests arrays or tables too deeply",
+                          "a fleet.toml needs only a few levels") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror})") from None
     return parse_config(data, path)

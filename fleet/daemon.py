@@ -26,24 +26,38 @@ import logging
 import os
 import pwd
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.operator_errors import EXIT_CANT_CREATE, FleetError, PermissionProblem, UsageError
+from fleet.files import make_directory, new_temporary, open_regular, read_bytes
+from fleet.operator_errors import (
+    EXIT_CANT_CREATE,
+    ConfigError,
+    FleetError,
+    PermissionProblem,
+    UsageError,
+)
 
 log = logging.getLogger("fleet.daemon")
 
 PR_SET_PDEATHSIG = 1
+#: Linux never hands out pids above 2**22 (pid_max's ceiling); anything larger is garbage.
+MAX_PID = 1 << 22
 #: Set by a node restarting in place: "FD:PATH" of its pid file, still locked.
 INHERITED_ENV = "FLEET_PIDFILE_FD"
 DEFAULT_UMASK = 0o022
 
 
-def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> Path:
-    """Create `path` (and parents) if missing; report permission problems with the fix."""
+def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "",
+                     owner: tuple[int | None, int | None] = (None, None)) -> Path:
+    """Create `path` (and parents) if missing; report permission problems with the fix.
+
+    As root a directory is only created in a parent no other user can write, and a new one is
+    handed to `owner` (fleet.files.make_directory)."""
     directory = Path(path)
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=mode)
+        make_directory(directory, mode, purpose, owner)
     except PermissionError:
         what = f" for {purpose}" if purpose else ""
         raise PermissionProblem(
@@ -51,7 +65,7 @@ def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> 
             f"create it with `sudo install -d -m {mode:o} -o $USER {directory}` "
             "or choose another path",
         ) from None
-    if not os.access(directory, os.W_OK | os.X_OK):
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
         raise PermissionProblem(f"directory {directory} is not writable by this user",
                                 f"fix its owner or mode (e.g. `sudo chown $USER {directory}`)"
                                 " or choose another path")
@@ -59,26 +73,34 @@ def ensure_directory(path: Path | str, mode: int = 0o755, purpose: str = "") -> 
 
 
 def open_log_file(path: Path | str, mode: int = 0o640) -> int:
-    """Open (create) a log file for appending; return the fd. Parent dirs are created."""
+    """Open (create) a log file for appending; return the fd. Parent dirs are created.
+
+    Never through a symbolic link, and as root never in a directory another user can write
+    (fleet.files)."""
     log_path = Path(path)
     ensure_directory(log_path.parent, purpose="log files")
     try:
-        return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        return open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode, "log file")
     except PermissionError:
         raise PermissionProblem(f"cannot write log file {log_path}: permission denied",
                                 "fix its owner or mode, or choose another --logfile") from None
 
 
 def log_tail(path: Path | str, lines: int = 10) -> list[str]:
-    """The last `lines` lines of a log file (empty if it cannot be read)."""
+    """The last `lines` lines of a log file (empty if it cannot be read, is a link or is not
+    a regular file: root never prints a file a user pointed a log name at)."""
     try:
-        with open(path, "rb") as stream:
-            stream.seek(0, os.SEEK_END)
-            size = stream.tell()
-            stream.seek(max(0, size - 8192))
-            text = stream.read().decode(errors="replace")
+        fd = open_regular(path, os.O_RDONLY, what="log file")
+    except (OSError, FleetError):
+        return []
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - 8192), os.SEEK_SET)
+        text = os.read(fd, 8192).decode(errors="replace")
     except OSError:
         return []
+    finally:
+        os.close(fd)
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
@@ -135,23 +157,72 @@ def resolve_ids(user: str | None, group: str | None) -> tuple[int | None, int | 
 
 
 def drop_privileges(uid: int | None, gid: int | None) -> None:
-    """Become uid/gid (group first, while we may still change it)."""
-    if gid is not None and gid != os.getgid():
-        os.setgroups([gid])
-        os.setgid(gid)
-    if uid is not None and uid != os.getuid():
-        if gid is None:
-            os.setgroups([])
-        os.setuid(uid)
-        os.environ["HOME"] = pwd.getpwuid(uid).pw_dir
+    """Become uid/gid for good: real, effective and saved ids, and supplementary groups.
+
+    With a user, its groups (initgroups, with `gid` or its primary group); with a group
+    alone, that group only: the launcher's supplementary groups never stay (also when `gid`
+    is the launcher's own). Checked afterwards: if root could be regained, we stop here.
+    Only root changes anything (`resolve_ids` refuses ids that need root to anyone else)."""
+    if (uid is None and gid is None) or os.geteuid() != 0:
+        return
+    user = pwd.getpwuid(uid) if uid is not None else None
+    group = gid if gid is not None else user.pw_gid  # type: ignore[union-attr]
+    if user is not None:
+        os.initgroups(user.pw_name, group)
+    else:
+        os.setgroups([group])
+    os.setresgid(group, group, group)
+    if user is not None:
+        os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+        os.environ["HOME"] = user.pw_dir
+        os.environ["USER"] = os.environ["LOGNAME"] = user.pw_name
+    _check_dropped(uid, group)
 
 
-def give_to(path: Path | str, uid: int | None, gid: int | None) -> None:
-    """chown `path` to the user (and group) the process is about to become, if any."""
+def _check_dropped(uid: int | None, gid: int) -> None:
+    if os.getresgid() != (gid, gid, gid) or (uid is not None and (
+            os.getresuid() != (uid, uid, uid) or (uid != 0 and _can_become_root()))):
+        raise PermissionProblem("could not drop privileges for good",
+                                "run the node as the user directly instead of --uid/--gid")
+
+
+def _can_become_root() -> bool:
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def acting_as(uid: int | None, gid: int | None) -> Iterator[None]:
+    """Root only: act as `uid` (its groups, or `gid`) towards the file system for a while,
+    then be root again, so the files a node is given are created by their user: nothing is
+    chowned, and a link the user planted only reaches what the user can reach anyway.
+    Without a uid, or when not root, nothing changes (the files are written as who we are)."""
+    if uid is None or os.geteuid() != 0:
+        yield
+        return
+    user = pwd.getpwuid(uid)
+    group = gid if gid is not None else user.pw_gid
+    saved_groups, saved_gid = os.getgroups(), os.getegid()
+    os.setgroups(os.getgrouplist(user.pw_name, group))
+    os.setegid(group)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(saved_gid)
+        os.setgroups(saved_groups)
+
+
+def give_to(fd: int, uid: int | None, gid: int | None) -> None:
+    """fchown the open file `fd` to the user (and group) the process is about to become."""
     if uid is None and gid is None:
         return
     with contextlib.suppress(OSError):
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
 
 
 # -- pid files ---------------------------------------------------------------------------------
@@ -164,23 +235,25 @@ class PidFileContents:
 
 
 def read_pidfile(path: Path | str) -> PidFileContents | None:
-    """The pid (and node name) in a pid file; None if missing, empty or garbage."""
+    """The pid (and node name) in a pid file; None if missing, unreadable, a link, not a
+    regular file, or garbage (anything but a positive decimal pid on the first line)."""
     try:
-        text = Path(path).read_text()
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        text = read_bytes(path, limit=4096, what="pid file").decode("utf-8", "replace")
+    except (OSError, FleetError):
         return None
     lines = text.splitlines()
-    if not lines or not lines[0].strip().isdigit():
+    first = lines[0].strip() if lines else ""
+    if not (first.isascii() and first.isdigit()) or not 0 < int(first) <= MAX_PID:
         return None
     node = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
-    return PidFileContents(int(lines[0].strip()), node)
+    return PidFileContents(int(first), node)
 
 
 def pidfile_is_locked(path: Path | str) -> bool:
     """True if some process holds the pid file's lock (so its node is running)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        fd = open_regular(path, os.O_RDONLY, what="pid file")
+    except (OSError, FleetError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -212,29 +285,21 @@ class PidFile:
                          exit_code=EXIT_CANT_CREATE)
 
     def _try_create(self) -> bool:
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
+        with new_temporary(self.path, 0o644, "pid file") as (fd, temporary):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{os.getpid()}\n{self.node}\n".encode())
             os.fsync(fd)
             try:
-                os.link(temporary, self.path)
+                os.link(temporary, self.path)  # never replaces: only one of us wins
             except FileExistsError:
-                os.close(fd)
                 return False
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-        self._fd = fd
+            self._fd = os.dup(fd)  # the lock belongs to the open file: the dup keeps it
+            os.set_inheritable(self._fd, False)
         return True
 
     def _check_existing(self) -> None:
-        """The pid file exists: refuse if its node runs, remove it if stale."""
+        """The pid file exists: refuse if its node runs or it is not a pid file (a link,
+        garbage: the path may name a file that is not ours), remove it if stale."""
         contents = read_pidfile(self.path)
         if pidfile_is_locked(self.path):
             pid = contents.pid if contents else "?"
@@ -244,10 +309,17 @@ class PidFile:
                 f"{pid}`), or give this one another --pidfile",
                 exit_code=EXIT_CANT_CREATE,
             )
-        if contents is not None and contents.pid == os.getpid():
+        if os.path.islink(self.path):
+            raise FleetError(f"pid file {self.path} is a symbolic link; fleet never writes "
+                             "through one", f"remove it (`rm {self.path}`) or give another "
+                             "--pidfile", exit_code=EXIT_CANT_CREATE)
+        if contents is None:
+            if not self.path.exists():
+                return  # gone meanwhile: try again
+            raise ConfigError(f"{self.path} is not a pid file fleet wrote (it holds no pid)",
+                              "check --pidfile; if it is an old pid file, remove it")
+        if contents.pid == os.getpid():
             log.info("Taking over pid file %s (restarted in place)", self.path)
-        elif contents is None:
-            log.warning("Removing broken pid file %s (it held no pid)", self.path)
         else:
             log.warning("Removing stale pid file %s (pid %s is not a running node)",
                         self.path, contents.pid)

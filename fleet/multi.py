@@ -85,6 +85,9 @@ MULTI_OPTIONS: tuple[OptionDef, ...] = (
 )
 
 DEFAULT_RANGE_PREFIX = "w"
+#: Nodes one multi command may name: each is a process group on this host, and expanding a
+#: count of 100,000 took seconds and hundreds of MB (larger ones never came back).
+MAX_NODES = 1000
 SIGNAL_EXAMPLES = "e.g. -TERM, -KILL, -HUP, -INT, -QUIT, -USR1, -9, or --signal=TERM"
 
 _WORKER_BY_SPELLING = {s: o for o in WORKER_OPTIONS for s in (o.name, *o.aliases)}
@@ -342,13 +345,23 @@ def node_names_of(spec: MultiSpec) -> list[str]:
             "give a count (fleet multi start 3) or names (fleet multi start web img)",
         )
     if len(spec.positionals) == 1 and _NUMBER.fullmatch(spec.positionals[0]):
-        names = _counted_names(spec, int(spec.positionals[0]))
+        given = spec.positionals[0]
+        count = _whole(given)
+        _check_count(count, f"node count {given[:20]}{'...' if len(given) > 20 else ''}")
+        names = _counted_names(spec, count)
     else:
         names = _given_names(spec)
     for name in names:
         _check_name(name)
     _check_unique(names)
     return names
+
+
+def _check_count(count: int, given: str) -> None:
+    if count > MAX_NODES:
+        raise UsageError(f"{given}: more than {MAX_NODES} nodes for one fleet multi command",
+                         f"give at most {MAX_NODES}; for more, start them in groups with "
+                         "--range-prefix or --prefix, or run them on more hosts")
 
 
 def _counted_names(spec: MultiSpec, count: int) -> list[str]:
@@ -366,6 +379,7 @@ def _counted_names(spec: MultiSpec, count: int) -> list[str]:
 
 
 def _given_names(spec: MultiSpec) -> list[str]:
+    _check_count(len(spec.positionals), f"{len(spec.positionals)} node names")
     if spec.range_prefix is not None:
         raise UsageError(
             "--range-prefix applies to a node count, not to node names",
@@ -497,10 +511,10 @@ def _resolve_selector(selector: str, names: list[str], given_as: str | None) -> 
 def _resolve_entry(entry: str, names: list[str]) -> list[int]:
     """A number is a position, `a-b` a range of positions, anything else a short or full name."""
     if _NUMBER.fullmatch(entry):
-        return [_position(int(entry), len(names))]
+        return [_position(_whole(entry), len(names))]
     bounds = _RANGE.fullmatch(entry)
     if bounds:
-        first, last = int(bounds[1]), int(bounds[2])
+        first, last = _whole(bounds[1]), _whole(bounds[2])
         if first > last:
             raise _NoMatch(f"the range {entry} is reversed (write {last}-{first})")
         return list(range(_position(first, len(names)), _position(last, len(names)) + 1))
@@ -510,6 +524,13 @@ def _resolve_entry(entry: str, names: list[str]) -> list[int]:
     if not found:
         raise _NoMatch(f"no node is named {entry!r}")
     return found
+
+
+def _whole(digits: str) -> int:
+    """A decimal number typed by a user, where anything above 10**9 means "too many" (int()
+    of thousands of digits is an error of its own, and slow)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 9 else 10**9
 
 
 def _position(number: int, count: int) -> int:

@@ -12,6 +12,8 @@ Exit codes live here, in one place, so scripts and supervisors can rely on them.
 
 from __future__ import annotations
 
+from fleet.masking import mask_text
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  #: a command ran and something it did failed (a task failed, a node FAILED)
 EXIT_USAGE = 2  #: bad arguments, bad node specs, unknown options (click's own code too)
@@ -45,7 +47,7 @@ class FleetError(Exception):
     def one_line(self) -> str:
         """The message and hint as a single line (newlines folded) for stderr."""
         text = f"{self.message}; {self.hint}" if self.hint else self.message
-        return " ".join(text.split())
+        return mask_text(" ".join(text.split()))
 
 
 class UsageError(FleetError):
@@ -73,7 +75,7 @@ def describe_failure(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, FleetError):
         return exc.one_line(), exc.exit_code
     module = type(exc).__module__
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = mask_text(" ".join(str(exc).split())) or type(exc).__name__
     if module.startswith(("redis", "sqlite3")) or isinstance(exc, ConnectionError):
         return (f"broker error: {type(exc).__name__}: {text}; check that the broker is "
                 "reachable and try again", EXIT_BROKER)

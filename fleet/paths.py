@@ -31,6 +31,15 @@ def state_dir() -> Path:
     return Path(base).expanduser() / "fleet"
 
 
+def hand_on_state_dir() -> Path:
+    """Pin the state directory in $FLEET_STATE_DIR before becoming another user (--uid): after
+    the switch it would follow that user's HOME, and a node would use another embedded
+    broker than the root CLI that started it (and that later asks it)."""
+    directory = state_dir()
+    os.environ["FLEET_STATE_DIR"] = str(directory)
+    return directory
+
+
 def default_broker_db() -> Path:
     """The embedded SQLite broker's file when no broker is configured."""
     return state_dir() / "broker.db"

@@ -174,3 +174,54 @@ def manual_clock():
     from fleet.engine.transport.clock import ManualClock
 
     return ManualClock(start=float(int(time.time())))
+
+
+@dataclass(frozen=True)
+class SystemUser:
+    """An unprivileged user made for the test session: its own primary group and one
+    supplementary group, so a privilege drop can be checked against both."""
+
+    name: str
+    uid: int
+    gid: int
+    extra_group: str
+    extra_gid: int
+
+
+@pytest.fixture(scope="session")
+def system_user() -> Iterator[SystemUser]:
+    """A real user (useradd), removed at the end of the session. Needs root: CI runs as root
+    and so does every privilege test; elsewhere they are skipped."""
+    import grp
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root): creates a user with useradd")
+    tag = uuid.uuid4().hex[:8]
+    name, extra = f"fltu{tag}", f"fltg{tag}"
+    subprocess.run(["groupadd", extra], check=True, capture_output=True)
+    try:
+        subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", "--user-group", "--groups", extra, name],
+                       check=True, capture_output=True)
+        try:
+            entry = pwd.getpwnam(name)
+            yield SystemUser(name, entry.pw_uid, entry.pw_gid, extra, grp.getgrnam(extra).gr_gid)
+        finally:
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+    finally:
+        subprocess.run(["groupdel", extra], check=False, capture_output=True)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A root-owned 0755 directory in /tmp that any user can traverse (pytest's tmp_path sits
+    under a 0700 directory, out of reach of a user a test drops to); removed afterwards."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="fleet-test-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -120,6 +120,14 @@ def _file_problems(path: Any, check_config: Any) -> list[str]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         return [f"{path}: not valid TOML ({exc})"]
+    except (UnicodeDecodeError, RecursionError):
+        from fleet.config_file import load_config
+
+        try:
+            load_config(path)  # says what is wrong, as every other command would
+        except ConfigError as exc:
+            return [exc.one_line()]
+        return [f"{path}: cannot read it"]
     except OSError as exc:
         return [f"{path}: cannot read it ({exc.strerror})"]
     _, problems = check_config(data, path)

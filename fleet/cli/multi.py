@@ -152,7 +152,11 @@ class _View:
             click.echo(text)
 
     def __call__(self, event: Any) -> None:
+        from fleet.masking import mask_text
+
         kind = event.kind
+        event = type(event)(event.node, kind, mask_text(event.text),
+                            tuple(mask_text(line) for line in event.details))
         if kind == "waiting":
             self.note(f"> Waiting for {event.text}: {event.node}")
             return
@@ -369,8 +373,10 @@ def _nodes_or_known(spec: Any, positionals: Sequence[str]) -> list[Any]:
 
 
 def _do_show(spec: Any, view: _View) -> int:
+    from fleet.masking import mask_argv
+
     for record in _nodes_or_known(spec, spec.positionals):
-        click.echo(shlex.join(record.argv))
+        click.echo(shlex.join(mask_argv(record.argv)))  # passwords masked: README, Security
     return 0
 
 
@@ -381,6 +387,7 @@ def _do_names(spec: Any, view: _View) -> int:
 
 
 def _do_get(spec: Any, view: _View) -> int:
+    from fleet.masking import mask_argv
     from fleet.multi import select_nodes
 
     if not spec.positionals:
@@ -388,7 +395,7 @@ def _do_get(spec: Any, view: _View) -> int:
     wanted, *rest = spec.positionals
     records = _nodes_or_known(spec, rest)
     for record in select_nodes(records, [wanted]):
-        click.echo(shlex.join(record.argv[1:]))
+        click.echo(shlex.join(mask_argv(record.argv[1:])))
     return 0
 
 

@@ -20,7 +20,13 @@ import click
 
 from fleet.app_options import split_list
 from fleet.cli.context import CliContext, global_options, pass_cli
-from fleet.operator_errors import EXIT_FAILURE, EXIT_UNAVAILABLE, FleetError, UsageError
+from fleet.operator_errors import (
+    EXIT_FAILURE,
+    EXIT_UNAVAILABLE,
+    FleetError,
+    PermissionProblem,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from fleet.engine.control import Command
@@ -190,8 +196,8 @@ def _broadcast(app: Any, name: str, arguments: dict[str, Any], destination: list
     try:
         return app.control.broadcast(name, arguments, destination, True, timeout)
     except FleetError as exc:
-        if isinstance(exc, UsageError):
-            raise
+        if isinstance(exc, UsageError | PermissionProblem):
+            raise  # ours to fix, not the broker's: its own line and exit code
         problem = exc.one_line()
     except Exception as exc:
         if not _is_broker_error(exc):

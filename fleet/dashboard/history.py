@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.files import check_directory, existing_regular, make_directory, open_regular
+
 #: Seconds per bucket of the event counts behind the charts.
 BUCKET = 10
 #: Event type -> the state it puts the task in.
@@ -195,9 +197,14 @@ class History:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The file holds the session secret: readable by its owner only.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        make_directory(self.path.parent, 0o700, "the dashboard's history")
+        check_directory(self.path.parent, f"the dashboard's history {self.path}")
+        # The file holds the session secret: readable by its owner only; never through a
+        # link (SQLite would follow one), and as root never in another user's directory.
+        # An existing one is not opened: closing a descriptor of it would drop this
+        # process's SQLite locks on it.
+        if not existing_regular(self.path, "history file"):
+            os.close(open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600, "history file"))
         self._db().executescript(_SCHEMA)  # (executescript manages its own transaction)
 
     # -- connections ---------------------------------------------------------------------------

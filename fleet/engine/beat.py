@@ -235,7 +235,12 @@ class Scheduler:
         """A run claimed long ago but never recorded: its beat died between the two. Record
         it as run at its claim time (it may have been sent), so the entry goes on."""
         text = self.broker.get_value(claim_key)
-        claim = json.loads(text) if text else None
+        claim = _decode(text, ("at", "owner"))
+        if claim is None and text:  # garbage in the broker: no beat is recording this run
+            log.warning("Beat: the claim %s in the broker is not one a beat wrote; counting "
+                        "that run of %s as done now", claim_key, entry.name)
+            self._remember(entry, now, ran=True, task_id=None)
+            return
         if not claim or now - claim["at"] < self.lease_seconds:
             return  # the claimer is recording it right now
         log.warning("Beat: %s claimed the run of %s at %s but never recorded it (it died?); "
@@ -260,8 +265,19 @@ class Scheduler:
             self.broker.set_values([StoredResult(key, value)])
 
     def last_run(self, name: str) -> dict | None:
-        text = self.broker.get_value(LAST_PREFIX + name)
-        return json.loads(text) if text else None
+        """The entry's last-run record; a corrupt one (anything but what `_remember`
+        writes) is said once in the log and replaced by "first seen now", so the entry goes
+        on with its schedule: a value in the broker never stops the beat (or its node)."""
+        key = LAST_PREFIX + name
+        text = self.broker.get_value(key)
+        record = _decode(text, ("at",))
+        if text and record is None:
+            now = self.clock()
+            log.warning("Beat: the last-run record %s in the broker is corrupt (%.60r); "
+                        "replaced: %s counts as first seen now", key, text, name)
+            record = {"at": now, "ran": False, "task_id": None}
+            self.broker.set_values([StoredResult(key, json.dumps(record))])
+        return record
 
     def stop(self) -> None:
         """Give the lease up (a standby takes over at once) and stop sending."""
@@ -290,6 +306,23 @@ class Scheduler:
                          "next_run": _iso(next_run(entry, record, now)),
                          "args": entry.args, "kwargs": entry.kwargs, "options": entry.options})
         return rows
+
+
+def _decode(text: str | None, required: tuple[str, ...]) -> dict | None:
+    """A record a beat wrote (JSON object, "at" a finite time, the `required` keys), or None."""
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or any(key not in record for key in required):
+        return None
+    at = record.get("at")
+    if isinstance(at, bool) or not isinstance(at, int | float) or \
+            not 0 <= at < 253402300800:  # (year 10000: datetime's end; NaN fails too)
+        return None
+    return record
 
 
 def next_run(entry: Entry, record: dict | None, now: float) -> float:

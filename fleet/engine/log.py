@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from fleet.masking import mask_text
 from fleet.nodenames import format_node
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -52,6 +53,14 @@ class _FdStream:
         return self.fd
 
 
+class MaskingFormatter(logging.Formatter):
+    """Masks the password of any URL in a log line (and its traceback): whatever logs a
+    broker URL, a log file never holds it in clear (fleet.masking)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
+
+
 def setup_logging(nodename: str, role: str, level: int, logfile_template: str | None,
                   index: int = 0) -> int | None:
     """Configure the root logger for one process of a node; return the log file's fd."""
@@ -65,7 +74,7 @@ def setup_logging(nodename: str, role: str, level: int, logfile_template: str | 
         stream = sys.stderr
     handler = logging.StreamHandler(stream)
     label = f"{nodename} {role}".replace("%", "%%")
-    handler.setFormatter(logging.Formatter(f"[%(asctime)s: %(levelname)s/{label}] %(message)s"))
+    handler.setFormatter(MaskingFormatter(f"[%(asctime)s: %(levelname)s/{label}] %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

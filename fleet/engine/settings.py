@@ -45,12 +45,13 @@ class Setting:
             converted = checker(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{where}{self.name} = {value!r} is not valid: expected {_EXPECTED[self.kind]}",
+                f"{where}{self.name} = {masked_setting(self.name, value)!r} is not valid: "
+                f"expected {_EXPECTED[self.kind]}",
                 str(exc) if str(exc) else None,
             ) from None
         if self.minimum is not None and converted is not None and converted < self.minimum:
             raise ConfigError(
-                f"{where}{self.name} = {value!r} is too small",
+                f"{where}{self.name} = {masked_setting(self.name, value)!r} is too small",
                 f"the minimum is {self.minimum}",
             )
         return converted
@@ -352,17 +353,21 @@ class Settings(Mapping):
         return {name: self[name] for name in SETTINGS if self.source(name) != "default"}
 
     def masked(self, only_changed: bool = False) -> dict[str, Any]:
-        """Settings with secrets (passwords in URLs) masked, for reports and `inspect conf`."""
-        from fleet.engine.transport import mask_url
-
+        """Settings with every secret masked, for reports, `config show` and `inspect conf`:
+        passwords in URLs, and inside dicts and lists (`broker_transport_options`) the
+        values of secret-looking keys and any URL (fleet.masking)."""
         names = self.changes() if only_changed else SETTINGS
-        shown = {}
-        for name in names:
-            value = self[name]
-            if SETTINGS[name].secret and isinstance(value, str):
-                value = mask_url(value)
-            shown[name] = value
-        return shown
+        return {name: masked_setting(name, self[name]) for name in names}
+
+
+def masked_setting(name: str, value: Any) -> Any:
+    """One setting's value fit to print (fleet.masking.mask_value)."""
+    from fleet.masking import MASK, mask_url, mask_value
+
+    if isinstance(value, str) and name in SETTINGS and SETTINGS[name].secret:
+        masked = mask_url(value)
+        return masked if "://" in value else (MASK if value else value)
+    return mask_value(value)
 
 
 _SETTING_GROUPS = {name.split("_", 1)[0] for name in SETTINGS}

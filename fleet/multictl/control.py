@@ -97,8 +97,10 @@ def _process(pid: int) -> psutil.Process | None:
 
 
 def _describe(process: psutil.Process) -> str:
+    from fleet.masking import mask_argv
+
     try:
-        return " ".join(process.cmdline())[:80] or process.name()
+        return " ".join(mask_argv(process.cmdline()))[:80] or process.name()
     except psutil.Error:
         return "?"
 
@@ -108,8 +110,10 @@ def probe(record: NodeRecord) -> NodeState:
     contents = read_pidfile(record.pidfile)
     if contents is not None:
         return _probe_pid(record, contents.pid)
-    if Path(record.pidfile).exists():
-        return NodeState(record, STALE, None, detail="pid file holds no pid")
+    if os.path.lexists(record.pidfile):
+        return NodeState(record, STALE, None, detail=(
+            f"{record.pidfile} holds no pid: it is not a pid file fleet wrote (or a link); "
+            "left alone: remove it if it is an old pid file"))
     if record.pid:
         process = _process(record.pid)
         if process is not None and _started_as_recorded(process, record) and \
@@ -147,8 +151,9 @@ def _started_as_recorded(process: psutil.Process, record: NodeRecord) -> bool:
 
 def remove_stale(state: NodeState, report: Report) -> None:
     """Report a stale pid file (or one naming someone else's process) and remove it,
-    unless a live process holds its lock (then it is somebody's, and stays)."""
-    if pidfile_is_locked(state.record.pidfile):
+    unless a live process holds its lock (then it is somebody's, and stays) or it holds no
+    pid (then it may be any file a --pidfile named: never removed)."""
+    if state.pid is None or pidfile_is_locked(state.record.pidfile):
         report(Event(state.record.name, "stale", state.detail))
         return
     with contextlib.suppress(FileNotFoundError):

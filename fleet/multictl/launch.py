@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import psutil
 
 from fleet.daemon import log_tail
+from fleet.masking import mask_text
 from fleet.multictl.state import NodeRecord
 from fleet.worker_setup.handshake import READY_ENV, Outcome
 from fleet.worker_setup.options import WorkerOptions, options_from_argv
@@ -322,11 +323,21 @@ def _read_available(fd: int) -> bytes:
 
 def _note_in_log(record: NodeRecord, text: str) -> None:
     """The node never got to its log (bad option, unwritable path): keep the reason there."""
+    from fleet.daemon import open_log_file
+    from fleet.operator_errors import FleetError
+
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    with contextlib.suppress(OSError):
-        record.main_log.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError), open(record.main_log, "a") as stream:
-        stream.write(f"[{stamp}: fleet multi] {record.name} did not start: {text}\n")
+    line = f"[{stamp}: fleet multi] {record.name} did not start: {mask_text(text)}\n"
+    try:  # never through a link, and as root never into a directory another user can write
+        fd = open_log_file(record.main_log)
+    except (OSError, FleetError):
+        return
+    try:
+        os.write(fd, line.encode("utf-8", "replace"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _failed(record: NodeRecord, reason: str, report: Report) -> StartResult:

@@ -32,6 +32,7 @@ from typing import Any
 
 from fleet.app_options import BOUNDS, COUNT, FLAG, NAMES, SECONDS, TEXT
 from fleet.config_file import FileConfig
+from fleet.multi import MAX_NODES
 from fleet.operator_errors import ConfigError, closest
 from fleet.worker_setup.options import multi_options
 
@@ -188,6 +189,9 @@ def _check_nodes(value: Any, at: str) -> list[ConfigError]:
         return [ConfigError(f"{at} = {value!r}: expected a node count or a list of names")]
     if isinstance(value, int) and value < 1:
         return [ConfigError(f"{at} = {value}: at least one node is needed")]
+    if (len(value) if isinstance(value, list) else value) > MAX_NODES:
+        return [ConfigError(f"{at}: more than {MAX_NODES} nodes",
+                            f"give at most {MAX_NODES} (each is a process group on this host)")]
     if isinstance(value, list) and (not value or not all(
             isinstance(name, str) and name for name in value)):
         return [ConfigError(f"{at} = {value!r}: expected a non-empty list of node names")]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from fleet.daemon import (
     DEFAULT_UMASK,
+    acting_as,
     detach_from_terminal,
     drop_privileges,
     ensure_directory,
@@ -37,7 +38,8 @@ from fleet.daemon import (
     parse_umask,
     resolve_ids,
 )
-from fleet.operator_errors import UsageError
+from fleet.operator_errors import PermissionProblem, UsageError
+from fleet.paths import hand_on_state_dir
 from fleet.signals import describe_wait_status
 from fleet.worker_setup.handshake import READY_ENV, Handshake, read_outcome, write_line
 
@@ -60,13 +62,7 @@ def detach(options: DetachOptions) -> Handshake:
     P0, before anything forks: they reach the terminal (or `fleet multi`) directly.
     """
     uid, gid = resolve_ids(options.uid, options.gid)
-    for directory in options.directories:
-        created = not directory.exists()
-        ensure_directory(directory)
-        if created:  # only what we made: never chown an existing /var/log to the node's user
-            give_to(directory, uid, gid)
-    log_fd = open_log_file(options.logfile)
-    give_to(options.logfile, uid, gid)
+    log_fd = prepare_node_files(options, uid, gid)
     inherited = os.environ.pop(READY_ENV, None)
     if inherited is not None:
         report_fd = _checked_fd(inherited)
@@ -84,6 +80,31 @@ def detach(options: DetachOptions) -> Handshake:
     if read_fd is not None:
         os.close(read_fd)
     return _session_leader(options, log_fd, report_fd, uid, gid)
+
+
+def prepare_node_files(options: DetachOptions, uid: int | None, gid: int | None) -> int:
+    """Before anything forks, while still root: the node's directories, its open log file,
+    and the state directory it must share with us; returns the log file's descriptor.
+
+    For a node that runs as another user (--uid), its files are made as that user
+    (`acting_as`): a link the user planted in its own log directory reaches nothing the user
+    could not reach anyway, and nothing needs a chown. Only a missing directory in a place
+    the user cannot write (/var/log/fleet) is made by root, and handed over by descriptor."""
+    if uid is not None:
+        hand_on_state_dir()
+    for directory in options.directories:
+        try:
+            ensure_directory(directory, owner=(uid, gid))
+        except PermissionProblem:
+            if uid is None:
+                raise
+            with acting_as(uid, gid):  # in the user's own directory: the user makes it
+                ensure_directory(directory)
+    with acting_as(uid, gid):
+        log_fd = open_log_file(options.logfile)
+    if uid is None:
+        give_to(log_fd, None, gid)
+    return log_fd
 
 
 def _checked_fd(text: str) -> int:

@@ -84,7 +84,9 @@ class Handshake:
         self._send("ready")
 
     def failed(self, reason: str) -> None:
-        self._send("failed " + " ".join(reason.split()))
+        from fleet.masking import mask_text  # the launcher prints it: no password in clear
+
+        self._send("failed " + mask_text(" ".join(reason.split())))
 
     def _send(self, line: str) -> None:
         if self.fd is None:

@@ -72,8 +72,21 @@ def test_tmpfiles_create_the_directories(tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     modes = {path: oct((root / path).stat().st_mode & 0o777)
-             for path in ("run/fleet", "var/log/fleet", "var/lib/fleet")}
-    assert modes == {"run/fleet": "0o755", "var/log/fleet": "0o755", "var/lib/fleet": "0o750"}
+             for path in ("var/log/fleet", "var/lib/fleet")}
+    assert modes == {"var/log/fleet": "0o755", "var/lib/fleet": "0o750"}
+
+
+def test_tmpfiles_give_the_fleet_user_no_directory_root_writes_into():
+    """/var/log/fleet is where supervisord (root) writes the programs' logs: owned by the
+    fleet user, it let that user plant links root would write through. Only the units'
+    state directory, which root never writes into, is the fleet user's."""
+    entries = {fields[1]: fields for line in (CONTRIB / "fleet.tmpfiles").read_text().splitlines()
+               if (fields := line.split()) and not line.startswith("#")}
+    assert entries["/var/log/fleet"][2:5] == ["0755", "root", "root"]
+    assert entries["/var/lib/fleet"][2:5] == ["0750", "fleet", "fleet"]
+    assert set(entries) == {"/var/log/fleet", "/var/lib/fleet"}
+    supervisor = (CONTRIB.parent / "supervisor" / "fleet.conf").read_text()
+    assert "stdout_logfile=/var/log/fleet/" in supervisor  # root's directory, root writes it
 
 
 def test_fleet_unit_runs_multi_start_stopwait_and_rolling_restart():

@@ -24,7 +24,13 @@ from fleet.daemon import (
     sd_notify,
     watchdog_interval,
 )
-from fleet.operator_errors import EXIT_CANT_CREATE, FleetError, UsageError
+from fleet.operator_errors import (
+    EXIT_CANT_CREATE,
+    EXIT_CONFIG,
+    ConfigError,
+    FleetError,
+    UsageError,
+)
 
 # -- pid files ---------------------------------------------------------------------------------
 
@@ -54,14 +60,48 @@ def test_a_pid_file_held_by_a_running_node_is_refused_and_left_alone(tmp_path):
         holder.release()
 
 
-@pytest.mark.parametrize("text", ["999999\nw1@h\n", "garbage\n", ""])
-def test_a_stale_or_broken_pid_file_nobody_locks_is_replaced(tmp_path, text):
+def test_a_stale_pid_file_nobody_locks_is_replaced(tmp_path):
     path = tmp_path / "w1.pid"
-    path.write_text(text)
+    path.write_text("999999\nw1@h\n")
     pidfile = PidFile(path, "w1@h")
     pidfile.acquire()
     try:
         assert read_pidfile(path).pid == os.getpid()
+    finally:
+        pidfile.release()
+
+
+@pytest.mark.parametrize("text", ["garbage\n", "", "root:x:0:0:root:/root:/bin/bash\n"])
+def test_a_file_that_is_not_a_pid_file_is_refused_and_left_alone(tmp_path, text):
+    """--pidfile naming some other file (/etc/passwd) must never remove it."""
+    path = tmp_path / "w1.pid"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is not a pid file fleet wrote") as refused:
+        PidFile(path, "w1@h").acquire()
+    assert refused.value.exit_code == EXIT_CONFIG and str(path) in refused.value.one_line()
+    assert path.read_text() == text
+
+
+def test_a_pid_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("12345\n")
+    (tmp_path / "w1.pid").symlink_to(target)
+    with pytest.raises(FleetError, match="is a symbolic link") as refused:
+        PidFile(tmp_path / "w1.pid", "w1@h").acquire()
+    assert refused.value.exit_code == EXIT_CANT_CREATE
+    assert target.read_text() == "12345\n" and (tmp_path / "w1.pid").is_symlink()
+
+
+def test_the_temporary_name_a_pid_file_is_written_under_cannot_be_planted(tmp_path):
+    """It used to be `.NAME.PID.tmp`, opened with O_TRUNC through links."""
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    (tmp_path / f".w1.pid.{os.getpid()}.tmp").symlink_to(target)
+    pidfile = PidFile(tmp_path / "w1.pid", "w1@h")
+    pidfile.acquire()
+    try:
+        assert target.read_text() == "keep\n"
+        assert read_pidfile(tmp_path / "w1.pid").pid == os.getpid()
     finally:
         pidfile.release()
 
@@ -91,7 +131,8 @@ def test_a_restart_in_place_keeps_the_pid_file_and_its_lock(tmp_path, monkeypatc
     assert not again.path.exists()
 
 
-@pytest.mark.parametrize("text", ["", "x\n", "-1\n", " \n12\n"])
+@pytest.mark.parametrize("text", ["", "x\n", "-1\n", " \n12\n", "0\n", "\u00b2\n",
+                                  "99999999999999999999\n", "\u0663\n"])
 def test_read_pidfile_refuses_garbage(tmp_path, text):
     (tmp_path / "w1.pid").write_text(text)
     assert read_pidfile(tmp_path / "w1.pid") is None
@@ -172,8 +213,22 @@ def test_give_to_nobody_changes_nothing(tmp_path):
     path = tmp_path / "f"
     path.write_text("")
     before = path.stat()
-    give_to(path, None, None)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        give_to(fd, None, None)
+    finally:
+        os.close(fd)
     assert (path.stat().st_uid, path.stat().st_gid) == (before.st_uid, before.st_gid)
+
+
+def test_a_log_file_that_is_a_link_is_refused_and_its_tail_never_printed(tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret:19000::::::\n")
+    (tmp_path / "w1.log").symlink_to(secret)
+    with pytest.raises(FleetError, match="symbolic link"):
+        open_log_file(tmp_path / "w1.log")
+    assert log_tail(tmp_path / "w1.log") == []
+    assert secret.read_text() == "root:$6$secret:19000::::::\n"
 
 
 # -- systemd ------------------------------------------------------------------------------------

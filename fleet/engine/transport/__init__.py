@@ -8,9 +8,7 @@ where they read the time, in `clock.py`.
 from __future__ import annotations
 
 import importlib
-import re
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from fleet.operator_errors import ConfigError
 from fleet.paths import default_broker_db
@@ -62,18 +60,9 @@ def open_transport(url: str, options: dict | None = None, *,
     return cls(url, options, clock)
 
 
-_PASSWORD = re.compile(r"^(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@.*)$",
-                       re.IGNORECASE)
-
-
 def mask_url(url: str | None) -> str:
-    """`redis://:secret@host/0` -> `redis://:********@host/0`; other URLs unchanged."""
-    if not url:
-        return ""
-    match = _PASSWORD.match(url)
-    if match and match.group("password"):
-        return f"{match.group('head')}********{match.group('tail')}"
-    parts = urlsplit(url)
-    if parts.query and "password=" in parts.query:
-        return re.sub(r"(password=)[^&]*", r"\1********", url)
-    return url
+    """`redis://:secret@host/0` -> `redis://:********@host/0` (fleet.masking, whatever the
+    password holds); other URLs unchanged."""
+    from fleet.masking import mask_url as mask
+
+    return mask(url)

@@ -24,6 +24,7 @@ from pathlib import Path
 from fleet.engine.transport.base import Transport
 from fleet.engine.transport.clock import Clock
 from fleet.exceptions import BrokerUnavailable
+from fleet.files import check_directory, existing_regular, make_directory, open_regular
 from fleet.operator_errors import ConfigError, PermissionProblem
 
 #: Version of the table layout. Version 2 added messages.eta; `_migrate` upgrades older
@@ -107,6 +108,7 @@ class SQLiteStore(Transport):
 
     def new_connection(self) -> sqlite3.Connection:
         self._ensure_file()
+        check_directory(self.path.parent, f"the SQLite broker {self.path}")  # (root only)
         try:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -121,13 +123,21 @@ class SQLiteStore(Transport):
         return conn
 
     def _ensure_file(self) -> None:
-        if self.path.exists():
+        """Create the database file (0600), never through a link (fleet.files): SQLite
+        itself follows links, so a link is refused here before it opens the file. An
+        existing file is only looked at, never opened: closing a descriptor of it would drop
+        the POSIX locks this process's SQLite connections hold on it."""
+        if existing_regular(self.path, "SQLite broker"):
             return
         directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            make_directory(directory, 0o755, "the SQLite broker")
+            os.close(open_regular(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600,
+                                  "SQLite broker"))
+        except FileExistsError:
+            existing_regular(self.path, "SQLite broker")  # made meanwhile: still no link
+        except FileNotFoundError:
+            return  # a missing directory (removed meanwhile): sqlite3 says what it cannot open
         except PermissionError:
             raise PermissionProblem(
                 f"cannot create the SQLite broker {self.path}: permission denied",

@@ -31,6 +31,9 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from fleet.files import make_directory, open_regular
+from fleet.operator_errors import FleetError
+
 #: Prefix of the abstract socket names (a leading NUL byte: no file in the filesystem).
 _ABSTRACT = b"\0fleet-wake-"
 
@@ -78,10 +81,12 @@ class WakeSocket:
             sock.bind(_ABSTRACT + sid.encode())
             sock.setblocking(False)
             for marker in markers:
-                marker.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
-                marker.touch()
+                make_directory(marker.parent, dir_mode)
+                # Exclusive and never through a link: the name is ours alone (random sid).
+                os.close(open_regular(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644,
+                                      "wake-up marker"))
                 made.append(marker)
-        except OSError:
+        except (OSError, FleetError):
             sock.close()
             for path in made:
                 with contextlib.suppress(OSError):

@@ -184,3 +184,29 @@ def test_a_run_claimed_by_a_beat_that_died_before_recording_it_does_not_stall_th
     successor.next_renew = 0
     successor.tick()
     assert sent(app) == ["t.tick"]  # ...and the entry goes on from the claim's time
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[1, 2]", '{"ran": true}', '{"at": "x"}',
+                                     '{"at": NaN}', '{"at": 1e400}', "[" * 5000])
+def test_a_corrupt_last_run_record_is_replaced_and_never_stops_the_beat(garbage, caplog):
+    """A value anyone with broker access wrote used to crash the beat (and a -B node)."""
+    app = make_app({"tick": {"task": "t.tick", "schedule": 10.0}})
+    app.broker.set_values([StoredResult(LAST_PREFIX + "tick", garbage)])
+    clock = Clock()
+    beat = Scheduler(app, owner="a", clock=clock)
+    beat.tick()
+    assert sent(app) == []  # counted as first seen now: due one interval later
+    assert "beat:last:tick" in caplog.text and "corrupt" in caplog.text
+    assert json.loads(app.broker.get_value(LAST_PREFIX + "tick"))["at"] == START
+    clock.now += 10
+    beat.tick()
+    assert sent(app) == ["t.tick"]
+    assert beat.describe()[0]["last_run"] is not None
+
+
+def test_a_garbage_claim_counts_its_run_as_done_instead_of_crashing():
+    app = make_app({"tick": {"task": "t.tick", "schedule": 10.0}})
+    app.broker.add_value("beat:claim:tick:first", "garbage", 60)
+    beat = Scheduler(app, owner="a", clock=Clock())
+    beat.tick()
+    assert beat.last_run("tick")["ran"] is True
