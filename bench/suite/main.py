@@ -39,7 +39,9 @@ MODES = {
 #: RQ forks a work horse per job (~50-100 jobs/s): it drains a fifth of N so a run stays
 #: within minutes; its rate is still a rate
 DRAIN_SHARE = {"rq": 0.2}
-SCENARIOS = ["enqueue", "drain", "roundtrip", "memory", "ops"]
+SCENARIOS = ["enqueue", "drain", "roundtrip", "memory", "ops", "dashboard"]
+#: recorded tasks for the dashboard scenario, per mode (the target speaks of 100,000)
+DASHBOARD_TASKS = {"quick": 10_000, "default": 100_000, "full": 100_000}
 #: the metrics each scenario yields per peer and round; a failed measurement records None for
 #: each, so that every peer's values stay aligned by round (ratios pair them by position)
 YIELDS = {
@@ -48,6 +50,15 @@ YIELDS = {
     "roundtrip": ["roundtrip.p50", "roundtrip.p99"],
     "memory": ["memory.pss", "memory.rss"],
     "ops": ["ops.start", "ops.start_cmd", "ops.ping_api", "ops.ping_cli", "ops.stopwait"],
+    "dashboard": ["dashboard.overview", "dashboard.tasks", "dashboard.tasks_filtered",
+                  "dashboard.tasks_deep"],
+}
+#: bench/dashboard's request labels -> our metric ids
+DASHBOARD_REQUESTS = {
+    "overview (/api/overview)": "dashboard.overview",
+    "task list, newest page (/api/tasks)": "dashboard.tasks",
+    "task list, FAILURE of one name": "dashboard.tasks_filtered",
+    "task list, 90% deep": "dashboard.tasks_deep",
 }
 
 
@@ -196,6 +207,27 @@ class Suite:
                  f"{found.start_to_ping:.2f}s, ping {found.ping_api:.3f}s ({found.replies} "
                  f"replies), cli ping {found.ping_cli:.2f}s, stopwait {found.stopwait:.2f}s")
 
+    def dashboard(self) -> None:
+        """fleet only: `bench/dashboard` on our Redis server's machine (it starts its own
+        private redis-server and dashboard), once per run: each figure is already a median."""
+        tasks = DASHBOARD_TASKS[self.args.mode]
+        progress(f"dashboard: recording {tasks:,} tasks, then timing the pages")
+        done = subprocess.run([sys.executable, str(BENCH / "dashboard"), "-n", str(tasks),
+                               "--rounds", "15", "--broker", "redis", "--json"],
+                              capture_output=True, text=True, timeout=900, check=False,
+                              env=self.env.base_env)
+        if done.returncode != 0:
+            for metric_id in YIELDS["dashboard"]:
+                self.metrics.add(metric_id, "fleet", None)
+            self.errors.append(f"dashboard: exit {done.returncode}: {done.stderr.strip()[-300:]}")
+            progress(f"dashboard: FAILED (exit {done.returncode})")
+            return
+        figures = json.loads(done.stdout)["requests"]
+        for label, metric_id in DASHBOARD_REQUESTS.items():
+            self.metrics.add(metric_id, "fleet", figures[label]["median_ms"])
+        progress("dashboard: " + ", ".join(f"{metric_id} {figures[label]['median_ms']:.1f} ms"
+                                           for label, metric_id in DASHBOARD_REQUESTS.items()))
+
     # -- profiles of misses -------------------------------------------------------------------
 
     def take_profiles(self, verdicts: list[targets.Verdict]) -> None:
@@ -284,6 +316,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             suite.rounds(scenario, getattr(suite, scenario))
     if "ops" in only:
         suite.ops()
+    if "dashboard" in only:
+        suite.dashboard()
     verdicts = targets.evaluate(dict(suite.metrics))
     if not args.no_profile:
         suite.take_profiles(verdicts)

@@ -21,6 +21,10 @@ SPECS: dict[str, tuple[str, str, str]] = {
     "ops.ping_cli": ("`inspect ping` command with ten nodes up", "s", "lower"),
     "ops.stopwait": ("`multi stopwait` of ten idle nodes", "s", "lower"),
     "ops.version": ("`--version` start-up", "s", "lower"),
+    "dashboard.overview": ("dashboard overview (/api/overview)", "ms", "lower"),
+    "dashboard.tasks": ("dashboard task list, newest page", "ms", "lower"),
+    "dashboard.tasks_filtered": ("dashboard task list, FAILURE of one name", "ms", "lower"),
+    "dashboard.tasks_deep": ("dashboard task list, a page 90% deep", "ms", "lower"),
 }
 
 

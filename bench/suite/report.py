@@ -23,6 +23,13 @@ SECTIONS = [
      "`multi stopwait` of the ten; `<cli> --version` (median of 5 runs per round).",
      ["ops.start", "ops.start_cmd", "ops.ping_api", "ops.ping_cli", "ops.stopwait",
       "ops.version"]),
+    ("7. The dashboard", "fleet only (Flower keeps no history to compare with): `bench/dashboard` "
+     "records N tasks (100,000 in the default mode; 3 events each, 20 names, 4 nodes) into a "
+     "dashboard's history through its own ingestion path, starts `fleet dashboard` on the "
+     "Redis broker and times HTTP requests over one keep-alive connection; each figure is the "
+     "median of 15 requests.",
+     ["dashboard.overview", "dashboard.tasks", "dashboard.tasks_filtered",
+      "dashboard.tasks_deep"]),
 ]
 
 DASH, TIMES = "\u2013", "\u00d7"  # en dash and multiplication sign, for ranges and ratios

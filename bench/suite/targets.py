@@ -129,9 +129,21 @@ def sqlite_drain(m: Metrics) -> Verdict:
                    f"{_fmt(value)} tasks/s", "drain-sqlite")
 
 
+def dashboard(m: Metrics) -> Verdict:
+    overview, tasks = median_of(m, "dashboard.overview"), median_of(m, "dashboard.tasks")
+    worst = max((value for value in (overview, tasks,
+                                     median_of(m, "dashboard.tasks_filtered"),
+                                     median_of(m, "dashboard.tasks_deep"))
+                 if value is not None), default=None)
+    return Verdict("Dashboard with 100,000 recorded tasks: overview and task list <= 0.5 s",
+                   _status(_all(_at_most(overview, 500.0), _at_most(worst, 500.0))),
+                   f"overview {_fmt(overview, '.1f', ' ms')}, task list {_fmt(tasks, '.1f', ' ms')}"
+                   f" (slowest page {_fmt(worst, '.1f', ' ms')})")
+
+
 CHECKS: list[Callable[[Metrics], Verdict]] = [
     drain_off, drain_on, enqueue_call, enqueue_batch, roundtrip, memory, multi_start,
-    multi_stopwait, inspect_ping, sqlite_drain]
+    multi_stopwait, inspect_ping, sqlite_drain, dashboard]
 
 
 def evaluate(metrics: Metrics) -> list[Verdict]:
