@@ -350,6 +350,7 @@ def test_the_worker_option_table_matches_the_brief():
         "--result-backend": ((), True),
         "--config": ((), True),
         "--concurrency": (("-c",), True),
+        "--pool": (("-P",), True),
         "--queues": (("-Q",), True),
         "--loglevel": (("-l", "-L"), True),
         "--logfile": (("-f",), True),
