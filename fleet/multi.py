@@ -7,7 +7,9 @@ fleet.toml's [multi] section (fleet/multictl/toml_section.py).
 
 Grammar, after the sub-command (`fleet multi start ...`):
 
-    NODES...          one integer N (count form: w1..wN) or node names (names form)
+    NODES...          at start (and with --spec): one integer N (count form: w1..wN) or
+                      node names (names form); after start, selectors of remembered nodes
+                      (see fleet/multictl/targets.py and `select_nodes`)
     -x VALUE, --opt VALUE, --opt=VALUE
                       a worker option for every node, or a multi option (the tables below)
     -x:SEL VALUE, --opt:SEL=VALUE, --opt:SEL VALUE
@@ -54,6 +56,11 @@ class OptionDef:
     name: str
     aliases: tuple[str, ...] = ()
     takes_value: bool = True
+    attribute: str = ""  #: the MultiSpec field it sets, when not named like the option
+
+    @property
+    def field(self) -> str:
+        return self.attribute or self.name[2:].replace("-", "_")
 
 
 # The options multi passes on to each node, in the order a node's argv lists them: those of
@@ -78,6 +85,7 @@ MULTI_OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("--timeout"),
     OptionDef("--signal"),
     OptionDef("--rolling", takes_value=False),
+    OptionDef("--spec", takes_value=False, attribute="as_start"),
     OptionDef("--json", takes_value=False),
     OptionDef("--quiet", ("-q",), takes_value=False),
     OptionDef("--verbose", takes_value=False),
@@ -121,6 +129,8 @@ class MultiSpec:
     timeout: float | None = None
     signal: Signals | None = None
     rolling: bool = False
+    #: --spec: NODES and options are read as start reads them (show, get, names, expand)
+    as_start: bool = False
     json: bool = False
     quiet: bool = False
     verbose: bool = False
@@ -265,7 +275,7 @@ def _take_value(given_as: str, pending: deque[str]) -> str:
 
 def _apply(spec: MultiSpec, given: _Given) -> None:
     if given.for_multi:
-        attribute = given.option.name[2:].replace("-", "_")
+        attribute = given.option.field
         convert = _MULTI_CONVERTERS.get(attribute, _as_given)
         setattr(spec, attribute, convert(given.value, given.given_as))
     elif given.selector is None:
@@ -382,6 +392,11 @@ def _full_name(given: str, spec: MultiSpec) -> str:
 
 def _check_name(name: str) -> None:
     short, _, host = name.partition("@")
+    if _NUMBER.fullmatch(short) or _RANGE.fullmatch(short):
+        raise UsageError(
+            f"invalid node name {name!r}: after start, {short} selects nodes by position",
+            "give one count (fleet multi start 3), or names that are not numbers (w1 w2)",
+        )
     if short and host and "@" not in host and not _BAD_NAME_CHARS.intersection(name):
         return
     raise UsageError(

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import os
 import selectors
+import shlex
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 
 import psutil
 
-from fleet.daemon import log_tail
+from fleet.daemon import INHERITED_ENV, log_tail
 from fleet.multictl.state import NodeRecord
 from fleet.worker_setup.handshake import READY_ENV, Outcome
 from fleet.worker_setup.options import WorkerOptions, options_from_argv
@@ -154,6 +155,20 @@ def _launch(record: NodeRecord, env: dict[str, str] | None) -> _Launch:
     os.set_blocking(read_fd, False)
     os.set_blocking(output_read, False)
     return _Launch(record, pid, read_fd, output_read)
+
+
+def shell_command(record: NodeRecord, environ: Mapping[str, str]) -> str:
+    """One shell line that runs the node as `start` runs it (`fleet multi get`): into its
+    directory, with the environment it gets from multi (`environ`: the FLEET_* variables and
+    PYTHONPATH; what else a node needs is in its argv), then its recorded command, every part
+    quoted for a POSIX shell."""
+    variables = [f"{name}={value}" for name, value in sorted(environ.items())
+                 if (name.startswith("FLEET_") or name == "PYTHONPATH") and
+                 name not in (READY_ENV, INHERITED_ENV)]
+    line = f"cd {shlex.quote(record.workdir)} && "
+    if variables:
+        line += shlex.join(["env", *variables]) + " "
+    return line + shlex.join(record.argv)
 
 
 def _forkable(record: NodeRecord) -> WorkerOptions | None:
