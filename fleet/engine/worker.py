@@ -1,5 +1,8 @@
 """A node's main process: one single-threaded loop that alone talks to the broker.
 
+(With --pool solo or threads, tasks run on other threads of this process; the loop keeps
+its own, so nothing below changes: see fleet.engine.pools.)
+
 Each turn of the loop waits (selectors) on: the signal pipe, every child's result pipe, and
 the broker subscription (broadcasts and new-message wakeups), with a timeout set by the next
 thing due (an ETA, a time limit, a heartbeat, a timer). Then it:

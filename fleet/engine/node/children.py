@@ -3,13 +3,13 @@
 It spawns children into their slots (`fleet.engine.pool` does the forking and the pipes;
 in the solo and threads pools `fleet.engine.threadpool` starts threads of the main process
 instead, behind the same interface), reads their outcomes and hands them to the settler,
-reaps them, and replaces them. A child
-that does not come up counts as a boot failure: before the node is ready, a few in a row
-stop the node (an app that cannot boot must not respawn forever); afterwards a replacement
-is retried with backoff, never given up, so recycling cannot wedge a node. It enforces the
-time limits of running tasks (soft: SIGUSR1 into the task; hard: the child's whole process
-group is terminated and a new child takes the slot), and grows and shrinks the pool (TTIN,
-TTOU, remote pool_grow/pool_shrink, the autoscaler).
+reaps them, and replaces them. A child that does not come up counts as a boot failure:
+before the node is ready, a few in a row stop the node (an app that cannot boot must not
+respawn forever); afterwards a replacement is retried with backoff, never given up, so
+recycling cannot wedge a node. It enforces the time limits of running tasks (soft: SIGUSR1
+into the task; hard: the child's whole process group is terminated and a new child takes
+the slot), and grows and shrinks the pool (TTIN, TTOU, remote pool_grow/pool_shrink, the
+autoscaler). What the solo and threads pools cannot do is refused (fleet.engine.pools).
 """
 
 from __future__ import annotations
