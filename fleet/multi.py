@@ -23,6 +23,8 @@ Grammar, after the sub-command (`fleet multi start ...`):
 Rules that differ from `celery multi` on purpose (its behaviour is the reason):
 - an option means the same whatever its spelling: `-c:1 10` overrides `--concurrency=3`;
 - ranges and lists work in the names form too; a bad selector is an error, never ignored;
+- after start a number always selects a remembered node by position (celery's `stop 3`
+  rebuilds three nodes from the start arguments), so no node may be named like one;
 - a value-taking option never takes an option-looking token as its value (write `--opt=-x`);
 - a per-node option given later wins over an earlier one for the same node; a global option
   given twice keeps the last value.

@@ -194,14 +194,18 @@ def test_task_events_are_sent(app, nodes, pool):
 
 # == what only threads and solo do ===============================================================
 
-def test_threads_run_io_bound_tasks_at_the_same_time(app, nodes):
-    start(nodes, "threads", concurrency=4)
-    from testapp import sleep
+def test_threads_run_io_bound_tasks_at_the_same_time(app, nodes, tmp_path):
+    node = start(nodes, "threads", concurrency=4)
+    from testapp import block
 
-    begun = time.monotonic()
-    results = [sleep.delay(1.0) for _ in range(4)]
-    assert [r.get(timeout=15) for r in results] == [1.0] * 4
-    assert time.monotonic() - begun < 2.5  # four 1 s sleeps side by side, not 4 s
+    gate = tmp_path / "gate"
+    markers = [tmp_path / f"running-{n}" for n in range(4)]
+    results = [block.delay(str(gate), str(marker)) for marker in markers]
+    # all four run at once: each waits for the gate, which opens only once all have begun
+    wait_for(lambda: all(marker.exists() for marker in markers), 15,
+             message="four tasks running side by side")
+    gate.touch()
+    assert [r.get(timeout=15) for r in results] == [node.pid] * 4
 
 
 def test_solo_runs_one_task_at_a_time(app, nodes, tmp_path):
@@ -219,17 +223,18 @@ def test_solo_runs_one_task_at_a_time(app, nodes, tmp_path):
 @pytest.mark.parametrize("pool", IN_PROCESS)
 def test_terminating_a_running_task_is_refused_and_it_runs_to_its_end(
         app, nodes, pool, tmp_path, env):
-    start(nodes, pool)
-    from testapp import sleep
+    node = start(nodes, pool)
+    from testapp import block
 
-    marker = str(tmp_path / "job")
-    result = sleep.delay(1.0, marker)
-    wait_for(lambda: started(marker), 10, message="the task to start")
+    marker, gate = tmp_path / "job", tmp_path / "gate"
+    result = block.delay(str(gate), str(marker))
+    wait_for(marker.exists, 10, message="the task to start")
     done = run_fleet("control", "terminate", "KILL", result.id, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"cannot terminate {result.id}" in done.stdout + done.stderr
     assert f"in the {pool} pool" in done.stdout + done.stderr
-    assert result.get(timeout=10) == 1.0  # it stays revoked, but it was already running
+    gate.touch()
+    assert result.get(timeout=10) == node.pid  # it stays revoked, but it was running
 
 
 @pytest.mark.parametrize("pool", IN_PROCESS)
