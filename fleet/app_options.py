@@ -50,6 +50,8 @@ class Option:
     multi: bool = True
     #: The node expands %n, %i and %I in it again itself, per process (its files).
     node_expands: bool = False
+    #: The only values it takes (a text option), or () for any.
+    choices: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -78,6 +80,8 @@ class Option:
             return seconds
         if self.kind == FLAG:
             raise ValueError(f"{self.name} is a flag and takes no value")
+        if self.choices and text not in self.choices:
+            raise ValueError(f"{self.name}: {text!r} is not one of {', '.join(self.choices)}")
         return text
 
 

@@ -6,8 +6,8 @@ What is masked (with `********`):
   part ends at the *last* `@` of the URL, as URL parsers read it (a password with `@`, `/`,
   `?` or `#` in it used to leak its tail), and a `password=` query parameter;
 * in dicts and lists (settings such as `broker_transport_options`), the value of every key
-  that names a secret (password, passwd, secret, token, credential(s), api key, auth, sasl
-  password...), and every URL anywhere in them;
+  that names a secret (password, passwd, secret, token, credential(s), api key, security/signing
+  key, auth, sasl password...), and every URL anywhere in them;
 * in command lines (`fleet multi show/get`), each argument as text, and `NAME=VALUE`
   overrides whose VALUE is JSON or whose NAME names a secret.
 
@@ -29,7 +29,7 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&;](?:password|passwd|pass|secret|token)=)[^&;#\s]*")
 _SECRET_KEY = re.compile(
     r"(?i)(pass(word|wd|phrase)?|secret|token|credentials?|api[_-]?key|auth|"
-    r"private[_-]?key|sasl)(?![a-z])")
+    r"private[_-]?key|(security|signing|hmac)[_-]?keys?|sasl)(?![a-z]|_(file|path)s?(?![a-z]))")
 _ASSIGNMENT = re.compile(r"(?s)(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>.*)")
 
 
@@ -76,19 +76,27 @@ def mask_value(value: Any, depth: int = 0) -> Any:
 
 def mask_argument(argument: str) -> str:
     """One command-line argument: URLs masked, and `NAME=VALUE` overrides (after `--`) whose
-    NAME names a secret, or whose VALUE is a JSON container holding one."""
+    NAME names a secret, or whose VALUE is a JSON container holding one. An argument is one
+    value, so a URL in it is masked whole even when its password holds a space."""
     found = _ASSIGNMENT.fullmatch(argument)
     if found and not argument.startswith("-"):
-        name, value = found.group("name"), found.group("value")
-        if is_secret_key(name) and value:
-            return f"{name}={MASK}"
-        if value[:1] in ("{", "["):
-            try:
-                parsed = json.loads(value)
-            except (ValueError, RecursionError):
-                return mask_text(argument)
-            return f"{name}={json.dumps(mask_value(parsed), separators=(',', ':'))}"
-    return mask_text(argument)
+        return _mask_assignment(found.group("name"), found.group("value"))
+    option, equals, value = argument.partition("=")
+    if argument.startswith("-") and equals and _URL.match(value):
+        return f"{option}={mask_url(value)}"
+    return mask_url(argument) if _URL.match(argument) else mask_text(argument)
+
+
+def _mask_assignment(name: str, value: str) -> str:
+    if is_secret_key(name) and value:
+        return f"{name}={MASK}"
+    if value[:1] in ("{", "["):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            return mask_text(f"{name}={value}")
+        return f"{name}={json.dumps(mask_value(parsed), separators=(',', ':'))}"
+    return f"{name}={mask_url(value) if _URL.match(value) else mask_text(value)}"
 
 
 def mask_argv(argv: list[str] | tuple[str, ...]) -> list[str]:

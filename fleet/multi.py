@@ -7,7 +7,9 @@ fleet.toml's [multi] section (fleet/multictl/toml_section.py).
 
 Grammar, after the sub-command (`fleet multi start ...`):
 
-    NODES...          one integer N (count form: w1..wN) or node names (names form)
+    NODES...          at start (and with --spec): one integer N (count form: w1..wN) or
+                      node names (names form); after start, selectors of remembered nodes
+                      (see fleet/multictl/targets.py and `select_nodes`)
     -x VALUE, --opt VALUE, --opt=VALUE
                       a worker option for every node, or a multi option (the tables below)
     -x:SEL VALUE, --opt:SEL=VALUE, --opt:SEL VALUE
@@ -21,6 +23,8 @@ Grammar, after the sub-command (`fleet multi start ...`):
 Rules that differ from `celery multi` on purpose (its behaviour is the reason):
 - an option means the same whatever its spelling: `-c:1 10` overrides `--concurrency=3`;
 - ranges and lists work in the names form too; a bad selector is an error, never ignored;
+- after start a number always selects a remembered node by position (celery's `stop 3`
+  rebuilds three nodes from the start arguments), so no node may be named like one;
 - a value-taking option never takes an option-looking token as its value (write `--opt=-x`);
 - a per-node option given later wins over an earlier one for the same node; a global option
   given twice keeps the last value.
@@ -54,6 +58,11 @@ class OptionDef:
     name: str
     aliases: tuple[str, ...] = ()
     takes_value: bool = True
+    attribute: str = ""  #: the MultiSpec field it sets, when not named like the option
+
+    @property
+    def field(self) -> str:
+        return self.attribute or self.name[2:].replace("-", "_")
 
 
 # The options multi passes on to each node, in the order a node's argv lists them: those of
@@ -78,6 +87,8 @@ MULTI_OPTIONS: tuple[OptionDef, ...] = (
     OptionDef("--timeout"),
     OptionDef("--signal"),
     OptionDef("--rolling", takes_value=False),
+    OptionDef("--spec", takes_value=False, attribute="as_start"),
+    OptionDef("--reveal-secrets", takes_value=False),
     OptionDef("--json", takes_value=False),
     OptionDef("--quiet", ("-q",), takes_value=False),
     OptionDef("--verbose", takes_value=False),
@@ -124,6 +135,10 @@ class MultiSpec:
     timeout: float | None = None
     signal: Signals | None = None
     rolling: bool = False
+    #: --spec: NODES and options are read as start reads them (show, get, names, expand)
+    as_start: bool = False
+    #: get: print passwords in clear (for pasting); every other output masks them
+    reveal_secrets: bool = False
     json: bool = False
     quiet: bool = False
     verbose: bool = False
@@ -268,7 +283,7 @@ def _take_value(given_as: str, pending: deque[str]) -> str:
 
 def _apply(spec: MultiSpec, given: _Given) -> None:
     if given.for_multi:
-        attribute = given.option.name[2:].replace("-", "_")
+        attribute = given.option.field
         convert = _MULTI_CONVERTERS.get(attribute, _as_given)
         setattr(spec, attribute, convert(given.value, given.given_as))
     elif given.selector is None:
@@ -396,6 +411,11 @@ def _full_name(given: str, spec: MultiSpec) -> str:
 
 def _check_name(name: str) -> None:
     short, _, host = name.partition("@")
+    if _NUMBER.fullmatch(short) or _RANGE.fullmatch(short):
+        raise UsageError(
+            f"invalid node name {name!r}: after start, {short} selects nodes by position",
+            "give one count (fleet multi start 3), or names that are not numbers (w1 w2)",
+        )
     if short and host and "@" not in host and not _BAD_NAME_CHARS.intersection(name):
         return
     raise UsageError(

@@ -66,7 +66,8 @@ class Framework(abc.ABC):
 
     @abc.abstractmethod
     def multi_argv(self, command: str) -> list[str]:
-        """The `<cli> multi COMMAND 10 ...` command line, the same for start and stopwait."""
+        """The `<cli> multi COMMAND ...` command line for the ten nodes (celery repeats the
+        start arguments for stopwait; fleet multi remembers them)."""
 
     @abc.abstractmethod
     def ping(self, timeout: float) -> int:
@@ -151,6 +152,8 @@ class FleetOps(Framework):
             raise Unavailable(f"not available in this build (no `fleet {names}`)")
 
     def multi_argv(self, command: str) -> list[str]:
+        if command != "start":  # after start, multi remembers the nodes and their options
+            return [str(self.env.bin_dir / "fleet"), "multi", command]  # (all of them)
         return [str(self.env.bin_dir / "fleet"), "multi", command, str(NODES), "-A",
                 "fleet_tasks", "-b", self.env.redis_url, "-c", "2", "-l", "warning",
                 f"--pidfile={self.state}/%n.pid", f"--logfile={self.state}/%n%I.log"]

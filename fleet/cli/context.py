@@ -40,6 +40,8 @@ def click_option(option: Option, **extra: Any) -> Any:
         settings["type"] = click.IntRange(min=1)
     elif option.kind == SECONDS:
         settings["type"] = click.FloatRange(min=0, min_open=True)
+    elif option.choices:
+        settings["type"] = click.Choice(option.choices)
     if option.default is not None:
         settings["default"] = option.default
     if option.show_default:

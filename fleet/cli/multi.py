@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -40,14 +39,29 @@ Commands:
   status [NODES]       node, pid, state, consuming (a fresh heartbeat at the broker),
                        uptime, memory, children, log file (--json); exit 0 when all
                        run and consume, 3 otherwise
-  show [NODES]         each node's full command line (no NODES: as for start)
-  get NODE [NODES]     one node's arguments
+  show [NODES]         each node's full command line
+  get NODE             one node's command, ready to paste into a shell: cd to its
+                       directory, env with multi's FLEET_* and PYTHONPATH, its
+                       interpreter and arguments (it runs the node as start does);
+                       passwords are masked unless --reveal-secrets
   names [NODES]        the node names
   expand TEMPLATE [NODES]   TEMPLATE expanded once per node
 \b
 NODES at start: a count (`3`: w1@HOST..w3@HOST, --range-prefix changes w) or names
-(`web img`, `web@%h`; --prefix P, -n/--hostname H for the host part). Later commands
-name nodes as at start (`w1`, `w1@host`, `2`, `1-3`) or not at all (all remembered nodes).
+(`web img`, `web@%h`; --prefix P, -n/--hostname H for the host part).
+\b
+NODES on every other command select remembered nodes, in the order they were first
+started (as `names` lists them): a number is a position (`2`), never a count; `1-3`
+a range of positions; `w1` or `w1@host` a name; `1-3,web` a list. No NODES: every
+remembered node. A selector that matches nothing is an error, and so is a worker
+option (multi remembers each node's).
+\b
+--spec (show, get, names, expand): preview a fleet instead: NODES and options are
+read as start reads them, and nothing is started (no NODES: fleet.toml's [multi]).
+  fleet multi names --spec 3            w1@HOST w2@HOST w3@HOST
+  fleet multi show --spec 3 -A proj -c 2
+  fleet multi get --spec 2 3 -A proj    node 2 of `start 3 -A proj`
+  fleet multi expand --spec %n.log web img
 \b
 Per-node options: -Q:1-3 images,video   --concurrency:web=4   -l:img debug
 (a selector is a position, a range, a name, or a comma list of those; one that matches
@@ -89,6 +103,7 @@ class _RawArguments(click.Command):
 @pass_cli
 def multi(cli_ctx: CliContext, argv: list[str]) -> None:
     from fleet.multi import parse_multi_args
+    from fleet.multictl.targets import check_form, check_restart_form, take_leading
 
     command, rest = argv[0], argv[1:]
     if command not in SUBCOMMANDS:
@@ -97,13 +112,19 @@ def multi(cli_ctx: CliContext, argv: list[str]) -> None:
                          f"did you mean {guess}?" if guess else
                          f"use one of: {', '.join(SUBCOMMANDS)}")
     spec = parse_multi_args(rest)
-    if command in ("start", "show", "names") and not spec.positionals:
+    check_form(command, spec)
+    leading = take_leading(command, spec)  # get's NODE, expand's TEMPLATE
+    if (command == "start" or spec.as_start) and not spec.positionals:
         described = _fleet_from_file(cli_ctx, spec)
         if described:  # the file's fleet, then the command line's options (they win)
             spec = parse_multi_args([*described, *rest])
+            if leading is not None:
+                spec.positionals.pop()  # (it came last: the file's nodes come first)
+        elif command == "start":
+            check_restart_form(spec)
     _inherit_globals(cli_ctx, spec)
     view = _View(cli_ctx, quiet=spec.quiet or cli_ctx.quiet,
-                 no_color=spec.no_color or cli_ctx.no_color)
+                 no_color=spec.no_color or cli_ctx.no_color, leading=leading)
     code = _HANDLERS[command](spec, view)
     sys.exit(code or 0)
 
@@ -139,10 +160,12 @@ class _View:
               "running": {"fg": "cyan"}}
     LABELS = {"ok": "OK", "failed": "FAILED", "killed": "KILLED", "down": "DOWN"}
 
-    def __init__(self, cli_ctx: CliContext, quiet: bool, no_color: bool):
+    def __init__(self, cli_ctx: CliContext, quiet: bool, no_color: bool,
+                 leading: str | None = None):
         self.cli_ctx = cli_ctx
         self.quiet = quiet
         self.no_color = no_color
+        self.leading = leading  #: get's NODE, expand's TEMPLATE
 
     def style(self, text: str, kind: str) -> str:
         return text if self.no_color else click.style(text, **self.STYLES.get(kind, {}))
@@ -186,24 +209,12 @@ def _state() -> Any:
 
 
 def _known(spec: Any, command: str) -> list[Any]:
-    """The remembered nodes the command line names (all of them when it names none)."""
-    from fleet.multi import expand_nodes, select_nodes
+    """The nodes a command after start is about: the remembered ones NODES select (all of
+    them when it names none), or with --spec the ones start would make (fleet.multictl
+    .targets has the rule)."""
+    from fleet.multictl.targets import targets
 
-    records = list(_state().load().values())
-    if not records:
-        raise FleetError("no nodes are known to fleet multi here",
-                         "start some first (fleet multi start 3 -A proj, or describe them "
-                         f"in fleet.toml's [multi]); multi remembers them in {_state().path}")
-    if spec.positionals and (spec.global_options or spec.node_options):
-        # The start command line repeated (celery habit): its nodes, by name.
-        by_name = {record.name: record for record in records}
-        wanted = [node.name for node in expand_nodes(spec)]
-        missing = [name for name in wanted if name not in by_name]
-        if missing:
-            raise UsageError(f"{command}: not started by fleet multi: {', '.join(missing)}",
-                             "name nodes as at start (w1, w1@host, 2, 1-3), or none for all")
-        return [by_name[name] for name in wanted]
-    return select_nodes(records, spec.positionals)
+    return targets(_state(), spec, command)
 
 
 def _start_timeout(spec: Any) -> float:
@@ -360,52 +371,42 @@ def _size(amount: int | None) -> str:
     return f"{amount / 1048576:.1f}M"
 
 
-def _nodes_or_known(spec: Any, positionals: Sequence[str]) -> list[Any]:
-    """Records for a spec given on the command line, else the remembered ones."""
-    from fleet.multi import expand_nodes
-    from fleet.multictl.state import record_for
-
-    if positionals:
-        spec.positionals = list(positionals)
-        return [record_for(node, spec.executable, spec.workdir) for node in expand_nodes(spec)]
-    spec.positionals = []
-    return _known(spec, "show")
-
-
 def _do_show(spec: Any, view: _View) -> int:
     from fleet.masking import mask_argv
 
-    for record in _nodes_or_known(spec, spec.positionals):
+    for record in _known(spec, "show"):
         click.echo(shlex.join(mask_argv(record.argv)))  # passwords masked: README, Security
     return 0
 
 
 def _do_names(spec: Any, view: _View) -> int:
-    for record in _nodes_or_known(spec, spec.positionals):
+    for record in _known(spec, "names"):
         click.echo(record.name)
     return 0
 
 
 def _do_get(spec: Any, view: _View) -> int:
-    from fleet.masking import mask_argv
-    from fleet.multi import select_nodes
+    import os
 
-    if not spec.positionals:
-        raise UsageError("get needs a node", "e.g. fleet multi get w1")
-    wanted, *rest = spec.positionals
-    records = _nodes_or_known(spec, rest)
-    for record in select_nodes(records, [wanted]):
-        click.echo(shlex.join(mask_argv(record.argv[1:])))
+    from fleet.multictl.launch import shell_command
+    from fleet.multictl.targets import one
+
+    if spec.positionals and not spec.as_start:
+        raise UsageError(f"get takes one NODE, not {len(spec.positionals) + 1}",
+                         "e.g. fleet multi get 2 (or get --spec NODE NODES... to preview)")
+    record = one(_known(spec, "get"), view.leading)
+    line = shell_command(record, os.environ, reveal=spec.reveal_secrets)
+    click.echo(line)
+    if not spec.reveal_secrets and line != shell_command(record, os.environ, reveal=True):
+        click.echo("fleet multi get: passwords are masked (********); add --reveal-secrets "
+                   "to print them for pasting", err=True)
     return 0
 
 
 def _do_expand(spec: Any, view: _View) -> int:
     from fleet.multi import expand_template
 
-    if not spec.positionals:
-        raise UsageError("expand needs a template", "e.g. fleet multi expand /var/log/%n.log 3")
-    template, *rest = spec.positionals
-    for line in expand_template(template, _nodes_or_known(spec, rest)):
+    for line in expand_template(view.leading, _known(spec, "expand")):
         click.echo(line)
     return 0
 

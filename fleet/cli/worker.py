@@ -30,7 +30,21 @@ def worker_options(func: Any) -> Any:
 @pass_cli
 def worker(cli_ctx: CliContext, overrides: tuple[str, ...], check: bool, as_json: bool,
            **values: Any) -> None:
-    """Run one node: a main process and a prefork pool of children.
+    """Run one node: a main process and its pool (prefork children by default).
+
+    \b
+    Pools (-P/--pool, or the worker_pool setting):
+      prefork  tasks run in child processes: every limit applies, and a running
+               task can be stopped (hard time limit, terminate, cold shutdown).
+      solo     tasks run one at a time on a thread of the main process; no fork.
+      threads  tasks run on -c threads of the main process (I/O-bound tasks).
+    In solo and threads the main process goes on heartbeating and answering
+    remote control while a task runs; what needs a child process is refused
+    with an error: --time-limit, --soft-time-limit, --max-tasks-per-child,
+    --max-memory-per-child (and their settings), remote terminate and
+    time_limit; in solo also -c above 1 and --autoscale. A task's own time
+    limits are not applied there (the log says so). A cold shutdown settles a
+    running task at once and abandons its thread when the process exits.
 
     \b
     Signals: TERM warm shutdown (running tasks finish), INT warm then cold on a second

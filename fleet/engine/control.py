@@ -266,7 +266,7 @@ def do_stats(mailbox: Mailbox) -> dict[str, Any]:
         "uptime": round(time.time() - node.started_at, 3),
         "state": node.state,
         "pool": {
-            "implementation": "prefork",
+            "implementation": options.pool,
             "max-concurrency": options.concurrency,
             "processes": pool.pids() if pool else [],
             "max-tasks-per-child": options.max_tasks_per_child,
@@ -353,9 +353,14 @@ def do_rate_limit(mailbox: Mailbox, task: str, rate: str) -> str:
 
 @handles
 def do_time_limit(mailbox: Mailbox, task: str, soft: float, hard: float | None) -> str:
-    found = _task(mailbox.node, task)
+    node = mailbox.node
+    found = _task(node, task)
     if soft < 0 or (hard is not None and hard < 0):
         raise CommandError("time limits cannot be negative")
+    if (soft or hard) and not node.children.pool.can_signal:
+        raise CommandError(f"the {node.options.pool} pool of {node.name} cannot apply time "
+                           "limits (its tasks run on threads of the main process): set them "
+                           "on --pool prefork nodes")
     if hard and soft and soft >= hard:
         raise CommandError(f"the soft limit ({soft:g}s) must be below the hard one ({hard:g}s)")
     found.soft_time_limit = soft or None
@@ -377,7 +382,7 @@ def do_terminate(mailbox: Mailbox, signal: str, ids: list[str]) -> str:
     node = mailbox.node
     node.jobs.revoked.update(ids)
     node.dispatcher.refuse_held(ids)
-    hit = node.children.signal_tasks(ids, signal_number(signal))
+    hit = _refusable(node.children.signal_tasks, ids, signal_number(signal))
     for job in hit:
         log.warning("%s: terminating %s with SIG%s (remote request)", node.name, job.label,
                     signal)
@@ -431,6 +436,7 @@ def do_pool_shrink(mailbox: Mailbox, n: int) -> str:
     node = mailbox.node
     if n < 1:
         raise CommandError("N must be at least 1")
+    _refusable(node.children.check_resizable, "pool_shrink")
     if node.children.autoscaler is None and node.options.concurrency <= 1:
         raise CommandError("the pool has one child already: it cannot shrink further")
     _refusable(node.children.shrink, n, "pool_shrink")
@@ -444,6 +450,7 @@ def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
     node = mailbox.node
     if min < 0 or max < 1 or max < min:
         raise CommandError(f"need 0 <= MIN <= MAX and MAX >= 1 (got MAX={max} MIN={min})")
+    _refusable(node.children.check_resizable, "autoscale")
     if node.children.autoscaler is None:
         Autoscaler(node, max, min, node.conf.worker_autoscale_keepalive).attach()
     return _refusable(node.children.autoscaler.update, max, min)

@@ -62,8 +62,11 @@ class MaskingFormatter(logging.Formatter):
 
 
 def setup_logging(nodename: str, role: str, level: int, logfile_template: str | None,
-                  index: int = 0) -> int | None:
-    """Configure the root logger for one process of a node; return the log file's fd."""
+                  index: int = 0, per_thread: bool = False) -> int | None:
+    """Configure the root logger for one process of a node; return the log file's fd.
+
+    `per_thread`: the role is the logging thread's name (the solo and threads pools run
+    tasks on threads named "thread N" in the main process)."""
     from fleet.daemon import open_log_file
 
     fd = None
@@ -74,6 +77,8 @@ def setup_logging(nodename: str, role: str, level: int, logfile_template: str | 
         stream = sys.stderr
     handler = logging.StreamHandler(stream)
     label = f"{nodename} {role}".replace("%", "%%")
+    if per_thread:
+        label = nodename.replace("%", "%%") + " %(threadName)s"
     handler.setFormatter(MaskingFormatter(f"[%(asctime)s: %(levelname)s/{label}] %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -112,9 +112,20 @@ class Child:
     def idle(self) -> bool:
         return self.up and self.job is None and self.retiring is None and self.task_fd >= 0
 
+    @property
+    def label(self) -> str:
+        return f"Child {self.slot} (pid {self.pid})"
+
 
 class Pool:
-    """The main process's view of its children: spawn, dispatch, read, reap."""
+    """The main process's view of its children: spawn, dispatch, read, reap.
+
+    The solo and threads pools (fleet.engine.threadpool) have the same interface, so the
+    node's child supervision drives either.
+    """
+
+    implementation = "prefork"
+    can_signal = True  #: a running task can be interrupted (time limits, terminate)
 
     def __init__(self, settings: ChildSettings, concurrency: int):
         self.settings = settings
@@ -259,6 +270,13 @@ class Pool:
 
     def busy(self) -> list[Child]:
         return [child for child in self.children.values() if child.job is not None]
+
+    def fileno(self) -> None:
+        """(A thread pool's shared outcome pipe; children each have their own.)"""
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -1,13 +1,15 @@
-"""The request of the task running in this process: what a task knows about its own call.
+"""The request of the task running in this thread: what a task knows about its own call.
 
-A pool child runs one task at a time, and a task called directly (`add(2, 2)`) runs in the
-caller: either way the running (task, request) pair is pushed on `_current` while it runs.
-`Task.request` reads it, and a task that sends other tasks makes itself their parent
-(`current_request`).
+A pool child runs one task at a time, the threads pool one per thread, and a task called
+directly (`add(2, 2)`) runs in the caller: either way the running (task, request) pair is
+pushed on `_current` (a stack per thread) while it runs. `Task.request` reads it, and a task
+that sends other tasks makes itself their parent (`current_request`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,8 +39,39 @@ class Request:
     is_eager: bool = False
 
 
-#: The request of the task running in this process (children run one task at a time).
-_current: list[tuple[Task, Request]] = []
+class _Stack(threading.local):
+    """A list of (task, request) per thread, with the list operations `_current` needs."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Task, Request]] = []
+
+    def append(self, entry: tuple[Task, Request]) -> None:
+        self.items.append(entry)
+
+    def pop(self) -> tuple[Task, Request]:
+        return self.items.pop()
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Task, Request]:
+        return self.items[index]
+
+    def __setitem__(self, index: int, entry: tuple[Task, Request]) -> None:
+        self.items[index] = entry
+
+    def __iter__(self) -> Iterator[tuple[Task, Request]]:
+        return iter(self.items)
+
+    def __reversed__(self) -> Iterator[tuple[Task, Request]]:
+        return reversed(self.items)
+
+
+#: The requests of the tasks running in this thread, innermost last.
+_current = _Stack()
 
 
 def current_request() -> Request | None:

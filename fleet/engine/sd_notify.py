@@ -42,7 +42,7 @@ def status_line(node: Node) -> str:
     if node.state != "running":
         return f"{node.state.capitalize()}: waiting for {running} running task(s)"
     return (f"Consuming {', '.join(node.consumer.queues)} with "
-            f"{len(node.children.pool.children)} children: {running} running, {done} done")
+            f"{node.children.describe()}: {running} running, {done} done")
 
 
 def _ready(node: Node) -> None:

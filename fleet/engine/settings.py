@@ -35,6 +35,7 @@ class Setting:
     optional: bool = False  # None is an accepted value
     secret: bool = False  # masked in reports
     minimum: float | None = None
+    choices: tuple[str, ...] = ()  #: the only values accepted (a str setting)
 
     def check(self, value: Any, where: str = "") -> Any:
         """Return `value` converted to this setting's type, or raise ConfigError."""
@@ -54,6 +55,9 @@ class Setting:
                 f"{where}{self.name} = {masked_setting(self.name, value)!r} is too small",
                 f"the minimum is {self.minimum}",
             )
+        if self.choices and converted not in self.choices:
+            raise ConfigError(f"{where}{self.name} = {value!r} is not valid",
+                              f"expected one of {', '.join(self.choices)}")
         return converted
 
     def from_env(self, text: str) -> Any:
@@ -225,8 +229,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("task_revoke_expires", "duration", 86400.0, "Seconds a revoke is kept in the broker "
        "(nodes started within that time still refuse the task).", minimum=1),
     # -- worker --------------------------------------------------------------------------
-    _s("worker_concurrency", "int", None, "Child processes per node (default: CPU count).",
-       optional=True, minimum=1),
+    _s("worker_pool", "str", "prefork", "Where a node runs tasks: prefork (child processes), "
+       "solo (one at a time on a thread of the main process) or threads (worker_concurrency "
+       "threads of the main process, for I/O-bound tasks); solo and threads refuse the "
+       "limits that need a child process (fleet worker --help).",
+       choices=("prefork", "solo", "threads")),
+    _s("worker_concurrency", "int", None, "Child processes per node (default: CPU count); "
+       "threads in the threads pool.", optional=True, minimum=1),
     _s("worker_prefetch_multiplier", "int", 4, "Messages a node reserves per child process "
        "(ETA tasks excepted).", minimum=1),
     _s("worker_prefetch_timeout", "float", 1.0, "Once a task has run this many seconds, the "

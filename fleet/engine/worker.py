@@ -1,5 +1,8 @@
 """A node's main process: one single-threaded loop that alone talks to the broker.
 
+(With --pool solo or threads, tasks run on other threads of this process; the loop keeps
+its own, so nothing below changes: see fleet.engine.pools.)
+
 Each turn of the loop waits (selectors) on: the signal pipe, every child's result pipe, and
 the broker subscription (broadcasts and new-message wakeups), with a timeout set by the next
 thing due (an ETA, a time limit, a heartbeat, a timer). Then it:
@@ -29,6 +32,7 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +49,7 @@ from fleet.engine.node.dispatch import Dispatcher
 from fleet.engine.node.jobs import COLD, RUNNING, STOPPED, WARM, Job, Jobs
 from fleet.engine.node.settle import Settler, format_runtime
 from fleet.engine.node.shutdown import Shutdown, _same_command, restart_in_place
+from fleet.engine.pools import PREFORK, check_limits, check_pool, in_process
 from fleet.engine.transport import mask_url
 from fleet.operator_errors import FleetError
 from fleet.signals import SignalRecorder, signal_name
@@ -79,6 +84,9 @@ class NodeOptions:
     send_events: bool = False
     #: (max, min) children for autoscaling (`--autoscale MAX,MIN`), or None.
     autoscale: tuple[int, int] | None = None
+    #: Where tasks run: prefork (children), solo or threads (threads of the main process);
+    #: see fleet.engine.pools for what each can apply.
+    pool: str = PREFORK
     #: Called once the node is consuming (readiness handshakes: detach, sd_notify).
     on_ready: list[Callable[[Node], None]] = field(default_factory=list)
 
@@ -91,6 +99,9 @@ class Node:
     """
 
     def __init__(self, app: Fleet, options: NodeOptions):
+        check_pool(options.pool, "pool")
+        given = [name for name, value in vars(options).items() if value is not None]
+        check_limits(options.pool, options, app.conf, given)
         self.app = app
         self.options = options
         self.name = options.nodename
@@ -139,8 +150,11 @@ class Node:
 
     def start(self) -> None:
         set_title(f"fleet worker {self.name} main")
+        threads = in_process(self.options.pool)
+        if threads:  # log lines say which thread: main, or the task's "thread N"
+            threading.current_thread().name = "main"
         self.log_fd = setup_logging(self.name, "main", self.options.loglevel,
-                                    self.options.logfile, index=0)
+                                    self.options.logfile, index=0, per_thread=threads)
         self.signals.install(HANDLED_SIGNALS)
         self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
         if self.options.pidfile:
@@ -159,8 +173,8 @@ class Node:
         """Every child is up: the node consumes from now on."""
         self.ready = True
         self.consumer.next_heartbeat = 0.0  # tell the broker (and `fleet worker --check`) now
-        log.warning("%s ready: consuming %s with %d children", self.name,
-                    ", ".join(self.consumer.queues), len(self.children.pool.children))
+        log.warning("%s ready: consuming %s with %s", self.name,
+                    ", ".join(self.consumer.queues), self.children.describe())
         for hook in self.options.on_ready:
             hook(self)
         self.emit("ready")
@@ -287,7 +301,9 @@ class Node:
 
     def handle_usr1(self) -> None:
         stream = self.log_fd if self.log_fd is not None else sys.stderr.fileno()
-        log.warning("Stack dump requested (USR1): main process below, children in their logs")
+        log.warning("Stack dump requested (USR1): %s", "every thread below (tasks run on "
+                    "threads here)" if in_process(self.options.pool) else
+                    "main process below, children in their logs")
         faulthandler.dump_traceback(file=stream, all_threads=True)
         pool = self.children.pool
         for child in pool.children.values():
@@ -327,7 +343,7 @@ def banner(node: Node) -> str:
         f" app:          {app.main or '__main__'}",
         f" broker:       {mask_url(app.broker_url)}",
         f" results:      {shown_results}",
-        f" concurrency:  {node.options.concurrency} (prefork)",
+        f" concurrency:  {node.options.concurrency} ({node.options.pool})",
         f" queues:       {', '.join(node.consumer.queues)}",
         f" pid:          {os.getpid()}",
         "",

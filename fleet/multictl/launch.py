@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import os
 import selectors
+import shlex
 import subprocess
 import sys
 import time
@@ -25,8 +26,8 @@ from datetime import UTC, datetime
 
 import psutil
 
-from fleet.daemon import log_tail
-from fleet.masking import mask_text
+from fleet.daemon import INHERITED_ENV, log_tail
+from fleet.masking import mask_argv, mask_text
 from fleet.multictl.state import NodeRecord
 from fleet.worker_setup.handshake import READY_ENV, Outcome
 from fleet.worker_setup.options import WorkerOptions, options_from_argv
@@ -155,6 +156,23 @@ def _launch(record: NodeRecord, env: dict[str, str] | None) -> _Launch:
     os.set_blocking(read_fd, False)
     os.set_blocking(output_read, False)
     return _Launch(record, pid, read_fd, output_read)
+
+
+def shell_command(record: NodeRecord, environ: Mapping[str, str], reveal: bool = False) -> str:
+    """One shell line that runs the node as `start` runs it (`fleet multi get`): into its
+    directory, with the environment it gets from multi (`environ`: the FLEET_* variables and
+    PYTHONPATH; what else a node needs is in its argv), then its recorded command, every part
+    quoted for a POSIX shell. Passwords are masked unless `reveal` (the operator asked)."""
+    variables = [f"{name}={value}" for name, value in sorted(environ.items())
+                 if (name.startswith("FLEET_") or name == "PYTHONPATH") and
+                 name not in (READY_ENV, INHERITED_ENV)]
+    argv = list(record.argv)
+    if not reveal:
+        variables, argv = mask_argv(variables), mask_argv(argv)
+    line = f"cd {shlex.quote(record.workdir)} && "
+    if variables:
+        line += shlex.join(["env", *variables]) + " "
+    return line + shlex.join(argv)
 
 
 def _forkable(record: NodeRecord) -> WorkerOptions | None:

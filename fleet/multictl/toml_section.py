@@ -44,6 +44,7 @@ class Key:
     option: str  #: the long option it becomes (`--queues`)
     kind: str  #: the option's kind (fleet.app_options): a value of that kind, in TOML
     per_node: bool = True  #: allowed in a group (per-node), not only for the whole fleet
+    choices: tuple[str, ...] = ()  #: the only values it takes (`pool`), or () for any
 
 
 #: Worker options a fleet.toml may set, by key: those multi passes on to nodes (the worker's
@@ -51,7 +52,7 @@ class Key:
 #: instead (every node gets --config).
 _FROM_FILE_ELSEWHERE = {"--app", "--broker", "--result-backend", "--config"}
 WORKER_KEYS: dict[str, Key] = {
-    option.name[2:].replace("-", "_"): Key(option.name, option.kind)
+    option.name[2:].replace("-", "_"): Key(option.name, option.kind, choices=option.choices)
     for option in multi_options() if option.name not in _FROM_FILE_ELSEWHERE
 }
 #: Friendlier spellings for the process owner.
@@ -216,6 +217,8 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def _check_value(key: Key, value: Any, at: str) -> list[ConfigError]:
     accepts, expected = _CHECKS[key.kind]
+    if key.choices:
+        accepts, expected = key.choices.__contains__, f"one of {', '.join(key.choices)}"
     if accepts(value):
         return []
     return [ConfigError(f"{at} = {value!r}: expected {expected}")]

@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 from fleet.app_options import APP_OPTIONS, BOUNDS, COUNT, FLAG, NAMES, SECONDS, AppOptions, Option
 
 DEFAULT_HOSTNAME = "fleet@%h"
+#: `--pool`'s values: fleet.engine.pools.POOLS, spelt out here so that the CLI starts without
+#: importing the engine (a unit test keeps the two equal).
+POOLS = ("prefork", "solo", "threads")
 DEFAULT_LOGLEVEL = "warning"
 
 WORKER_OPTIONS: tuple[Option, ...] = (
-    Option("concurrency", ("-c", "--concurrency"), "Child processes (default: "
-           "worker_concurrency, else the CPU count).", COUNT, "N"),
+    Option("concurrency", ("-c", "--concurrency"), "Child processes, or threads with --pool "
+           "threads (default: worker_concurrency, else the CPU count; 1 with --pool solo).",
+           COUNT, "N"),
+    Option("pool", ("-P", "--pool"), "Where tasks run: prefork (child processes; the "
+           "default, or worker_pool), solo (one at a time on a thread of the main process) or "
+           "threads (-c threads of the main process, for I/O-bound tasks). See Pools above.",
+           choices=POOLS),
     Option("queues", ("-Q", "--queues"), "Queues to consume (default: default).", NAMES,
            "Q1,Q2"),
     Option("hostname", ("-n", "--hostname"), "Node name; %h host, %n short host name, "
@@ -71,6 +79,7 @@ class WorkerOptions:
 
     app: AppOptions = field(default_factory=AppOptions)
     concurrency: int | None = None
+    pool: str | None = None
     queues: str | None = None
     hostname: str = DEFAULT_HOSTNAME
     loglevel: str = DEFAULT_LOGLEVEL

@@ -104,16 +104,23 @@ def _run_node(options: WorkerOptions, level: int, handshake: Handshake | None) -
 
 def build_node_options(options: WorkerOptions, app: Fleet, nodename: str,
                        level: int) -> NodeOptions:
-    """The engine's NodeOptions: the given options, else the app's settings, else defaults."""
+    """The engine's NodeOptions: the given options, else the app's settings, else defaults.
+
+    What the pool cannot apply (a time limit in the threads pool, ...) is refused here: a
+    UsageError naming the flag, or a ConfigError naming the setting (fleet.engine.pools).
+    """
+    from fleet.engine.pools import SOLO, check_limits, check_pool
     from fleet.engine.worker import NodeOptions
     from fleet.nodenames import format_node
 
     conf = app.conf
+    pool = check_pool(options.pool) if options.pool else conf.worker_pool
     logfile, pidfile = options.logfile, options.pidfile
     node_options = NodeOptions(
         nodename=nodename,
         queues=split_list(options.queues) or [conf.task_default_queue],
-        concurrency=options.concurrency or conf.worker_concurrency or os.cpu_count() or 1,
+        concurrency=options.concurrency or conf.worker_concurrency or
+        (1 if pool == SOLO else os.cpu_count() or 1),
         loglevel=level,
         logfile=format_node(os.path.expanduser(logfile), nodename) if logfile else None,
         pidfile=format_node(os.path.expanduser(pidfile), nodename, 0) if pidfile else None,
@@ -123,9 +130,12 @@ def build_node_options(options: WorkerOptions, app: Fleet, nodename: str,
         time_limit=options.time_limit,
         soft_time_limit=options.soft_time_limit,
         send_events=options.send_events or conf.worker_send_task_events,
+        pool=pool,
     )
     if options.autoscale or conf.worker_autoscale:
         from fleet.engine.autoscale import parse_autoscale
 
         node_options.autoscale = parse_autoscale(options.autoscale or conf.worker_autoscale)
+    given = [name for name, value in vars(options).items() if value not in (None, False)]
+    check_limits(pool, node_options, conf, given)
     return node_options

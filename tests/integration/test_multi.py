@@ -352,28 +352,76 @@ def test_ttin_and_ttou_grow_and_shrink_a_detached_node(multi):
 # -- the other commands ----------------------------------------------------------------------
 
 
-def test_show_names_get_and_expand(multi):
-    shown = multi.run("show", "2", "-A", "testapp", f"--hostname={multi.host}")
-    assert shown.returncode == 0
+def test_show_names_get_and_expand_preview_a_fleet_with_spec(multi):
+    shown = multi.run("show", "--spec", "2", "-A", "testapp", f"--hostname={multi.host}")
+    assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert len(lines) == 2 and "worker --detach -n" in lines[0] and "--app=testapp" in lines[0]
-    names = multi.run("names", "web", "img", f"--hostname={multi.host}").stdout.split()
-    assert names == [multi.name("web"), multi.name("img")]
-    expanded = multi.run("expand", "%n.%d|%%", "web@a.example.com").stdout.split()
+    names = multi.run("names", "--spec", "web", "img", f"--hostname={multi.host}")
+    assert names.stdout.split() == [multi.name("web"), multi.name("img")]
+    expanded = multi.run("expand", "--spec", "%n.%d|%%", "web@a.example.com").stdout.split()
     assert expanded == ["web.example.com|%"]
-    assert multi.run("get", "nosuch", "2").returncode == 2
+    got = multi.run("get", "--spec", "2", "3", "-A", "testapp", f"--hostname={multi.host}")
+    assert f"-n {multi.name('w2')}" in got.stdout
+    assert multi.run("get", "--spec", "nosuch", "2").returncode == 2
+    assert not multi.records()  # nothing was started or remembered
+
+
+def test_numbers_and_ranges_select_remembered_nodes_by_position_on_every_command(multi):
+    # Issue 17: `stop 3` was the 3rd remembered node, but `names 2` made two new names and
+    # `names 1-3` a node called `1-3`.
+    assert multi.start("web", "img", "-A", "testapp", "-c", "1").returncode == 0
+    assert multi.start("2", "-A", "testapp", "-c", "1").returncode == 0  # w1, w2
+    order = [multi.name(short) for short in ("web", "img", "w1", "w2")]
+    assert multi.run("names").stdout.split() == order
+    assert multi.run("names", "2").stdout.split() == [order[1]]
+    assert multi.run("names", "1-3").stdout.split() == order[:3]
+    assert multi.run("names", "4,web").stdout.split() == [order[0], order[3]]
+    [shown] = multi.run("show", "3").stdout.splitlines()
+    assert f"-n {order[2]}" in shown
+    assert multi.run("expand", "%n", "2-3").stdout.split() == ["img", "w1"]
+    assert f"-n {order[1]}" in multi.run("get", "2").stdout
+    code, rows = multi.status("2")
+    assert code == 0 and [row["node"] for row in rows] == [order[1]]
+    bad = multi.run("names", "5")
+    assert bad.returncode == 2 and "there is no node 5: there are 4 nodes" in bad.stderr
+    named = multi.run("start", "1-3", "-A", "testapp")
+    assert named.returncode == 2 and "selects nodes by position" in named.stderr
+    mixed = multi.run("stop", "3", "-A", "testapp")
+    assert mixed.returncode == 2 and "--app is for start" in mixed.stderr
+    assert multi.run("stopwait", "3").returncode == 0
+    assert [row["state"] for row in multi.status()[1]] == \
+        ["running", "running", "stopped", "running"]
+
+
+def test_get_prints_a_command_that_a_shell_runs_as_that_node(multi, tmp_path):
+    assert multi.start("w1", "-A", "testapp", "-c", "1").returncode == 0
+    got = multi.run("get", "w1")
+    assert got.returncode == 0 and got.stdout.startswith("cd ")
+    assert "FLEET_STATE_DIR=" in got.stdout and "FLEET_BROKER_URL=" in got.stdout
+    assert multi.run("stopwait", "w1").returncode == 0
+    elsewhere = {key: value for key, value in os.environ.items()
+                 if not key.startswith("FLEET_") and key != "PYTHONPATH"}
+    pasted = subprocess.run(["sh", "-c", got.stdout], cwd=tmp_path, env=elsewhere,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert f"{multi.name('w1')}: ready (pid {multi.pid('w1')})" in pasted.stdout
+    code, rows = multi.status()
+    assert code == 0 and rows[0]["consuming"] is True
 
 
 def test_an_unknown_command_and_a_bad_selector_exit_2(multi):
     unknown = multi.run("stpo")
     assert unknown.returncode == 2 and "did you mean stop" in unknown.stderr
-    bad = multi.run("show", "3", "-c:4", "2")
+    bad = multi.run("show", "--spec", "3", "-c:4", "2")
     assert bad.returncode == 2 and "'4'" in bad.stderr
 
 
 def test_commands_on_no_known_nodes_say_so(multi):
     result = multi.run("stop")
     assert result.returncode == 1 and "no nodes are known" in result.stderr
+    names = multi.run("names", "3")
+    assert names.returncode == 1 and "add --spec (fleet multi names --spec 3)" in names.stderr
 
 
 def test_status_tells_a_node_that_is_alive_but_not_consuming(multi_any):
@@ -465,7 +513,7 @@ def test_start_with_no_nodes_starts_the_fleet_of_fleet_toml(multi, tmp_path):
         "nodes = 2\n"
         'queues = ["images", "video"]\n'
     )
-    shown = run_fleet("multi", "show", env=multi.env, cwd=tmp_path).stdout.splitlines()
+    shown = run_fleet("multi", "show", "--spec", env=multi.env, cwd=tmp_path).stdout.splitlines()
     assert len(shown) == 2 and "--queues=images,video" in shown[1]
     assert f"--config={tmp_path / 'fleet.toml'}" in shown[0]
     result = run_fleet("multi", "start", env=multi.env, cwd=tmp_path)

@@ -71,6 +71,17 @@ def test_command_lines_mask_urls_secret_overrides_and_json_values():
                                f"redis_password={MASK}", "task_acks_late=true", "x={not json"]
 
 
+def test_an_argument_is_one_value_so_a_password_with_a_space_is_masked_whole():
+    argv = ["--broker=redis://:pa ss@h/0", "redis://:pa ss@h/0", "FLEET_BROKER_URL=redis://:p q@h"]
+    assert mask_argv(argv) == [f"--broker=redis://:{MASK}@h/0", f"redis://:{MASK}@h/0",
+                               f"FLEET_BROKER_URL=redis://:{MASK}@h"]
+
+
+def test_signing_keys_are_secrets_and_their_file_paths_are_not():
+    assert mask_argv(["FLEET_SECURITY_KEY=k1", "security_key_file=/etc/fleet/keys"]) == \
+        [f"FLEET_SECURITY_KEY={MASK}", "security_key_file=/etc/fleet/keys"]
+
+
 def test_settings_show_no_secret_in_urls_or_dict_settings():
     conf = Settings()
     conf.update({"broker_url": "redis://:p@ss@h/0", "result_backend": "redis://:q@h/1",

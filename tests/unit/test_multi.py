@@ -69,8 +69,12 @@ def test_a_single_non_integer_name_is_the_names_form():
     assert names_for("leslie") == [f"leslie@{HOST}"]
 
 
-def test_two_integers_are_names_not_a_count():
-    assert names_for("10 20") == [f"10@{HOST}", f"20@{HOST}"]
+@pytest.mark.parametrize("cmdline", ["10 20", "1-3", "web 2", "7@other.host", "1 --range-prefix="])
+def test_a_node_named_like_a_position_or_a_range_is_refused(cmdline):
+    # Issue 17: after start, `2` and `1-3` select remembered nodes by position, so a node
+    # called `2` or `1-3` could never be named again: refused at start, saying why.
+    with pytest.raises(UsageError, match="selects nodes by position"):
+        names_for(cmdline)
 
 
 def test_a_full_name_keeps_its_own_host():
@@ -350,6 +354,7 @@ def test_the_worker_option_table_matches_the_brief():
         "--result-backend": ((), True),
         "--config": ((), True),
         "--concurrency": (("-c",), True),
+        "--pool": (("-P",), True),
         "--queues": (("-Q",), True),
         "--loglevel": (("-l", "-L"), True),
         "--logfile": (("-f",), True),
@@ -478,7 +483,8 @@ def test_multi_flags_default_to_off():
 
 def test_every_multi_option_names_a_spec_field():
     fields = set(MultiSpec.__dataclass_fields__)
-    assert {option.name[2:].replace("-", "_") for option in MULTI_OPTIONS} <= fields
+    assert {option.field for option in MULTI_OPTIONS} <= fields
+    assert next(o for o in MULTI_OPTIONS if o.name == "--spec").field == "as_start"
 
 
 def test_workdir_expands_the_home_directory(monkeypatch):

@@ -9,7 +9,10 @@
     dispatch.py   the dispatch buffer: how much to prefetch, the ETA heap, rate limits,
                   revoked and expired tasks, handing a job to an idle child
     children.py   child supervision: spawn, read outcomes, reap, boot-failure backoff,
-                  time limits, grow and shrink
+                  time limits, grow and shrink; it drives the prefork pool
+                  (fleet.engine.pool) or, with --pool solo|threads, threads of the main
+                  process behind the same interface (fleet.engine.threadpool; what each
+                  pool can apply: fleet.engine.pools)
     settle.py     settling jobs: results, acks, retries and follow-up messages into the
                   next commit; lost and stopped tasks
     followups.py  the workflow follow-ups the main process carries out itself

@@ -1,13 +1,15 @@
 """Child supervision: the node's pool of children, from fork to reaping.
 
-It spawns children into their slots (`fleet.engine.pool` does the forking and the pipes),
-reads their outcomes and hands them to the settler, reaps them, and replaces them. A child
-that does not come up counts as a boot failure: before the node is ready, a few in a row
-stop the node (an app that cannot boot must not respawn forever); afterwards a replacement
-is retried with backoff, never given up, so recycling cannot wedge a node. It enforces the
-time limits of running tasks (soft: SIGUSR1 into the task; hard: the child's whole process
-group is terminated and a new child takes the slot), and grows and shrinks the pool (TTIN,
-TTOU, remote pool_grow/pool_shrink, the autoscaler).
+It spawns children into their slots (`fleet.engine.pool` does the forking and the pipes;
+in the solo and threads pools `fleet.engine.threadpool` starts threads of the main process
+instead, behind the same interface), reads their outcomes and hands them to the settler,
+reaps them, and replaces them. A child that does not come up counts as a boot failure:
+before the node is ready, a few in a row stop the node (an app that cannot boot must not
+respawn forever); afterwards a replacement is retried with backoff, never given up, so
+recycling cannot wedge a node. It enforces the time limits of running tasks (soft: SIGUSR1
+into the task; hard: the child's whole process group is terminated and a new child takes
+the slot), and grows and shrinks the pool (TTIN, TTOU, remote pool_grow/pool_shrink, the
+autoscaler). What the solo and threads pools cannot do is refused (fleet.engine.pools).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from fleet.engine.node.jobs import COLD, RUNNING, first
 from fleet.engine.pool import Child, ChildSettings, Pool
+from fleet.engine.pools import SOLO, in_process
 from fleet.exceptions import TimeLimitExceeded
+from fleet.operator_errors import FleetError
 from fleet.signals import describe_wait_status
 
 if TYPE_CHECKING:
@@ -84,10 +88,29 @@ class Children:
         self.spawn_not_before = 0.0  #: backoff after a failed start (monotonic), or 0
 
     def start(self) -> None:
-        """Make the pool and start its first children."""
-        self.pool = Pool(self._settings(), self.options.concurrency)
+        """Make the pool and start its first children (threads in solo and threads)."""
+        self.pool = self._make_pool()
+        shared = self.pool.fileno()  # a thread pool's outcomes come through one pipe
+        if shared is not None:
+            self.node.selector.register(shared, selectors.EVENT_READ, self._on_outcomes)
         for slot in self.pool.free_slots():
             self._spawn(slot)
+
+    def _make_pool(self) -> Any:
+        kind = self.options.pool
+        if in_process(kind):
+            from fleet.engine.threadpool import ThreadPool
+
+            return ThreadPool(self._settings(), self.options.concurrency, kind)
+        return Pool(self._settings(), self.options.concurrency)
+
+    def describe(self) -> str:
+        """'2 children', '4 threads', '1 thread (solo)': the pool in a few words."""
+        size = len(self.pool.children) if self.pool else self.options.concurrency
+        if not in_process(self.options.pool):
+            return f"{size} children"
+        noun = "thread" if size == 1 else "threads"
+        return f"{size} {noun} (solo)" if self.options.pool == SOLO else f"{size} {noun}"
 
     def _settings(self) -> ChildSettings:
         options = self.options
@@ -102,8 +125,9 @@ class Children:
         except OSError as exc:
             self._boot_failed(None, f"could not be forked ({exc})")
             return
-        self.node.selector.register(child.result_fd, selectors.EVENT_READ,
-                                    lambda: self._on_readable(child))
+        if child.result_fd >= 0:
+            self.node.selector.register(child.result_fd, selectors.EVENT_READ,
+                                        lambda: self._on_readable(child))
 
     def fill(self) -> None:
         """Start children in the free slots (not while stopping or backing off)."""
@@ -137,6 +161,17 @@ class Children:
         if eof:
             self._forget_pipe(child)
 
+    def _on_outcomes(self) -> None:
+        """What the threads of a solo or threads pool posted: outcomes, then exits."""
+        exited = False
+        for child, header, payload in self.pool.collect():
+            if header is None:
+                exited = True
+            else:
+                self._on_frame(child, header, payload)
+        if exited:
+            self.reap()
+
     def _on_frame(self, child: Child, header: dict, payload: bytes) -> None:
         if header.get("t") == "up":
             child.up = True
@@ -151,8 +186,7 @@ class Children:
         child.tasks_done += 1
         del self.active[job.delivery.id]
         if header.get("retiring"):
-            log.info("Child %d (pid %d) %s: replacing it", child.slot, child.pid,
-                     header["retiring"])
+            log.info("%s %s: replacing it", child.label, header["retiring"])
             child.retiring = header["retiring"]
         self.settler.settle(job, header, payload)
         if child.retiring or self.node.state != RUNNING:
@@ -181,8 +215,8 @@ class Children:
             elif not child.up and self.node.state == RUNNING:
                 self._boot_failed(child, describe_wait_status(status))
             elif not (child.retiring or child.killed_for or self.node.state != RUNNING):
-                log.warning("Child %d (pid %d) %s while idle: replacing it", child.slot,
-                            child.pid, describe_wait_status(status))
+                log.warning("%s %s while idle: replacing it", child.label,
+                            describe_wait_status(status))
         self.fill()
 
     def _boot_failed(self, child: Child | None, how: str) -> None:
@@ -190,7 +224,7 @@ class Children:
         fast after a few); afterwards (recycling, a crash) it is retried with backoff for as
         long as it takes, so the node never ends up wedged with an empty slot."""
         self.boot_failures += 1
-        which = f"Child {child.slot} (pid {child.pid})" if child else "A new child"
+        which = child.label if child else "A new child"
         if not self.node.ready and self.boot_failures >= MAX_BOOT_FAILURES:
             log.error("%s %s before it was ready", which, how)
             log.critical("Children keep dying at start (%d in a row): stopping the node. "
@@ -211,8 +245,8 @@ class Children:
         limit = self.conf.worker_proc_alive_timeout
         for child in list(self.pool.children.values()):
             if not child.up and not child.killed_for and now - child.born > limit:
-                log.error("Child %d (pid %d) did not report ready within %gs: killing it",
-                          child.slot, child.pid, limit)
+                log.error("%s did not report ready within %gs: killing it", child.label,
+                          limit)
                 self.pool.kill_group(child, signal.SIGKILL, "no ready report")
 
     # -- time limits -------------------------------------------------------------------------
@@ -242,15 +276,22 @@ class Children:
 
     def signal_tasks(self, ids: Iterable[str], signum: int) -> list[Job]:
         """Send `signum` to the children running these task ids (remote terminate); the
-        jobs are marked, so their end is settled as terminated."""
+        jobs are marked, so their end is settled as terminated. A FleetError when one of
+        them runs in a pool whose tasks cannot be interrupted (solo, threads)."""
         wanted = set(ids)
-        hit = []
-        for job in list(self.active.values()):
-            if job.message.id in wanted and job.child is not None:
-                job.terminate = signum
-                self.pool.kill(job.child, signum)
-                hit.append(job)
-        return hit
+        running = [job for job in self.active.values()
+                   if job.message.id in wanted and job.child is not None]
+        if running and not self.pool.can_signal:
+            kind = self.options.pool
+            raise FleetError(
+                f"cannot terminate {', '.join(job.message.id for job in running)}: in the "
+                f"{kind} pool a task runs on a thread of the node's main process, which "
+                "nothing can interrupt; it stays revoked and runs to its end",
+                "run tasks that must be stoppable on a --pool prefork node")
+        for job in running:
+            job.terminate = signum
+            self.pool.kill(job.child, signum)
+        return running
 
     # -- size --------------------------------------------------------------------------------
 
@@ -260,9 +301,16 @@ class Children:
             return 0
         return max(0, self.autoscaler.maximum - self.options.concurrency)
 
+    def check_resizable(self, why: str) -> None:
+        """A FleetError when the pool cannot change size (solo runs one task at a time)."""
+        if self.options.pool == SOLO:
+            raise FleetError(f"{why} refused: the solo pool runs one task at a time",
+                             "start the node with --pool threads or prefork to run several")
+
     def grow(self, n: int = 1, why: str = "pool_grow") -> None:
         """Add `n` children (TTIN, remote pool_grow). With autoscale on, a size over its
         maximum is refused with a FleetError that says so."""
+        self.check_resizable(why)
         if self.autoscaler is not None:
             self.autoscaler.check(self.options.concurrency + n, why)
         self.resize(self.options.concurrency + n)
@@ -270,6 +318,7 @@ class Children:
     def shrink(self, n: int = 1, why: str = "pool_shrink") -> None:
         """Remove `n` children (TTOU, remote pool_shrink); busy ones finish their task
         first. Never below one child, or below the autoscale minimum (refused)."""
+        self.check_resizable(why)
         target = self.options.concurrency - n
         if self.autoscaler is not None:
             self.autoscaler.check(target, why)
@@ -325,3 +374,8 @@ class Children:
         while self.pool.children and time.monotonic() < deadline:
             self.pool.reap()
             time.sleep(0.01)
+        shared = self.pool.fileno()
+        if shared is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.node.selector.unregister(shared)
+        self.pool.close()

@@ -56,6 +56,8 @@ class Dispatcher:
         self.settler = node.settler
         self.children = node.children
         self.buckets: dict[str, TokenBucket | None] = {}  #: per task name; None: no limit
+        #: Tasks whose time limits this node's pool cannot apply (said once in the log).
+        self.unlimited: set[str] = set()
 
     # -- how much to reserve -----------------------------------------------------------------
 
@@ -226,6 +228,8 @@ class Dispatcher:
         job.child, child.job, job.started = child, job, now
         self.active[job.delivery.id] = job
         job.soft_limit, job.hard_limit = time_limits(job, self.options, self.conf)
+        if (job.soft_limit or job.hard_limit) and not self.children.pool.can_signal:
+            self._unenforceable(job)
         job.soft_deadline = now + job.soft_limit if job.soft_limit else None
         job.hard_deadline = now + job.hard_limit if job.hard_limit else None
         delivery = job.delivery
@@ -240,6 +244,18 @@ class Dispatcher:
             self.consumer.store_meta({"id": msg.id, "state": states.STARTED, "result": None,
                                       "task": msg.task, "node": self.node.name,
                                       "pid": child.pid, "started_at": time.time()})
+
+    def _unenforceable(self, job: Job) -> None:
+        """A task asks for time limits (its own, or its call's) in a pool that cannot apply
+        them (solo, threads): it runs without, and the log says so once per task."""
+        name = job.task.name
+        if name not in self.unlimited:
+            self.unlimited.add(name)
+            log.warning("Task %s asks for time limits (soft %s, hard %s) that the %s pool "
+                        "cannot apply (its tasks run on threads of the main process): it runs "
+                        "without them here; run it on a --pool prefork node to apply them",
+                        name, job.soft_limit, job.hard_limit, self.options.pool)
+        job.soft_limit = job.hard_limit = None
 
     # -- rate limits -------------------------------------------------------------------------
 

@@ -129,6 +129,27 @@ def real():
     app.close()
 
 
+def test_a_threads_node_refuses_what_it_cannot_do_and_says_so(real):
+    from tests.unit.engine.node.fakes import job
+
+    node = real.node
+    node.options.pool = "solo"
+    node.children.pool.can_signal = False
+    running = job(node.app, "fast", 1)
+    node.jobs.buffer.append(running)
+    node.dispatcher.dispatch()
+    refused = real.run("terminate", {"signal": "TERM", "ids": [running.message.id]})
+    assert f"cannot terminate {running.message.id}: in the solo pool" in refused["error"]
+    assert running.message.id in node.jobs.revoked  # still revoked: it never runs again
+    assert "cannot apply time limits" in real.run("time_limit", {
+        "task": "units.fast", "soft": 1, "hard": 2})["error"]
+    assert real.run("time_limit", {"task": "units.fast", "soft": 0, "hard": 0})["ok"]
+    for command in ("pool_grow", "pool_shrink"):
+        assert "solo pool runs one task" in real.run(command, {"n": 1})["error"]
+    assert "solo pool runs one task" in real.run("autoscale", {"max": 3, "min": 1})["error"]
+    assert real.run("stats", None)["ok"]["pool"]["implementation"] == "solo"
+
+
 def test_a_node_tells_which_jobs_run_wait_or_are_scheduled(real):
     from tests.unit.engine.node.fakes import job
 

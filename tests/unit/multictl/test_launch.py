@@ -4,6 +4,7 @@ launchers (tiny Python programs speaking the readiness protocol) instead of real
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,3 +88,20 @@ def test_a_node_that_says_nothing_within_the_timeout_is_failed_and_says_so(tmp_p
 def test_a_program_that_cannot_run_is_failed_with_the_reason(tmp_path):
     result, _ = start(tmp_path, [str(tmp_path / "no-such-python"), "-m", "fleet"])
     assert not result.ok and "cannot run" in result.reason and "No such file" in result.reason
+
+
+def test_get_prints_a_shell_line_that_runs_the_node_as_start_does(tmp_path):
+    workdir = tmp_path / "my project"
+    argv = [PYTHON, "-m", "fleet", "worker", "--detach", "-n", "w1@h", "--queues=a b",
+            "--logfile=/l/%n%I.log"]
+    node = NodeRecord("w1@h", argv, str(workdir), "p", "l")
+    environ = {"FLEET_BROKER_URL": "redis://:pa ss@h/0", "PYTHONPATH": "/src", "HOME": "/root",
+               "FLEET_READY_FD": "7", "FLEET_PIDFILE_FD": "8:/p", "PATH": "/bin"}
+    line = launch.shell_command(node, environ, reveal=True)
+    assert line == (f"cd '{workdir}' && env 'FLEET_BROKER_URL=redis://:pa ss@h/0' "
+                    f"PYTHONPATH=/src {PYTHON} -m fleet worker --detach -n w1@h "
+                    "'--queues=a b' --logfile=/l/%n%I.log")
+    # by default the password is masked (README, Security), the rest unchanged
+    assert launch.shell_command(node, environ) == line.replace("pa ss", "********")
+    assert launch.shell_command(node, {}) == \
+        f"cd '{workdir}' && " + " ".join(shlex.quote(arg) for arg in argv)

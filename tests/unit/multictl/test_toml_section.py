@@ -69,6 +69,14 @@ def test_files_user_and_config_path_reach_every_node(tmp_path):
     assert node.options["--config"] == str(path.resolve())
 
 
+def test_a_group_can_run_the_threads_pool():
+    nodes = nodes_of({"nodes": 1, "groups": {"io": {"nodes": 1, "pool": "threads",
+                                                    "concurrency": 20}}})
+    assert "--pool" not in nodes["w1@box"].options
+    assert nodes["io1@box"].options["--pool"] == "threads"
+    assert nodes["io1@box"].options["--concurrency"] == "20"
+
+
 def test_hostname_sets_the_host_part():
     config = parse_config({"multi": {"nodes": 1, "hostname": "example.org"}})
     assert expand_nodes(parse_multi_args(multi_argv(config)), is_root=False)[0].name == \
@@ -83,6 +91,7 @@ def test_hostname_sets_the_host_part():
     ({"nodes": 1, "concurrency": "two"}, "multi.concurrency = 'two': expected a whole number"),
     ({"nodes": 1, "events": "yes"}, "expected true or false"),
     ({"nodes": 1, "time_limit": -1}, "a number of seconds > 0"),
+    ({"nodes": 1, "pool": "forked"}, "multi.pool = 'forked': expected one of prefork, solo"),
     ({"concurrency": 2}, "[multi] names no nodes"),
     ({"groups": {"img": {"queues": "a"}}}, "multi.groups.img has no nodes"),
     ({"groups": {"img": {"nodes": 1, "hostname": "x"}}}, "applies to the whole fleet"),

@@ -97,3 +97,14 @@ def test_anything_else_is_left_for_fleet_worker_to_run_and_explain(argv):
 
 def test_the_last_of_a_repeated_option_wins_as_in_fleet_worker():
     assert options_from_argv(["worker", "-c", "2", "--concurrency=5"]).concurrency == 5
+
+
+def test_the_pools_of_fleet_worker_are_the_engines():
+    from fleet.engine.pools import POOLS as ENGINE_POOLS
+    from fleet.worker_setup.options import POOLS
+
+    assert POOLS == ENGINE_POOLS == ("prefork", "solo", "threads")
+    [pool] = [option for option in TABLE if option.dest == "pool"]
+    assert pool.choices == POOLS and pool.flags == ("-P", "--pool")
+    assert options_from_argv(["worker", "-P", "threads"]).pool == "threads"
+    assert options_from_argv(["worker", "--pool=forked"]) is None  # fleet worker says why

@@ -39,6 +39,30 @@ def test_node_options_fall_back_to_the_apps_settings():
     assert made.logfile is None and made.pidfile is None
 
 
+def test_the_pool_comes_from_the_flag_else_the_setting_and_solo_runs_one_task():
+    made = run.build_node_options(WorkerOptions(pool="solo"), Fleet(), "w1@h", logging.INFO)
+    assert (made.pool, made.concurrency) == ("solo", 1)  # not the CPU count
+    threads = Fleet(worker_pool="threads", worker_concurrency=20)
+    made = run.build_node_options(WorkerOptions(), threads, "w1@h", logging.INFO)
+    assert (made.pool, made.concurrency) == ("threads", 20)
+    assert run.build_node_options(WorkerOptions(pool="prefork"), threads, "w1@h",
+                                  logging.INFO).pool == "prefork"
+
+
+def test_what_the_pool_cannot_apply_is_refused_as_a_flag_or_as_a_setting():
+    from fleet.operator_errors import EXIT_CONFIG, FleetError
+
+    with pytest.raises(FleetError) as flag:
+        run.build_node_options(WorkerOptions(pool="threads", time_limit=5.0), Fleet(), "w1@h",
+                               logging.INFO)
+    assert flag.value.exit_code == EXIT_USAGE and "--time-limit 5" in flag.value.message
+    with pytest.raises(FleetError) as setting:
+        run.build_node_options(WorkerOptions(pool="solo"), Fleet(worker_autoscale="4,1"),
+                               "w1@h", logging.INFO)
+    assert setting.value.exit_code == EXIT_CONFIG
+    assert "worker_autoscale = '4,1' (in the app's settings)" in setting.value.message
+
+
 @pytest.fixture
 def no_config_here(tmp_path, monkeypatch):
     """No fleet.toml in the working directory, and no FLEET_* variable."""

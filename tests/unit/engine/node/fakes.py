@@ -20,6 +20,8 @@ from fleet.engine.worker import Node, NodeOptions
 class FakePool:
     """Children that are up and idle, and record what the node does to them."""
 
+    can_signal = True  #: (as the prefork pool)
+
     def __init__(self, size: int = 2):
         self.concurrency = size
         self.children: dict[int, Child] = {}

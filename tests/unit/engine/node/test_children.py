@@ -189,6 +189,43 @@ def test_terminating_signals_only_the_children_running_those_tasks(app, node):
     assert node.children.pool.signals == [(two.child.slot, signal.SIGKILL)]
 
 
+def test_in_solo_and_threads_terminating_a_running_task_is_refused_by_name(app):
+    from tests.unit.engine.node.fakes import close_node, make_node
+
+    node = make_node(app, pool="threads")
+    node.children.pool.can_signal = False  # as the threads pool
+    try:
+        task = running(node, app)
+        assert node.children.signal_tasks(["not-running"], signal.SIGTERM) == []
+        with pytest.raises(FleetError, match=f"cannot terminate {task.message.id}: in the "
+                                             "threads pool") as refused:
+            node.children.signal_tasks([task.message.id], signal.SIGTERM)
+        assert "--pool prefork" in refused.value.one_line()
+        assert task.terminate is None and node.children.pool.signals == []
+    finally:
+        close_node(node)
+
+
+def test_solo_never_changes_size_and_says_so(app):
+    from tests.unit.engine.node.fakes import close_node, make_node
+
+    node = make_node(app, concurrency=1, pool="solo")
+    try:
+        for change in (node.children.grow, node.children.shrink):
+            with pytest.raises(FleetError, match="the solo pool runs one task at a time"):
+                change(1, "TTIN")
+        assert node.options.concurrency == 1
+        assert node.children.describe() == "1 thread (solo)"
+    finally:
+        close_node(node)
+
+
+def test_the_pool_in_a_few_words(app, node):
+    assert node.children.describe() == "2 children"
+    node.options.pool = "threads"
+    assert node.children.describe() == "2 threads"
+
+
 def test_a_pool_restart_replaces_idle_children_now_and_busy_ones_after_their_task(app, node):
     busy = running(node, app)
     assert node.children.restart_all() == 2

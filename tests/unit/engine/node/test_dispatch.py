@@ -150,6 +150,21 @@ def test_a_started_job_gets_its_time_limits_and_is_marked_started_unless_acks_la
                                        "redelivered": False}}
 
 
+def test_a_pool_that_cannot_apply_time_limits_runs_the_task_without_and_says_so_once(
+        app, node, caplog):
+    node.children.pool.can_signal = False  # as solo and threads
+    node.options.pool = "threads"
+    first, second = job(app, "limited", 1), job(app, "limited", 2)
+    node.jobs.buffer.extend([first, second])
+    with caplog.at_level("WARNING", logger="fleet.worker"):
+        node.dispatcher.dispatch()
+    assert first.hard_deadline is None and second.soft_deadline is None
+    assert (first.soft_limit, first.hard_limit) == (None, None)
+    [warning] = [r.getMessage() for r in caplog.records if "time limits" in r.getMessage()]
+    assert "units.limited asks for time limits (soft 1.0, hard 2.0) that the threads pool " \
+           "cannot apply" in warning
+
+
 def test_track_started_stores_a_started_result_naming_the_child(app, node):
     tracked = job(app, "fast", 1, track_started=True)
     node.jobs.buffer.append(tracked)
