@@ -1,9 +1,9 @@
 """The `fleet` command: a thin click layer over the library. Parse, call, render, exit code.
 
 One module per command group (worker, tasks: call/result/queues/purge/report, config,
-remote: inspect/control/status/events, beat, multi, dashboard), each listing its click commands in
-`COMMANDS`; what they share is fleet/cli/context.py. This module builds the `fleet` group
-from them and runs it (`main`, the console script).
+remote: inspect/control/status/events, beat, multi, dashboard, upgrade), each listing its
+click commands in `COMMANDS`; what they share is fleet/cli/context.py. This module builds
+the `fleet` group from them and runs it (`main`, the console script).
 
 Global options (-A/--app, -b/--broker, --result-backend, --workdir, --config, --no-color,
 -q/--quiet) work both before and after the sub-command (`fleet -A proj worker` and
@@ -21,12 +21,12 @@ import sys
 import click
 
 from fleet import __version__
-from fleet.cli import beat, config, dashboard, multi, remote, tasks, worker
+from fleet.cli import beat, config, dashboard, multi, remote, tasks, upgrade, worker
 from fleet.cli.context import CliContext, global_options
 from fleet.operator_errors import EXIT_FAILURE, EXIT_USAGE, FleetError, describe_failure
 
 #: The command modules, in the order `fleet --help` lists their commands (most used first).
-COMMAND_MODULES = (worker, tasks, config, remote, beat, multi, dashboard)
+COMMAND_MODULES = (worker, tasks, config, remote, beat, multi, dashboard, upgrade)
 
 
 class FleetGroup(click.Group):

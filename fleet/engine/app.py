@@ -106,7 +106,8 @@ class Fleet:
         for name, value in items.items():
             if prefix and name.startswith(prefix):
                 key = name[len(prefix):]
-                values[key if lookup(key, SETTINGS) else key.lower()] = value
+                known = key.lower() in SETTINGS or lookup(key, SETTINGS) is None
+                values[key.lower() if known else key] = value
             elif prefix:  # a Django setting; only Celery's own names concern us
                 if name.startswith(("CELERY", "BROKER_")) and lookup(name, SETTINGS):
                     values[name] = value
