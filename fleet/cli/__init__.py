@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
@@ -64,9 +65,23 @@ def _add_commands(group: click.Group) -> None:
 _add_commands(cli)
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """fleet's own warnings (Celery's setting names, ...) as one line for the operator."""
+    from fleet.exceptions import CeleryNameWarning
+
+    if issubclass(category, CeleryNameWarning):
+        return f"fleet: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn every error into one line on stderr and its exit code."""
     args = sys.argv[1:] if argv is None else argv
+    warnings.formatwarning = _format_warning
     try:
         code = cli.main(args=args, prog_name="fleet", standalone_mode=False)
     except click.exceptions.Abort:

@@ -20,6 +20,8 @@ module: renames the first, comments out the second).
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -247,9 +249,21 @@ def partition(values: Mapping[str, Any], known: Mapping[str, Any] | frozenset[st
             shown = spelled.format(found.fleet if spelled == "{}" else found.fleet.upper())
             warnings.warn(f"{where}{name} is Celery's name for {shown}: read as {shown} "
                           "(rename it; `fleet upgrade settings FILE` does it for a module)",
-                          CeleryNameWarning, stacklevel=2)
+                          CeleryNameWarning, stacklevel=_callers_level())
             _merge(mapped, found.fleet, value)
     return {**mapped, **result}, refused
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _callers_level() -> int:
+    """The `stacklevel` of the first caller outside fleet (the user's `config_from_object`,
+    `Fleet(...)`), so a warning points there and is shown once per place and name."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _merge(mapped: dict[str, Any], name: str, value: Any) -> None:

@@ -44,3 +44,18 @@ def test_the_command_refuses_to_overwrite_a_backup_and_says_so(tmp_path, capsys)
     with pytest.raises(SystemExit) as exited:
         main(["upgrade", "settings", str(tmp_path / "missing.py")])
     assert exited.value.code == 2
+
+
+def test_a_celery_name_warning_is_one_line_for_the_operator(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLEET_")}
+    env.update(FLEET_STATE_DIR=str(tmp_path / "state"), FLEET_CELERYD_CONCURRENCY="3")
+    done = subprocess.run([sys.executable, "-m", "fleet", "report"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "fleet: warning: FLEET_ environment: FLEET_CELERYD_CONCURRENCY is " \
+        "Celery's name for FLEET_WORKER_CONCURRENCY: read as FLEET_WORKER_CONCURRENCY " \
+        "(rename it; `fleet upgrade settings FILE` does it for a module)\n"
