@@ -97,7 +97,8 @@ class Fleet:
         from fleet.engine.celery_names import lookup
 
         prefix = f"{namespace.upper()}_" if namespace else ""
-        if isinstance(source, Mapping):
+        from_mapping = isinstance(source, Mapping)
+        if from_mapping:
             items = dict(source)
         else:
             items = {name: getattr(source, name) for name in dir(source)
@@ -111,8 +112,8 @@ class Fleet:
             elif prefix:  # a Django setting; only Celery's own names concern us
                 if name.startswith(("CELERY", "BROKER_")) and lookup(name, SETTINGS):
                     values[name] = value
-            elif name == name.lower() or lookup(name, SETTINGS) is not None:
-                values[name] = value
+            elif from_mapping or name == name.lower() or lookup(name, SETTINGS) is not None:
+                values[name] = value  # (a module's other uppercase names are its own)
         self.conf.update(values, where=where, spelled=f"{prefix}{{}}" if prefix else "{}")
 
     @property

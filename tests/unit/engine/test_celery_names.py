@@ -191,3 +191,12 @@ def test_module_attribute_specs_and_their_errors(monkeypatch):
         app.config_from_object("settings_holder:nope")
     with pytest.raises(ConfigError, match="cannot import settings module"):
         app.config_from_object("no_such_module_here:conf")
+
+
+def test_a_dict_may_hold_no_unknown_name_while_a_module_keeps_its_own_constants(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown setting 'FOO'"):
+        Fleet("p").config_from_object({"FOO": 1})
+    _module("settings_with_constants", {"task_default_queue": "q", "TIMEOUT": 3}, monkeypatch)
+    app = Fleet("p")
+    app.config_from_object("settings_with_constants")
+    assert app.conf.task_default_queue == "q"
