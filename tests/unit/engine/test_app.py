@@ -87,6 +87,9 @@ def test_load_app_looks_in_the_package_then_its_fleet_app_and_tasks_modules(tmp_
 
 def test_autodiscover_imports_each_packages_tasks_module_when_includes_are_imported(
         tmp_path, monkeypatch):
+    from fleet.engine import current
+
+    monkeypatch.setattr(current, "_shared", [])  # its shared task must not outlive the test
     for name, source in {"disc_a": "from fleet import shared_task\n\n@shared_task\n"
                                    "def ping():\n    return 'pong'\n",
                          "disc_b": None}.items():
