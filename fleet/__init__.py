@@ -25,15 +25,21 @@ _EXPORTS = {
     "group": "fleet.engine.canvas",
     "chord": "fleet.engine.canvas",
     "crontab": "fleet.engine.schedules",
+    "shared_task": "fleet.engine.current",
+    "current_app": "fleet.engine.current",
+    "hooks": "fleet.hooks",
 }
 
 __all__ = ["AsyncResult", "Fleet", "GroupResult", "Signature", "Task", "__version__", "chain",
-           "chord", "crontab", "group", "signature", "states", "subtask"]  # = _EXPORTS + version
+           "chord", "crontab", "current_app", "group", "hooks", "shared_task", "signature",
+           "states", "subtask"]  # = _EXPORTS + version
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fleet import hooks
     from fleet.engine import states
     from fleet.engine.app import Fleet
     from fleet.engine.canvas import Signature, chain, chord, group, signature, subtask
+    from fleet.engine.current import current_app, shared_task
     from fleet.engine.results import AsyncResult, GroupResult
     from fleet.engine.schedules import crontab
     from fleet.engine.task import Task

@@ -86,7 +86,9 @@ class Option:
 
 
 APP_OPTIONS: tuple[Option, ...] = (
-    Option("app", ("-A", "--app"), "The app: proj, proj.tasks, proj:app.", metavar="APP"),
+    Option("app", ("-A", "--app"), "The app: proj:attribute, a module (proj.tasks), or a "
+           "package: proj, then proj.fleet, proj.app, proj.tasks (its `app`, or its only "
+           "Fleet).", metavar="APP"),
     Option("broker", ("-b", "--broker"), "Broker URL (default: the embedded SQLite broker in "
            "the state directory).", metavar="URL"),
     Option("result_backend", ("--result-backend",), "Where results are stored (default: the "

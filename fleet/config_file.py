@@ -18,7 +18,8 @@ Layout (see the repository's top-level fleet.toml for a documented example)::
     [multi]                       # the fleet `fleet multi start` starts with no arguments
     [beat.schedule.NAME]          # periodic tasks
 
-Every unknown key is an error naming the file, the key and the closest valid key.
+Every unknown key is an error naming the file, the key and the closest valid key. Celery's
+setting names in [settings] are read as fleet's (with a warning) or refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.engine import celery_names
 from fleet.engine.settings import SETTINGS, validate
 from fleet.operator_errors import ConfigError, closest
 
@@ -173,6 +175,23 @@ def check_config(data: dict[str, Any], path: Path | None = None,
             setattr(config, key, _table(data, key, where))
         except ConfigError as exc:
             problems.append(exc)
+    problems += _check_settings(config, where)
+    for section, check in SECTION_CHECKS.items():
+        if not getattr(config, section):
+            continue
+        module, _, function = check.partition(":")
+        problems += getattr(importlib.import_module(module), function)(config)
+    return config, problems
+
+
+def _check_settings(config: FileConfig, where: str) -> list[ConfigError]:
+    """Validate [settings] in place (Celery's names read as fleet's, or refused); the
+    problems found (their settings are dropped)."""
+    problems: list[ConfigError] = []
+    config.settings, refused = celery_names.partition(config.settings, SETTINGS,
+                                                      f"{where}[settings] ")
+    if refused:
+        problems.append(celery_names.refused_error(refused, f"{where}[settings] "))
     for name, value in list(config.settings.items()):
         try:
             if name not in SETTINGS:
@@ -182,12 +201,7 @@ def check_config(data: dict[str, Any], path: Path | None = None,
         except ConfigError as exc:
             problems.append(exc)
             del config.settings[name]
-    for section, check in SECTION_CHECKS.items():
-        if not getattr(config, section):
-            continue
-        module, _, function = check.partition(":")
-        problems += getattr(importlib.import_module(module), function)(config)
-    return config, problems
+    return problems
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:

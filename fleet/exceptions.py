@@ -15,9 +15,11 @@ from fleet.operator_errors import EXIT_BROKER, FleetError
 
 __all__ = [
     "BrokerUnavailable",
+    "CeleryNameWarning",
     "EncodeError",
     "MaxRetriesExceededError",
     "MessageDecodeError",
+    "NoAppError",
     "NotRegistered",
     "RemoteError",
     "Retry",
@@ -47,6 +49,15 @@ class NotRegistered(FleetError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return FleetError.__str__(self)
+
+
+class NoAppError(FleetError, RuntimeError):
+    """A call that names no app (`signature(name)`, `AsyncResult(id)`, a `shared_task`) found
+    no app in this process: create one, or call `app.set_default()`."""
+
+
+class CeleryNameWarning(UserWarning):
+    """A setting was given by one of Celery's names: it was read as fleet's name for it."""
 
 
 class BrokerUnavailable(FleetError, ConnectionError):

@@ -1,9 +1,9 @@
 """The `fleet` command: a thin click layer over the library. Parse, call, render, exit code.
 
 One module per command group (worker, tasks: call/result/queues/purge/report, config,
-remote: inspect/control/status/events, beat, multi, dashboard), each listing its click commands in
-`COMMANDS`; what they share is fleet/cli/context.py. This module builds the `fleet` group
-from them and runs it (`main`, the console script).
+remote: inspect/control/status/events, beat, multi, dashboard, upgrade), each listing its
+click commands in `COMMANDS`; what they share is fleet/cli/context.py. This module builds
+the `fleet` group from them and runs it (`main`, the console script).
 
 Global options (-A/--app, -b/--broker, --result-backend, --workdir, --config, --no-color,
 -q/--quiet) work both before and after the sub-command (`fleet -A proj worker` and
@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
 from fleet import __version__
-from fleet.cli import beat, config, dashboard, multi, remote, tasks, worker
+from fleet.cli import beat, config, dashboard, multi, remote, tasks, upgrade, worker
 from fleet.cli.context import CliContext, global_options
 from fleet.operator_errors import EXIT_FAILURE, EXIT_USAGE, FleetError, describe_failure
 
 #: The command modules, in the order `fleet --help` lists their commands (most used first).
-COMMAND_MODULES = (worker, tasks, config, remote, beat, multi, dashboard)
+COMMAND_MODULES = (worker, tasks, config, remote, beat, multi, dashboard, upgrade)
 
 
 class FleetGroup(click.Group):
@@ -64,9 +65,23 @@ def _add_commands(group: click.Group) -> None:
 _add_commands(cli)
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """fleet's own warnings (Celery's setting names, ...) as one line for the operator."""
+    from fleet.exceptions import CeleryNameWarning
+
+    if issubclass(category, CeleryNameWarning):
+        return f"fleet: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn every error into one line on stderr and its exit code."""
     args = sys.argv[1:] if argv is None else argv
+    warnings.formatwarning = _format_warning
     try:
         code = cli.main(args=args, prog_name="fleet", standalone_mode=False)
     except click.exceptions.Abort:

@@ -77,7 +77,8 @@ def result(cli_ctx: CliContext, task_id: str, show_traceback: bool, timeout: flo
     """Print the result of task ID (its return value as JSON).
 
     Exits 1 if the task failed (the error is printed; --traceback for the whole of it), and
-    1 with its state if it is not done after --timeout.
+    1 with its state if it is not done after --timeout: a state of the task's own
+    (`update_state`) is printed with its meta, e.g. PROGRESS {"done": 30, "total": 100}.
     """
     from fleet.engine import states
     from fleet.exceptions import TimeoutError
@@ -88,8 +89,7 @@ def result(cli_ctx: CliContext, task_id: str, show_traceback: bool, timeout: flo
         meta = backend.wait(task_id, timeout, 0.1) if timeout > 0 else backend.get_meta(task_id)
     except TimeoutError as exc:
         meta = backend.get_meta(task_id)
-        if as_json:
-            click.echo(json.dumps(meta, indent=2))
+        click.echo(json.dumps(meta, indent=2) if as_json else _state_line(meta))
         raise FleetError(exc.message, exc.hint) from None
     if as_json:
         click.echo(json.dumps(meta, indent=2))
@@ -100,9 +100,15 @@ def result(cli_ctx: CliContext, task_id: str, show_traceback: bool, timeout: flo
     elif meta["state"] in states.EXCEPTION_STATES:
         click.echo(f"{meta['state']}: {meta.get('exc_type')}: {meta.get('exc_message')}", err=True)
     else:
-        click.echo(meta["state"])
+        click.echo(_state_line(meta))
     if meta["state"] != states.SUCCESS:
         sys.exit(EXIT_FAILURE)
+
+
+def _state_line(meta: dict) -> str:
+    """A state not final yet, with its meta when it has one (custom states)."""
+    info = meta.get("result")
+    return meta["state"] if info is None else f"{meta['state']} {json.dumps(info)}"
 
 
 # -- queues ------------------------------------------------------------------------------------

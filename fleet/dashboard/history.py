@@ -43,7 +43,7 @@ from fleet.files import check_directory, existing_regular, make_directory, open_
 
 #: Seconds per bucket of the event counts behind the charts.
 BUCKET = 10
-#: Event type -> the state it puts the task in.
+#: Event type -> the state it puts the task in (task-updated: the state it carries).
 EVENT_STATES = {
     "task-sent": "PENDING", "task-received": "RECEIVED", "task-started": "STARTED",
     "task-succeeded": "SUCCESS", "task-failed": "FAILURE", "task-retried": "RETRY",
@@ -141,6 +141,8 @@ def task_row(event: dict[str, Any]) -> dict[str, Any] | None:
     """The columns one task event sets (None for events that are not about a task)."""
     kind = event.get("type")
     state = EVENT_STATES.get(kind or "")
+    if kind == "task-updated" and isinstance(event.get("state"), str):
+        state = event["state"]  # a state of the task's own (update_state): PROGRESS, ...
     task_id = event.get("uuid")
     if state is None or not isinstance(task_id, str) or not task_id:
         return None
@@ -161,6 +163,9 @@ def task_row(event: dict[str, Any]) -> dict[str, Any] | None:
         row["retries"] = event["retries"]
     if kind == "task-succeeded":
         row["result"] = _json_field(event.get("result"))
+    if kind == "task-updated":
+        row["result"] = _json_field(event.get("info"))
+        return row
     if "exception" in event or "reason" in event:
         row["exception"] = str(event.get("exception") or event.get("reason"))
     moment = {"task-sent": "sent", "task-received": "received", "task-started": "started"}

@@ -1,8 +1,10 @@
 """The app: settings, the task registry, and the connections to the broker and result store.
 
-An app is an explicit object (`app = Fleet("proj")`) passed to whatever needs it; there is no
-hidden global "current app". Connections are opened lazily and per process, so an app
-imported by a node's main process can be used safely in its forked children.
+An app is an explicit object (`app = Fleet("proj")`) passed to whatever needs it. Only the
+few entry points Celery users call without an app fall back on the current app (the last
+created, or `app.set_default()`'s): see `fleet.engine.current`. Connections are opened
+lazily and per process, so an app imported by a node's main process can be used safely in
+its forked children.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import current, hooks
 from fleet.engine.settings import SETTINGS, Settings
 from fleet.exceptions import NotRegistered
 from fleet.operator_errors import AppLoadError, ConfigError
@@ -35,7 +38,7 @@ class Fleet:
 
     def __init__(self, main: str | None = None, broker: str | None = None,
                  backend: str | None = None, include: list[str] | tuple[str, ...] = (),
-                 **settings: Any):
+                 task_cls: type[Task] | None = None, **settings: Any):
         self.main = main
         self.conf = Settings()
         self.conf.update(settings)
@@ -43,34 +46,75 @@ class Fleet:
         self.conf.setdefault_app("result_backend", backend)
         if include:
             self.conf.update(include=list(include))
+        #: The class of this app's tasks (`@app.task(base=...)` overrides it per task);
+        #: None: `fleet.engine.task.Task`.
+        self.task_cls = task_cls
         self.tasks: dict[str, Task] = TaskRegistry(self)
+        #: Where `autodiscover_tasks()` looks when given no packages (the Django fixup sets
+        #: it to the installed apps): a callable returning package names, or None.
+        self.default_packages: Callable[[], list[str]] | None = None
+        self._autodiscover: list[tuple[Any, str]] = []
         self._connections: dict[str, Any] = {}
         self._pid = os.getpid()
+        _install_fixups(self)
+        current.app_created(self)  # after the fixups: shared tasks get the right task class
 
     def __repr__(self) -> str:
         return f"<Fleet {self.main or '__main__'}: {len(self.tasks)} tasks>"
 
+    def set_default(self) -> Fleet:
+        """Make this the app used where none is given (`signature(name)`, `AsyncResult(id)`,
+        `@shared_task`), even when other apps are created later."""
+        current.set_default(self)
+        return self
+
     # -- configuration ----------------------------------------------------------------------
 
-    def config_from_object(self, obj: str | object | Mapping[str, Any]) -> None:
-        """Load settings from a mapping, an object, or a module path ('proj.settings').
+    def config_from_object(self, obj: str | object | Mapping[str, Any],
+                           namespace: str | None = None) -> None:
+        """Load settings from a mapping, an object, or a module: 'proj.settings', or
+        'module:attribute' ('django.conf:settings').
 
         From objects and modules, every public lowercase attribute that is not a module,
         class or function is a setting, and an unknown one is an error naming the closest
-        valid key (so a typo never silently does nothing).
+        valid key (so a typo never silently does nothing). Celery's names (uppercase
+        `BROKER_URL`, ...) are read as fleet's with a warning, or refused.
+
+        With `namespace="FLEET"` only `FLEET_`-prefixed names are settings (`FLEET_BROKER_URL`
+        is `broker_url`), as in Django's settings; Celery's own names there (`CELERY_...`,
+        `BROKER_URL`) are read with a warning, or refused. A settings object that is not set
+        up yet (Django's, while Django starts) is read when the settings are first used.
         """
-        if isinstance(obj, str):
-            try:
-                obj = importlib.import_module(obj)
-            except ImportError as exc:
-                raise ConfigError(f"cannot import settings module {obj!r} ({exc})") from None
-        if isinstance(obj, Mapping):
-            values = dict(obj)
-        else:
-            values = {name: getattr(obj, name) for name in dir(obj) if _is_setting_attr(obj, name)}
-        where = f"{getattr(obj, '__name__', type(obj).__name__)}: "
-        self.conf.update(values, where=where)
+        source = _import_source(obj) if isinstance(obj, str) else obj
+        where = f"{obj if isinstance(obj, str) else _label(obj)}: "
+        if getattr(source, "configured", True) is False:
+            self.conf.defer(lambda: self._read_source(source, namespace, where))
+            return
+        self._read_source(source, namespace, where)
         self.close()
+
+    def _read_source(self, source: Any, namespace: str | None, where: str) -> None:
+        from fleet.engine.celery_names import lookup
+
+        prefix = f"{namespace.upper()}_" if namespace else ""
+        from_mapping = isinstance(source, Mapping)
+        if from_mapping:
+            items = dict(source)
+        else:
+            items = {name: getattr(source, name) for name in dir(source)
+                     if not name.startswith("_") and _is_value(source, name)}
+        values = {}
+        for name, value in items.items():
+            if prefix and name.startswith(prefix):
+                key = name[len(prefix):]
+                known = key.lower() in SETTINGS or lookup(key, SETTINGS) is None
+                values[key.lower() if known else key] = value
+            elif prefix:  # a Django setting; only Celery's own names concern us
+                if name.startswith(("CELERY", "BROKER_")) and lookup(name, SETTINGS):
+                    values[name] = value
+            elif from_mapping or name == name.lower() or lookup(name, SETTINGS) is not None:
+                values[name] = value  # (a module's other uppercase names are its own)
+        self.conf.update(values, where=where, spelled=f"{prefix}{{}}" if prefix else "{}")
 
     @property
     def broker_url(self) -> str:
@@ -85,11 +129,19 @@ class Fleet:
     # -- tasks ------------------------------------------------------------------------------
 
     def task(self, *args: Any, **options: Any) -> Any:
-        """Register a function as a task: `@app.task` or `@app.task(name=..., bind=True)`."""
+        """Register a function as a task: `@app.task` or `@app.task(name=..., bind=True)`.
+
+        `base=MyTask` makes it an instance of that `Task` subclass (its handlers and class
+        attributes apply); the default is the app's `task_cls`.
+        """
         from fleet.engine.task import Task
 
+        base = options.pop("base", None) or self.task_cls or Task
+        if not (isinstance(base, type) and issubclass(base, Task)):
+            raise TypeError(f"base= must be a subclass of fleet.Task, not {base!r}")
+
         def register(fun: Callable) -> Task:
-            task = Task(self, fun, **options)
+            task = base(self, fun, **options)
             existing = self.tasks.get(task.name)
             if existing is not None and existing.fun is not fun and _same_code(existing.fun, fun):
                 return existing  # the same module imported twice (e.g. as __main__ and by name)
@@ -116,7 +168,10 @@ class Fleet:
             ) from None
 
     def import_includes(self) -> None:
-        """Import the modules listed in `include`, so their tasks are registered."""
+        """Import the modules listed in `include`, then the autodiscovered ones, so their
+        tasks are registered (a node does this as it starts)."""
+        if hooks.import_modules.receivers:
+            hooks.import_modules.send(sender=self)
         for module_name in self.conf.include:
             try:
                 importlib.import_module(module_name)
@@ -125,6 +180,38 @@ class Fleet:
                     f"cannot import {module_name!r} listed in include ({exc})",
                     "check the module path, and run from the directory that contains it",
                 ) from exc
+        for packages, related_name in self._autodiscover:
+            self._discover(packages, related_name)
+
+    def autodiscover_tasks(self, packages: Any = None, related_name: str = "tasks",
+                           force: bool = False) -> None:
+        """Import `<package>.tasks` of each package when the app's modules are imported
+        (`import_includes`, as a node starts), or now with `force=True`; a package without
+        such a module is skipped.
+
+        `packages`: a list of package names, or a callable returning one (called then).
+        None: Django's installed apps (with DJANGO_SETTINGS_MODULE set, see
+        `fleet.contrib.django`).
+        """
+        self._autodiscover.append((packages, related_name))
+        if force:
+            self._discover(packages, related_name)
+
+    def _discover(self, packages: Any, related_name: str) -> None:
+        if packages is None:
+            if self.default_packages is None:
+                raise ConfigError("autodiscover_tasks() was given no packages, and there "
+                                  "are no installed apps to look in (Django's)",
+                                  "pass the packages: app.autodiscover_tasks(['proj.orders'])")
+            packages = self.default_packages
+        for package in packages() if callable(packages) else packages:
+            module_name = f"{package}.{related_name}"
+            try:
+                importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise AppLoadError(f"cannot import {module_name} (autodiscovered): {exc}",
+                                       "a module it imports is missing: install it") from exc
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None,
                   **options: Any) -> AsyncResult:
@@ -139,6 +226,11 @@ class Fleet:
         from fleet.engine.results import AsyncResult
 
         return AsyncResult(task_id, app=self)
+
+    def GroupResult(self, group_id: str, results: list[AsyncResult]) -> Any:
+        from fleet.engine.results import GroupResult
+
+        return GroupResult(group_id, results, app=self)
 
     # -- remote control ---------------------------------------------------------------------
 
@@ -242,13 +334,44 @@ def _builtin_task(app: Fleet, name: str) -> Task | None:
     return Task(app, run, name=name)
 
 
-def _is_setting_attr(obj: object, name: str) -> bool:
+def _install_fixups(app: Fleet) -> None:
+    """Django support, installed as Celery installs its Django fixup: when the environment
+    names a Django settings module (DJANGO_SETTINGS_MODULE) and Django is installed. It
+    sets the app's task class (`delay_on_commit`), where `autodiscover_tasks()` looks, and
+    the hooks that set Django up and manage its database connections in nodes."""
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        from fleet.contrib.django.fixup import install
+
+        install(app)
+
+
+def _is_value(obj: object, name: str) -> bool:
+    """Whether attribute `name` of a settings object or module is a value (not a module,
+    class or function it happens to hold)."""
     import inspect
 
-    if name.startswith("_") or name != name.lower():
-        return False
     value = getattr(obj, name)
     return not (inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value))
+
+
+def _import_source(spec: str) -> Any:
+    """The settings object named 'package.module' or 'package.module:attribute'."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import settings module {module_name!r} ({exc})") from None
+    if not attribute:
+        return module
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"settings module {module_name!r} has no attribute "
+                          f"{attribute!r}") from None
+
+
+def _label(obj: object) -> str:
+    return getattr(obj, "__name__", type(obj).__name__)
 
 
 def _same_code(first: Callable, second: Callable) -> bool:
@@ -258,12 +381,17 @@ def _same_code(first: Callable, second: Callable) -> bool:
 
 # -- finding the app given with -A ---------------------------------------------------------
 
+#: The modules of a package `-A proj` looks in, in order, when `proj` itself has no app.
+APP_MODULES = ("fleet", "app", "tasks")
+
+
 def load_app(spec: str, workdir: str | None = None) -> Fleet:
     """Find the app for `-A SPEC`: `proj`, `proj.tasks`, `proj:app`, `proj.module:attr`.
 
-    Without `:attr`, the module's `app` attribute is used, else its only `Fleet` instance,
-    else the same search in the submodules `proj.app`, `proj.tasks` and `proj.fleet`. The
-    current directory (or `workdir`) is importable, as users expect from `-A proj`.
+    Without `:attr`, the module's `app` attribute is used, else its only `Fleet` instance;
+    for a package, then the same search in its modules `proj.fleet` (the conventional place,
+    like Celery's `proj/celery.py`), `proj.app` and `proj.tasks`, in that order. The current
+    directory (or `workdir`) is importable, as users expect from `-A proj`.
     """
     directory = os.path.abspath(workdir or os.getcwd())
     if directory not in sys.path:
@@ -278,7 +406,7 @@ def load_app(spec: str, workdir: str | None = None) -> Fleet:
                                f"-A {module_name}:NAME must name a Fleet instance")
         return app
     app = _find_app(module)
-    for submodule in ("app", "tasks", "fleet"):
+    for submodule in APP_MODULES:
         if app is not None:
             break
         if hasattr(module, "__path__"):
@@ -292,8 +420,8 @@ def load_app(spec: str, workdir: str | None = None) -> Fleet:
     if app is None:
         raise AppLoadError(
             f"no Fleet app found in {module_name!r}",
-            f"define `app = Fleet(...)` in {module_name} (or {module_name}.tasks), "
-            f"or name it: -A {module_name}:ATTRIBUTE",
+            f"define `app = Fleet(...)` in {module_name} (or in {module_name}.fleet, "
+            f".app or .tasks), or name it: -A {module_name}:ATTRIBUTE",
         )
     return app
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import hooks
 from fleet.engine.schedules import Schedule, crontab, to_schedule
 from fleet.engine.transport.base import StoredResult
 from fleet.exceptions import BrokerUnavailable
@@ -347,6 +348,7 @@ def run_beat(app: Fleet) -> int:
     from fleet.signals import SignalRecorder, signal_name
 
     scheduler = Scheduler(app)
+    hooks.beat_init.send(sender=scheduler)
     recorder = SignalRecorder()
     recorder.install([signal.SIGTERM, signal.SIGINT])
     selector = selectors.DefaultSelector()
@@ -378,6 +380,7 @@ def run_beat(app: Fleet) -> int:
 def attach(node: Node) -> Scheduler:
     """`fleet worker -B`: run the scheduler on the node's timer, in its main loop."""
     scheduler = Scheduler(node.app, owner=f"{node.name}#beat-{uuid.uuid4().hex[:8]}")
+    hooks.beat_embedded_init.send(sender=scheduler)
 
     def beat_timer(now: float) -> float:
         return now + scheduler.tick()

@@ -27,9 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import hooks
 from fleet.engine import message as codec
 from fleet.engine.results import AsyncResult, GroupResult, save_group
-from fleet.engine.sending import build_message
+from fleet.engine.sending import announce, build_message
 from fleet.engine.transport.base import Outgoing
 
 if TYPE_CHECKING:
@@ -53,9 +54,14 @@ class Plan:
     def send(self, app: Fleet) -> None:
         """Store the group lists and results, then put every message in one round trip."""
         self.store(app)
-        if self.messages:
-            app.broker.put([Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
-                            for m in self.messages])
+        if not self.messages:
+            return
+        if hooks.before_task_publish.receivers:
+            announce(hooks.before_task_publish, self.messages)
+        app.broker.put([Outgoing(m.id, m.queue, m.encode(), m.priority, m.eta)
+                        for m in self.messages])
+        if hooks.after_task_publish.receivers:
+            announce(hooks.after_task_publish, self.messages)
 
     def store(self, app: Fleet) -> None:
         for group_id, ids in self.groups.items():
@@ -65,7 +71,8 @@ class Plan:
 
 
 class Signature:
-    """One task call, not yet made: `add.s(2)`, `signature("proj.add", (2,), app=app)`."""
+    """One task call, not yet made: `add.s(2)`, `signature("proj.add", (2,), app=app)` (the
+    current app when none is given: see `fleet.engine.current`)."""
 
     kind = "signature"
 
@@ -160,9 +167,11 @@ class Signature:
         return result
 
     def _app(self) -> Fleet:
+        """Its app: the task's or `app=`'s, else the current app (fleet.engine.current)."""
         if self.app is None:
-            raise TypeError(f"signature {self!r} has no app: make it from a task "
-                            "(task.s(...)) or pass app= to signature()")
+            from fleet.engine.current import current_app
+
+            return current_app()
         return self.app
 
     # -- ids and messages ---------------------------------------------------------------------

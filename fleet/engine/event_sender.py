@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import states
-from fleet.engine.events import EVENTS_CHANNEL, FIELD_LIMIT, SETTLED_TYPES, clip
+from fleet.engine.events import EVENTS_CHANNEL, FIELD_LIMIT, SETTLED_TYPES, clip, display_name
 
 if TYPE_CHECKING:
     from fleet.engine.node.jobs import Job
@@ -72,21 +72,23 @@ class EventSender:
     def on_received(self, node: Node, job: Job) -> None:
         if self._enabled():
             msg = job.message
-            self.send("task-received", uuid=msg.id, name=msg.task, args=clip(msg.args),
+            self.send("task-received", uuid=msg.id, name=display_name(msg.task, msg.options),
+                      args=clip(msg.args),
                       kwargs=clip(msg.kwargs), eta=msg.eta, expires=msg.expires,
                       retries=msg.retries, queue=job.delivery.queue, root_id=msg.root_id,
                       parent_id=msg.parent_id, group_id=msg.group_id)
 
     def on_started(self, node: Node, job: Job) -> None:
         if self._enabled():
-            self.send("task-started", uuid=job.message.id, name=job.message.task,
+            msg = job.message
+            self.send("task-started", uuid=msg.id, name=display_name(msg.task, msg.options),
                       pid=job.child.pid if job.child else None)
 
     def on_settled(self, node: Node, job: Job, state: str, header: dict) -> None:
         if not self._enabled():
             return
         msg = job.message
-        fields: dict[str, Any] = {"uuid": msg.id, "name": msg.task,
+        fields: dict[str, Any] = {"uuid": msg.id, "name": display_name(msg.task, msg.options),
                                   "runtime": header.get("runtime")}
         meta = header.get("meta") or {}
         summary = header.get("summary") or meta.get("exc_message")

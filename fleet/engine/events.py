@@ -10,7 +10,9 @@ minute), never a queue, so a slow or absent listener never slows a node or fills
 A node batches the events of one loop turn into one broadcast (a JSON list of event objects).
 
 An event is a flat JSON object: {"type", "node", "timestamp", ...}; task events add "uuid",
-"name" and, depending on the type, "args", "kwargs", "result", "exception", "runtime".
+"name" (the `shadow` name when the call gave one) and, depending on the type, "args",
+"kwargs", "result", "exception", "runtime". `task-updated` is sent by `update_state` from
+where the task runs, with the custom "state" and its meta as "info".
 """
 
 from __future__ import annotations
@@ -53,6 +55,24 @@ def send_task_sent(app: Fleet, msg: Any) -> None:
         app.broker.publish(EVENTS_CHANNEL, json.dumps([event], default=repr))
     except Exception as exc:
         log.warning("could not send the task-sent event of %s: %s", msg.id, exc)
+
+
+def send_task_updated(app: Fleet, meta: dict, request: Any) -> None:
+    """The `task-updated` event of `update_state` (a custom state and its meta), sent from
+    where the task runs while its node sends task events; best effort."""
+    event = {"type": "task-updated", "node": request.hostname, "timestamp": time.time(),
+             "uuid": meta["id"], "name": display_name(request.task, request.options),
+             "state": meta["state"], "info": clip(meta["result"])}
+    try:
+        app.broker.publish(EVENTS_CHANNEL, json.dumps([event], default=repr))
+    except Exception as exc:
+        log.warning("could not send the task-updated event of %s: %s", meta["id"], exc)
+
+
+def display_name(task: str | None, options: dict | None) -> str | None:
+    """The name a task is shown by in logs and events: `apply_async(shadow=...)`'s, else
+    its own."""
+    return (options or {}).get("shadow") or task
 
 
 # == receiving ==================================================================================
@@ -147,7 +167,7 @@ def format_event(event: dict[str, Any]) -> str:
     parts = [stamp, event.get("node") or "-", kind]
     if kind.startswith("task-"):
         parts.append(f"{event.get('name') or '?'}[{event.get('uuid')}]")
-        for key in ("args", "kwargs", "result", "exception", "reason"):
+        for key in ("state", "info", "args", "kwargs", "result", "exception", "reason"):
             if key in event:
                 parts.append(f"{key}={json.dumps(event[key], default=repr)}")
         if event.get("runtime") is not None:

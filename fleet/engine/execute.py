@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import lifecycle, states
 from fleet.engine import message as codec
-from fleet.engine import states
 from fleet.engine.request import Request, _current
 from fleet.engine.results import exception_meta, format_exception, success_meta
 from fleet.engine.workflow import follow_up, is_transient
@@ -26,6 +26,7 @@ from fleet.operator_errors import FleetError
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
     from fleet.engine.message import TaskMessage
+    from fleet.engine.task import Task
 
 log = logging.getLogger("fleet.execute")
 
@@ -64,22 +65,25 @@ class Outcome:
         return header
 
 
-def request_for(msg: TaskMessage, node: str, delivery_info: dict) -> Request:
+def request_for(msg: TaskMessage, node: str, delivery_info: dict,
+                events: bool = False) -> Request:
     return Request(
         id=msg.id, task=msg.task, args=msg.args, kwargs=msg.kwargs, retries=msg.retries,
         eta=msg.eta, expires=msg.expires, root_id=msg.root_id, parent_id=msg.parent_id,
         group_id=msg.group_id, headers=msg.headers, callbacks=msg.callbacks, hostname=node,
-        delivery_info=delivery_info, options=msg.options,
+        delivery_info=delivery_info, options=msg.options, send_events=events,
     )
 
 
-def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
+def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict,
+            events: bool = False) -> Outcome:
     """Run the task of `msg`; never raises (except to let the process die on KILL).
 
     A task that is part of a workflow (callbacks, chain, chord) gets its follow-up messages
-    in the outcome's `send` (see `add_follow_ups`).
+    in the outcome's `send` (see `add_follow_ups`). `events`: the node sends task events
+    (so `update_state` sends one too).
     """
-    outcome = _execute(app, msg, node, delivery_info)
+    outcome = _execute(app, msg, node, delivery_info, events)
     if not msg.callbacks:
         return outcome
     if outcome.terminated:
@@ -90,22 +94,39 @@ def execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Out
     return add_follow_ups(app, msg, outcome)
 
 
-def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Outcome:
+def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict,
+             events: bool) -> Outcome:
     task = app.tasks[msg.task]
-    request = request_for(msg, node, delivery_info)
+    request = request_for(msg, node, delivery_info, events)
     extra = {"task": msg.task, "node": node, "retries": msg.retries}
     _current.append((task, request))
+    outcome, value = None, None
+    try:
+        outcome, value = _run(task, request, msg, extra)
+        return outcome
+    finally:
+        if outcome is not None:
+            lifecycle.finished(task, request, outcome.state, value)
+        _current.pop()
+
+
+def _run(task: Task, request: Request, msg: TaskMessage, extra: dict) -> tuple[Outcome, Any]:
+    """Run the task: its outcome, and its return value (or the exception it raised)."""
     started = time.perf_counter()
     try:
+        lifecycle.prerun(task, request)
+        started = time.perf_counter()
         value = task.run(*msg.args, **msg.kwargs)
-        runtime = time.perf_counter() - started
-        return _success(msg.id, value, runtime, extra)
+        outcome = _success(msg.id, value, time.perf_counter() - started, extra)
+        if outcome.state != states.SUCCESS:  # its value cannot be stored (JSON)
+            return outcome, EncodeError(outcome.summary)
+        return outcome, value
     except Retry as signal:
-        return _retry(msg, signal, time.perf_counter() - started, extra)
+        return _retry(msg, signal, time.perf_counter() - started, extra), signal.exc or signal
     except Terminated as exc:
         outcome = _failure(msg.id, states.REVOKED, exc, time.perf_counter() - started, extra)
         outcome.terminated = True
-        return outcome
+        return outcome, exc
     except BaseException as exc:  # the task's own failure, whatever it is
         runtime = time.perf_counter() - started
         if task.autoretry_for and isinstance(exc, task.autoretry_for) and \
@@ -113,10 +134,8 @@ def _execute(app: Fleet, msg: TaskMessage, node: str, delivery_info: dict) -> Ou
             limit = task.max_retries
             if limit is None or msg.retries < limit:
                 when = time.time() + task.backoff_delay(msg.retries)
-                return _retry(msg, Retry(exc=exc, when=when), runtime, extra)
-        return _failure(msg.id, states.FAILURE, exc, runtime, extra)
-    finally:
-        _current.pop()
+                return _retry(msg, Retry(exc=exc, when=when), runtime, extra), exc
+        return _failure(msg.id, states.FAILURE, exc, runtime, extra), exc
 
 
 def _success(task_id: str, value: Any, runtime: float, extra: dict) -> Outcome:

@@ -66,9 +66,23 @@ def setup_logging(nodename: str, role: str, level: int, logfile_template: str | 
     """Configure the root logger for one process of a node; return the log file's fd.
 
     `per_thread`: the role is the logging thread's name (the solo and threads pools run
-    tasks on threads named "thread N" in the main process)."""
-    from fleet.daemon import open_log_file
+    tasks on threads named "thread N" in the main process).
 
+    When the `setup_logging` hook has receivers, they configure logging instead (with the
+    level, the log file name for this process and fleet's format) and None is returned.
+    """
+    from fleet.daemon import open_log_file
+    from fleet.engine import hooks
+
+    label = f"{nodename} {role}".replace("%", "%%")
+    if per_thread:
+        label = nodename.replace("%", "%%") + " %(threadName)s"
+    line_format = f"[%(asctime)s: %(levelname)s/{label}] %(message)s"
+    if hooks.setup_logging.receivers:
+        logfile = format_node(logfile_template, nodename, index) if logfile_template else None
+        hooks.setup_logging.send(loglevel=level, logfile=logfile, format=line_format,
+                                 colorize=False)
+        return None
     fd = None
     if logfile_template:
         fd = open_log_file(format_node(logfile_template, nodename, index))
@@ -76,10 +90,7 @@ def setup_logging(nodename: str, role: str, level: int, logfile_template: str | 
     else:
         stream = sys.stderr
     handler = logging.StreamHandler(stream)
-    label = f"{nodename} {role}".replace("%", "%%")
-    if per_thread:
-        label = nodename.replace("%", "%%") + " %(threadName)s"
-    handler.setFormatter(MaskingFormatter(f"[%(asctime)s: %(levelname)s/{label}] %(message)s"))
+    handler.setFormatter(MaskingFormatter(line_format))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import hooks
 from fleet.engine import message as codec
 from fleet.engine.execute import execute
 
@@ -338,6 +339,7 @@ def _child_main(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
         logging.getLogger("fleet.pool").exception("Child %d crashed", slot)
         code = 70
     finally:
+        hooks.worker_process_shutdown.send(pid=os.getpid(), exitcode=code)
         logging.shutdown()
         os._exit(code)
 
@@ -376,6 +378,7 @@ def _child_setup(settings: ChildSettings, slot: int, pool: Pool, task_fd: int,
                            settings.logfile, index=slot)
     faulthandler.register(signal.SIGUSR2, file=log_fd if log_fd is not None else sys.stderr,
                           all_threads=True, chain=False)
+    hooks.worker_process_init.send()
 
 
 def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int) -> None:
@@ -390,7 +393,8 @@ def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
         msg = codec.decode(body)
         _ChildState.in_task = True
         try:
-            outcome = execute(settings.app, msg, settings.nodename, header.get("delivery", {}))
+            outcome = execute(settings.app, msg, settings.nodename, header.get("delivery", {}),
+                              events=header.get("events", False))
         finally:
             _ChildState.in_task = False
         done += 1

@@ -37,6 +37,8 @@ class Request:
     delivery_info: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     is_eager: bool = False
+    #: Whether the node running it sends task events (then `update_state` sends one).
+    send_events: bool = False
 
 
 class _Stack(threading.local):

@@ -29,6 +29,8 @@ from fleet.exceptions import RemoteError, TimeoutError
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
+    from fleet.engine.request import Request
+    from fleet.engine.task import Task
     from fleet.engine.transport.base import Transport
 
 RESULT_PREFIX = "result:"
@@ -68,6 +70,29 @@ def exception_meta(task_id: str, state: str, exc: BaseException, traceback_text:
         "date_done": time.time(),
         **extra,
     }
+
+
+def update_state(task: Task, request: Request, task_id: str | None, state: str | None,
+                 meta: Any) -> None:
+    """`Task.update_state`: store a custom state (and its meta) of a running task now."""
+    task_id = task_id or request.id
+    if not task_id:
+        raise ValueError("update_state() has no task id: call it from a running task, "
+                         "or pass task_id=")
+    if not state or not isinstance(state, str):
+        raise ValueError("update_state() needs a state, e.g. state=\"PROGRESS\"")
+    if state in states.READY_STATES:
+        raise ValueError(f"update_state(state={state!r}): the node stores a task's outcome "
+                         "itself; use a state of your own, such as \"PROGRESS\"")
+    own = task_id == request.id
+    stored = {"id": task_id, "state": state, "result": meta, "traceback": None,
+              "task": task.name if own else None, "node": request.hostname if own else None,
+              "retries": request.retries if own else 0, "date_done": None}
+    task.app.backend.save([stored])
+    if request.send_events:
+        from fleet.engine.events import send_task_updated
+
+        send_task_updated(task.app, stored, request)
 
 
 def format_exception(exc: BaseException) -> str:
@@ -179,12 +204,22 @@ class ResultBackend:
 
 
 class AsyncResult:
-    """A handle on a task's result: `state`, `ready()`, `get()`, ..."""
+    """A handle on a task's result: `state`, `ready()`, `get()`, ...
 
-    def __init__(self, task_id: str, app: Fleet, parent: AsyncResult | None = None):
-        self.id = task_id
-        self.app = app
+    `AsyncResult(id)` alone uses the current app (see `fleet.engine.current`); `backend=`
+    reads from that result backend instead of the app's.
+    """
+
+    def __init__(self, id: str | None = None, app: Fleet | None = None,
+                 parent: AsyncResult | None = None, *, task_id: str | None = None,
+                 backend: ResultBackend | None = None):
+        if (id or task_id) is None:
+            raise TypeError("AsyncResult() needs the task's id: AsyncResult(id)")
+        self.id: str = id or task_id  # type: ignore[assignment]
+        self.app = app if app is not None else \
+            backend.app if backend is not None else _current_app()
         self.parent = parent
+        self._backend = backend
         self._cache: dict | None = None
 
     def __repr__(self) -> str:
@@ -200,10 +235,15 @@ class AsyncResult:
     def task_id(self) -> str:
         return self.id
 
+    @property
+    def backend(self) -> ResultBackend:
+        """Where this result is read from: the app's result backend (or the one given)."""
+        return self._backend if self._backend is not None else self.app.backend
+
     def _meta(self) -> dict:
         if self._cache is not None:
             return self._cache
-        meta = self.app.backend.get_meta(self.id)
+        meta = self.backend.get_meta(self.id)
         if meta["state"] in states.READY_STATES:
             self._cache = meta  # a ready result never changes
         return meta
@@ -216,7 +256,8 @@ class AsyncResult:
 
     @property
     def result(self) -> Any:
-        """The return value when SUCCESS, the exception when failed, else None."""
+        """The return value when SUCCESS, the exception when failed (or retried, or
+        revoked), the meta of a custom state (`update_state`), else None."""
         meta = self._meta()
         if meta["state"] in states.EXCEPTION_STATES and meta.get("exc_type"):
             return exception_from_meta(meta)
@@ -252,7 +293,7 @@ class AsyncResult:
         `timeout` (seconds) raises `fleet.exceptions.TimeoutError`; None waits forever.
         With `propagate=False` a failure returns the exception instead of raising it.
         """
-        meta = self._cache or self.app.backend.wait(self.id, timeout, interval)
+        meta = self._cache or self.backend.wait(self.id, timeout, interval)
         self._cache = meta
         if meta["state"] == states.SUCCESS:
             return meta.get("result")
@@ -275,7 +316,7 @@ class AsyncResult:
     def forget(self) -> None:
         """Delete the stored result."""
         self._cache = None
-        self.app.backend.forget([self.id])
+        self.backend.forget([self.id])
 
     def as_dict(self) -> dict:
         return dict(self._meta())
@@ -301,11 +342,11 @@ def load_group(app: Fleet, group_id: str) -> list[str] | None:
 class GroupResult:
     """The results of a group, in the order its tasks were given."""
 
-    def __init__(self, group_id: str, results: Sequence[Any], app: Fleet,
+    def __init__(self, group_id: str, results: Sequence[Any], app: Fleet | None = None,
                  parent: Any = None):
         self.id = group_id
         self.results = list(results)
-        self.app = app
+        self.app = app if app is not None else _current_app()
         self.parent = parent
 
     def __repr__(self) -> str:
@@ -405,9 +446,17 @@ class GroupResult:
         return self
 
     @classmethod
-    def restore(cls, group_id: str, app: Fleet) -> GroupResult | None:
-        """The group saved under `group_id`, or None if unknown or expired."""
+    def restore(cls, group_id: str, app: Fleet | None = None) -> GroupResult | None:
+        """The group saved under `group_id`, or None if unknown or expired (`app`: the
+        current app when not given)."""
+        app = app if app is not None else _current_app()
         ids = load_group(app, group_id)
         if ids is None:
             return None
         return cls(group_id, [AsyncResult(task_id, app=app) for task_id in ids], app=app)
+
+
+def _current_app() -> Fleet:
+    from fleet.engine.current import current_app
+
+    return current_app()

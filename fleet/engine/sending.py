@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from fleet.engine import hooks
 from fleet.engine import message as messages
 from fleet.engine.request import current_request
 from fleet.engine.results import AsyncResult
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 CALL_OPTIONS = frozenset({
     "queue", "countdown", "eta", "expires", "task_id", "priority", "headers", "ignore_result",
     "acks_late", "time_limit", "soft_time_limit", "track_started", "link", "link_error",
-    "retries", "parent_id", "root_id", "group_id", "callbacks",
+    "retries", "parent_id", "root_id", "group_id", "callbacks", "shadow",
 })
 
 
@@ -130,7 +131,8 @@ def _plain_message(app: Fleet, name: str, args: Any, kwargs: Any,
 
 
 def _task_options(options: dict) -> dict:
-    keys = ("ignore_result", "acks_late", "time_limit", "soft_time_limit", "track_started")
+    keys = ("ignore_result", "acks_late", "time_limit", "soft_time_limit", "track_started",
+            "shadow")
     return {key: options[key] for key in keys if options.get(key) is not None}
 
 
@@ -147,10 +149,23 @@ def send(app: Fleet, name: str, args: Any, kwargs: Any, options: dict,
          task: Task | None = None) -> AsyncResult:
     """Encode, route and put one task message; return its `AsyncResult`."""
     msg = build_message(app, name, args, kwargs, options, task)
+    if hooks.before_task_publish.receivers:
+        announce(hooks.before_task_publish, [msg])
     body = msg.encode()
     app.broker.put([Outgoing(msg.id, msg.queue, body, msg.priority, msg.eta)])
+    if hooks.after_task_publish.receivers:
+        announce(hooks.after_task_publish, [msg])
     if app.conf.task_send_sent_event:
         from fleet.engine.events import send_task_sent
 
         send_task_sent(app, msg)
     return AsyncResult(msg.id, app=app)
+
+
+def announce(hook: hooks.Hook, msgs: list[messages.TaskMessage]) -> None:
+    """Send a publish hook for each message: `body` is the message as a dict (`body["id"]`,
+    `body["task"]`, ...); `headers` are its user headers, which a before_task_publish
+    receiver may change (they are what is sent)."""
+    for msg in msgs:
+        hook.send(sender=msg.task, body=msg.to_dict(), exchange="", routing_key=msg.queue,
+                  headers=msg.headers, properties={"priority": msg.priority, "eta": msg.eta})

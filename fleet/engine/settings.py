@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.engine import celery_names
 from fleet.operator_errors import ConfigError, closest
 
 LAYERS = ("default", "app", "file", "env", "cli")
@@ -286,10 +287,24 @@ class Settings(Mapping):
 
     def __init__(self, env: Mapping[str, str] | None = None):
         self._layers: dict[str, dict[str, Any]] = {layer: {} for layer in LAYERS}
+        #: Sources to read at the first use of these settings (see `defer`).
+        self._deferred: list[Callable[[], None]] = []
         self.load_env(os.environ if env is None else env)
+
+    def defer(self, load: Callable[[], None]) -> None:
+        """Call `load` (which updates these settings) just before they are next used, read
+        or written: for a source that cannot be read yet (Django's settings while Django is
+        still setting itself up). Later updates apply after it, as if it had run now."""
+        self._deferred.append(load)
+
+    def _load_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)()
 
     # Mapping protocol: the effective values of every known setting.
     def __getitem__(self, name: str) -> Any:
+        if self._deferred:
+            self._load_deferred()
         for layer in reversed(LAYERS[1:]):
             values = self._layers[layer]
             if name in values:
@@ -321,9 +336,17 @@ class Settings(Mapping):
         return len(SETTINGS)
 
     def update(self, values: Mapping[str, Any] | None = None, /, *, layer: str = "app",
-               where: str = "", **kwargs: Any) -> None:
-        """Validate and set values in `layer` (default: the app's own settings)."""
+               where: str = "", spelled: str = "{}", **kwargs: Any) -> None:
+        """Validate and set values in `layer` (default: the app's own settings).
+
+        Celery's names are read as fleet's, with a warning, or refused (see
+        `fleet.engine.celery_names`; `spelled` is how this source writes fleet's names).
+        """
+        if self._deferred:
+            self._load_deferred()
         merged = {**(values or {}), **kwargs}
+        if any(name not in SETTINGS for name in merged):
+            merged = celery_names.translate(merged, SETTINGS, where, spelled)
         checked = {name: validate(name, value, where) for name, value in merged.items()}
         self._layers[layer].update(checked)
 
@@ -333,25 +356,34 @@ class Settings(Mapping):
 
     def load_env(self, env: Mapping[str, str]) -> None:
         """Read FLEET_<SETTING> variables into the env layer (unknown FLEET_ names that look
-        like settings are errors, with the closest valid name)."""
-        values = {}
+        like settings are errors, with the closest valid name; Celery's names after FLEET_
+        are read as fleet's, with a warning, or refused)."""
+        values, celery = {}, {}
         for key, text in env.items():
             if not key.startswith("FLEET_") or key in OTHER_ENV:
                 continue
             name = key[len("FLEET_"):].lower()
             if name in SETTINGS:
                 values[name] = SETTINGS[name].from_env(text)
+            elif celery_names.lookup(key[len("FLEET_"):], SETTINGS) is not None:
+                celery[key[len("FLEET_"):]] = text
             elif "_" in name and name.split("_", 1)[0] in _SETTING_GROUPS:
                 hint = closest(name, SETTINGS)
                 raise ConfigError(
                     f"environment variable {key} names no setting",
                     f"did you mean FLEET_{hint.upper()}?" if hint else "see `fleet report`",
                 )
+        where = "FLEET_ environment: "
+        for name, text in celery_names.translate(celery, SETTINGS, where + "FLEET_",
+                                                 "FLEET_{}").items():
+            values.setdefault(name, SETTINGS[name].from_env(text))
         self._layers["env"] = {}
-        self.update(values, layer="env", where="FLEET_ environment: ")
+        self.update(values, layer="env", where=where)
 
     def source(self, name: str) -> str:
         """Which layer the effective value of `name` comes from."""
+        if self._deferred:
+            self._load_deferred()
         for layer in reversed(LAYERS[1:]):
             if name in self._layers[layer]:
                 return layer

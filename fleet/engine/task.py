@@ -44,11 +44,28 @@ class _Unset:
 _UNSET = _Unset()
 
 
+#: Options whose value falls back to an app setting when unset (properties below).
+_SETTING_OPTIONS = ("ignore_result", "acks_late", "track_started", "reject_on_worker_lost",
+                    "max_retries", "default_retry_delay")
+
+
 class Task:
-    """A registered task. Created by `@app.task`; options as keyword arguments."""
+    """A registered task. Created by `@app.task`; options as keyword arguments.
+
+    Subclass it for a task class of your own (`@app.task(base=MyTask)`, or an app's
+    `task_cls`): options may be class attributes there (`acks_late = True`, `max_retries =
+    5`, ...; a decorator's options still win), and the handlers below run where the task
+    runs, in Celery's order (see `fleet.engine.lifecycle`).
+    """
 
     def __init__(self, app: Fleet, fun: Callable, **options: Any):
         refuse_unknown(options, TASK_OPTIONS, "unknown task option")
+        defaults = _class_options(type(self))
+        if defaults:
+            options = {**defaults, **options}
+            for name in _SETTING_OPTIONS:  # a subclass's value hides the property: keep it
+                if name in defaults:
+                    object.__setattr__(self, name, options[name])
         self.app = app
         self.fun = fun
         self.name: str = options.get("name") or _default_name(app, fun)
@@ -109,6 +126,52 @@ class Task:
 
     def _pick(self, own: Any, setting: str) -> Any:
         return self.app.conf[setting] if own is None else own
+
+    # -- handlers: override them in a Task subclass (they run where the task runs) ---------
+
+    def before_start(self, task_id: str, args: list, kwargs: dict) -> None:
+        """Called just before the task runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: list, kwargs: dict) -> None:
+        """Called when the task returned `retval`."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: list, kwargs: dict,
+                   einfo: Any) -> None:
+        """Called when the task failed with `exc` (`einfo.traceback` is the text)."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: list, kwargs: dict,
+                 einfo: Any) -> None:
+        """Called when the task will be retried because of `exc`."""
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: list, kwargs: dict,
+                     einfo: Any) -> None:
+        """Called after the task ran, whatever happened (`status` is its state)."""
+
+    # -- results ----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Any:
+        """Where this task's results are stored (the app's result backend)."""
+        return self.app.backend
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        """The result handle of one call of this task."""
+        return self.app.AsyncResult(task_id)
+
+    def update_state(self, task_id: str | None = None, state: str | None = None,
+                     meta: Any = None, **kwargs: Any) -> None:
+        """Store a state of this call (or of `task_id`) now, e.g. progress::
+
+            self.update_state(state="PROGRESS", meta={"done": 30, "total": 100})
+
+        `AsyncResult(id).state` is then "PROGRESS" and `.info` the meta (JSON), and a
+        `task-updated` event carries both while the node sends task events. The outcome
+        states (SUCCESS, FAILURE, REVOKED) are the node's to store.
+        """
+        from fleet.engine.results import update_state
+
+        refuse_unknown(kwargs, frozenset(), "update_state got an unknown argument")
+        update_state(self, self.request, task_id, state, meta)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -210,6 +273,21 @@ class Task:
         factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
         delay = min(self.retry_backoff_max, factor * (2 ** retries))
         return random.uniform(0, delay) if self.retry_jitter else delay
+
+
+def _class_options(cls: type) -> dict[str, Any]:
+    """Task options a subclass of Task sets as plain class attributes."""
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass is Task:
+            break
+        for name in TASK_OPTIONS - {"name"}:
+            value = klass.__dict__.get(name, _UNSET)
+            if value is not _UNSET and name not in found and \
+                    not isinstance(value, property | staticmethod | classmethod) and \
+                    not callable(value):
+                found[name] = value
+    return found
 
 
 def _default_name(app: Fleet, fun: Callable) -> str:

@@ -29,6 +29,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fleet.engine import hooks
 from fleet.engine import message as codec
 from fleet.engine.execute import execute
 from fleet.engine.pool import Child
@@ -76,6 +77,7 @@ class ThreadPool:
         self._outcomes: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._keys = itertools.count(1)
+        self._process_hooks_sent = False
 
     def fileno(self) -> int:
         """Readable when outcomes are waiting in `collect`."""
@@ -87,6 +89,9 @@ class ThreadPool:
         return [slot for slot in range(1, self.concurrency + 1) if slot not in used]
 
     def spawn(self, slot: int) -> TaskThread:
+        if not self._process_hooks_sent:  # no child process: this process is the one that
+            self._process_hooks_sent = True  # runs tasks, so it gets the hook once (as Celery's
+            hooks.worker_process_init.send()  # solo pool does)
         child = TaskThread(slot, os.getpid(), -1, -1, key=next(self._keys))
         child.thread = threading.Thread(target=self._run, args=(child,), daemon=True,
                                         name=f"thread {slot}")
@@ -161,6 +166,9 @@ class ThreadPool:
         return [child for child in self.children.values() if child.job is not None]
 
     def close(self) -> None:
+        if self._process_hooks_sent:
+            self._process_hooks_sent = False
+            hooks.worker_process_shutdown.send(pid=os.getpid(), exitcode=0)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -179,7 +187,7 @@ class ThreadPool:
             while (item := child.inbox.get()) is not None:
                 header, body = item
                 outcome = execute(settings.app, codec.decode(body), settings.nodename,
-                                  header.get("delivery", {}))
+                                  header.get("delivery", {}), events=header.get("events", False))
                 self._post(child, outcome.header(), (outcome.meta or "").encode())
         except BaseException:  # execute() never raises: this is a bug, not a task failing
             log.exception("Thread %d crashed", child.slot)

@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 from fleet import __version__
 from fleet.daemon import PidFile
+from fleet.engine import hooks
 from fleet.engine.autoscale import Autoscaler
 from fleet.engine.log import setup_logging
-from fleet.engine.node import followups
+from fleet.engine.node import followups, hook_calls
 from fleet.engine.node.children import Children
 from fleet.engine.node.consumer import Consumer, connect_with_retry
 from fleet.engine.node.dispatch import Dispatcher
@@ -134,6 +135,7 @@ class Node:
         self.dispatcher = Dispatcher(self)
         self.shutdown = Shutdown(self)
         followups.attach(self)  # main-process failures follow their workflow
+        hook_calls.attach(self)  # fleet.hooks of the main process
 
     # == lifecycle =============================================================================
 
@@ -155,6 +157,8 @@ class Node:
             threading.current_thread().name = "main"
         self.log_fd = setup_logging(self.name, "main", self.options.loglevel,
                                     self.options.logfile, index=0, per_thread=threads)
+        if hooks.worker_init.receivers:
+            hooks.worker_init.send(sender=self)
         self.signals.install(HANDLED_SIGNALS)
         self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
         if self.options.pidfile:

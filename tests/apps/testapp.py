@@ -300,3 +300,12 @@ def store_trouble(value, method, times=1, fail=False):
     if fail:
         raise ValueError(f"store_trouble failed on purpose with {value!r}")
     return value
+
+
+@app.task(bind=True)
+def progress(self, steps, pause):
+    """Reports its progress as a state of its own (update_state), then returns `steps`."""
+    for step in range(1, steps + 1):
+        self.update_state(state="PROGRESS", meta={"done": step, "total": steps})
+        time.sleep(pause)
+    return steps

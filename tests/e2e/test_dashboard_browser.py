@@ -278,6 +278,19 @@ def test_a_failed_task_shows_its_traceback(scene):
     scene.screenshot("task-failed")
 
 
+def test_a_task_in_a_state_of_its_own_shows_it_and_its_progress(scene):
+    """Issue 17: update_state's custom state and meta reach the task page."""
+    import testapp
+
+    result = testapp.progress.delay(2, 1.5)
+    wait_for(lambda: result.state == "PROGRESS", 15, message="the PROGRESS state")
+    scene.go(f"/tasks/{result.id}")
+    scene.shows("#task-state", "PROGRESS")
+    scene.shows("#task-info", '"total": 2')
+    scene.screenshot("task-progress")
+    assert result.get(timeout=15) == 2
+
+
 def test_revoking_from_the_page_revokes_it(scene):
     import testapp
 

@@ -53,6 +53,19 @@ def test_failures_keep_the_exception(history):
     assert row["state"] == "FAILURE" and row["exception"] == "ValueError: boom"
 
 
+def test_a_custom_state_shows_with_its_meta_until_the_task_finishes(history):
+    """Issue 17: update_state's task-updated events put the task in its own state."""
+    received, started, done = lifecycle("t1", 1000.0)
+    progress = event("task-updated", "t1", 1000.2, name="proj.add", state="PROGRESS",
+                     info={"done": 3, "total": 10})
+    history.ingest([received, started, progress])
+    row = history.task("t1")
+    assert (row["state"], row["result"], row["finished"]) == ("PROGRESS", {"done": 3,
+                                                                           "total": 10}, None)
+    history.ingest([done])
+    assert history.task("t1")["state"] == "SUCCESS" and history.task("t1")["result"] == 3
+
+
 def test_the_history_keeps_at_most_max_tasks_and_forgets_the_oldest(tmp_path):
     store = History(tmp_path / "small.db", max_tasks=10)
     try:

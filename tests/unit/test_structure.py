@@ -27,7 +27,8 @@ ABOVE_THE_ENGINE = ("fleet.cli", "fleet.inspect", "fleet.report", "fleet.multi",
 
 #: The node side of the engine: a process that only sends tasks never loads these.
 NODE_SIDE = ("fleet.engine.worker", "fleet.engine.node", "fleet.engine.pool",
-             "fleet.engine.execute", "fleet.engine.control", "fleet.engine.event_sender",
+             "fleet.engine.execute", "fleet.engine.lifecycle", "fleet.engine.control",
+             "fleet.engine.event_sender",
              "fleet.engine.beat", "fleet.engine.autoscale", "fleet.engine.health",
              "fleet.engine.sd_notify", "fleet.engine.log")
 

@@ -330,6 +330,9 @@
     }
     const t = detail.task;
     if (t.exception) return section("Error", h("p", {class: "error", id: "exception"}, t.exception));
+    if (r.result !== null && r.result !== undefined) {  // a state of its own: its meta
+      return section(`Progress (${r.state})`, h("div", {id: "task-info"}, json(r.result)));
+    }
     return section("Result", h("p", {class: "muted"}, `Not stored yet (state ${r.state}).`));
   }
 

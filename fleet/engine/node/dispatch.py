@@ -235,6 +235,8 @@ class Dispatcher:
         delivery = job.delivery
         header = {"delivery": {"queue": delivery.queue, "priority": delivery.priority,
                                "redelivered": delivery.redelivered}}
+        if self.options.send_events:  # (so update_state sends task-updated events too)
+            header["events"] = True
         self.children.pool.send(child, header, delivery.body)
         self.node.emit("started", job)
         if not job.acks_late:

@@ -47,7 +47,9 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.message.task}[{self.message.id}]"
+        """How logs name it: its task (or the call's `shadow` name) and its id."""
+        msg = self.message
+        return f"{msg.options.get('shadow') or msg.task}[{msg.id}]"
 
 
 def first(*values: Any) -> Any:

@@ -38,6 +38,7 @@ class Shutdown:
         self.jobs = node.jobs
         self.cold_deadline: float | None = None  #: when the children get KILL (monotonic)
         self.next_progress = 0.0
+        self.reason = ""  #: what asked for the shutdown: "TERM", "second INT", ...
 
     def begin(self, how: str, why: str = "") -> None:
         """Start a WARM or COLD shutdown (`why`: what asked for it, for the log)."""
@@ -48,6 +49,7 @@ class Shutdown:
         if how == COLD and node.state in (COLD, STOPPED):
             return
         node.state = how
+        self.reason = why
         log.warning("%s%s", how.capitalize(), f" ({why})" if why else "")
         node.emit("shutdown", how)
         self.return_unstarted()

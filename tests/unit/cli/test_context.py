@@ -102,7 +102,7 @@ def test_print_table_right_aligns_numbers_and_left_aligns_the_rest(capsys):
 def test_fleet_lists_its_commands_most_used_first():
     assert list(cli.commands) == ["worker", "call", "result", "queues", "purge", "report",
                                   "config", "inspect", "control", "status", "events", "beat",
-                                  "multi", "dashboard"]
+                                  "multi", "dashboard", "upgrade"]
 
 
 def test_no_command_module_imports_the_cli_package():

@@ -58,3 +58,53 @@ def test_load_app_forms(tmp_path, monkeypatch):
         load_app("projx.tasks:missing")
     with pytest.raises(AppLoadError, match="no module named 'nothere'"):
         load_app("nothere")
+
+
+def test_load_app_looks_in_the_package_then_its_fleet_app_and_tasks_modules(tmp_path,
+                                                                             monkeypatch):
+    """Issue 17: the order is proj, proj.fleet (the conventional place, like Celery's
+    proj/celery.py), proj.app, proj.tasks; it was app, tasks, fleet."""
+    from fleet.engine.app import APP_MODULES, load_app
+
+    assert APP_MODULES == ("fleet", "app", "tasks")
+    for name, modules in {"order_a": ("fleet", "app", "tasks"), "order_b": ("app", "tasks"),
+                          "order_c": ("tasks",)}.items():
+        package = tmp_path / name
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        for module in modules:
+            (package / f"{module}.py").write_text(
+                f"from fleet import Fleet\napp = Fleet('{name}.{module}')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_app("order_a").main == "order_a.fleet"
+    assert load_app("order_b").main == "order_b.app"
+    assert load_app("order_c").main == "order_c.tasks"
+    (tmp_path / "order_d").mkdir()
+    (tmp_path / "order_d" / "__init__.py").write_text("")
+    with pytest.raises(AppLoadError, match=r"order_d\.fleet, \.app or \.tasks"):
+        load_app("order_d")
+
+
+def test_autodiscover_imports_each_packages_tasks_module_when_includes_are_imported(
+        tmp_path, monkeypatch):
+    from fleet.engine import current
+
+    monkeypatch.setattr(current, "_shared", [])  # its shared task must not outlive the test
+    for name, source in {"disc_a": "from fleet import shared_task\n\n@shared_task\n"
+                                   "def ping():\n    return 'pong'\n",
+                         "disc_b": None}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+        if source:
+            (tmp_path / name / "tasks.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = Fleet("disc")
+    app.autodiscover_tasks(["disc_a", "disc_b"])  # disc_b has no tasks module: skipped
+    assert "disc_a.tasks.ping" not in app.tasks  # lazily: not yet
+    app.import_includes()
+    assert "disc_a.tasks.ping" in app.tasks
+    app.autodiscover_tasks(lambda: ["no_such_package_x"])
+    with pytest.raises(AppLoadError, match=r"no_such_package_x\.tasks"):
+        app.import_includes()
+    with pytest.raises(ConfigError, match="no installed apps"):
+        Fleet("bare").autodiscover_tasks(force=True)

@@ -46,9 +46,14 @@ def test_signature_spellings_agree(app):
     assert by_name.set(queue="q") is by_name and by_name.options["queue"] == "q"
 
 
-def test_a_signature_without_an_app_says_how_to_give_it_one():
-    with pytest.raises(TypeError, match="has no app"):
-        signature("t.add", (1, 2)).delay()
+def test_a_signature_without_an_app_is_sent_with_the_current_app(app):
+    """Issue 17: `signature(name, ...).delay()` without app= raised "has no app"; Celery
+    sends it with the current app (here: the last one created)."""
+    result = signature("t.add", (1, 2), countdown=10).delay()
+    assert result.app is app
+    [msg] = sent(app)
+    assert (msg.id, msg.task, msg.args) == (result.id, "t.add", [1, 2])
+    assert msg.eta is not None
 
 
 def test_pipes_flatten_into_one_chain(app):

@@ -89,3 +89,84 @@ def test_a_bad_rate_limit_is_refused_when_the_task_is_defined(app):
 
     with pytest.raises(ConfigError, match="invalid rate limit"):
         app.task(name="t.fast", rate_limit="lots")(lambda: None)
+
+
+# -- custom states (issue 17) -------------------------------------------------------------------
+
+
+def _execute(app, name, *args, events=False):
+    from fleet.engine.execute import execute
+    from fleet.engine.sending import build_message
+
+    msg = build_message(app, name, args, {}, {})
+    return msg, execute(app, msg, "w1@h", {"queue": "default"}, events=events)
+
+
+def test_update_state_stores_a_custom_state_with_its_meta_and_sends_an_event(app):
+    import json
+
+    from fleet.engine import events
+
+    seen = {}
+
+    @app.task(name="t.crunch", bind=True)
+    def crunch(self, total):
+        self.update_state(state="PROGRESS", meta={"done": 1, "total": total})
+        result = app.AsyncResult(self.request.id)
+        seen.update(state=result.state, info=result.info)
+        return total
+
+    subscription = app.broker.subscribe([events.EVENTS_CHANNEL])
+    msg, _ = _execute(app, "t.crunch", 3, events=True)
+    assert seen == {"state": "PROGRESS", "info": {"done": 1, "total": 3}}
+    [(_, payload)] = subscription.poll()[0]
+    [event] = json.loads(payload)
+    assert event["type"] == "task-updated" and event["uuid"] == msg.id
+    assert (event["state"], event["info"], event["node"]) == ("PROGRESS", {"done": 1, "total": 3},
+                                                              "w1@h")
+    assert "state=\"PROGRESS\"" in events.format_event(event)
+    _execute(app, "t.crunch", 4)  # the node sends no task events: no event
+    assert subscription.poll()[0] == []
+
+
+def test_update_state_refuses_outcome_states_and_needs_a_task_id(app):
+    @app.task(name="t.bad", bind=True)
+    def bad(self):
+        self.update_state(state="SUCCESS", meta=1)
+
+    _, outcome = _execute(app, "t.bad")
+    assert outcome.state == "FAILURE" and "stores a task's outcome itself" in outcome.summary
+    with pytest.raises(ValueError, match="no task id"):
+        bad.update_state(state="PROGRESS")
+    bad.update_state(task_id="other-id", state="PROGRESS", meta={"n": 1})
+    assert app.AsyncResult("other-id").info == {"n": 1}
+
+
+def test_info_is_the_result_of_a_success_and_the_exception_of_a_failure(app):
+    from fleet.engine import message as codec
+
+    @app.task(name="t.div")
+    def div(x, y):
+        return x / y
+
+    results = []
+    for args in ((4, 2), (1, 0)):
+        msg, outcome = _execute(app, "t.div", *args)
+        app.backend.save([codec.loads(outcome.meta)])
+        results.append(app.AsyncResult(msg.id))
+    ok, failed = results
+    assert (ok.state, ok.info) == ("SUCCESS", 2.0)
+    assert failed.state == "FAILURE" and isinstance(failed.info, ZeroDivisionError)
+
+
+def test_shadow_names_the_call_in_logs_and_events_but_not_in_results(app):
+    from fleet.engine.events import display_name
+    from fleet.engine.sending import build_message
+
+    add = app.task(name="t.add")(lambda x, y: x + y)
+    msg = build_message(app, "t.add", (1, 2), {}, {"shadow": "t.add[fast path]"})
+    assert msg.task == "t.add" and msg.options == {"shadow": "t.add[fast path]"}
+    assert display_name(msg.task, msg.options) == "t.add[fast path]"
+    assert display_name(msg.task, {}) == "t.add"
+    with pytest.raises(TypeError, match="did you mean 'shadow'"):
+        add.apply_async((1, 2), shadwo="x")

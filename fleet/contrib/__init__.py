@@ -1,0 +1,1 @@
+"""Integrations with other frameworks (Django), each usable only with its optional extra."""
