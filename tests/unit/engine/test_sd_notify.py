@@ -10,16 +10,7 @@ import pytest
 
 from fleet.engine import sd_notify
 from fleet.engine.node.jobs import WARM
-from tests.unit.engine.node.fakes import close_node, job, make_app, make_node
-
-
-@pytest.fixture
-def node():
-    app = make_app()
-    node = make_node(app)
-    yield node
-    close_node(node)
-    app.close()
+from tests.unit.engine.node.fakes import job
 
 
 @pytest.fixture

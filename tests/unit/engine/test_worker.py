@@ -6,20 +6,9 @@ from __future__ import annotations
 import logging
 import time
 
-import pytest
-
 from fleet.engine import worker
 from fleet.engine.node.jobs import COLD, RUNNING, WARM
-from tests.unit.engine.node.fakes import close_node, job, make_app, make_node
-
-
-@pytest.fixture
-def node():
-    app = make_app()
-    node = make_node(app)
-    yield node
-    close_node(node)
-    app.close()
+from tests.unit.engine.node.fakes import job
 
 
 def test_a_node_is_its_loop_and_one_of_each_part_sharing_its_jobs(node):
