@@ -103,8 +103,9 @@ def test_a_planted_password_appears_in_no_output_and_no_file(tmp_path, locked_re
                      ["inspect", "stats", "--json"], ["inspect", "ping"], ["status"],
                      ["queues"]):
             # replies are what is searched: wait for them on a loaded machine (default 1 s)
-            wait = ["--timeout", "10"] if args[0] in ("inspect", "status") else []
-            fleet(*args, *wait)
+            wait = ("--timeout", "10") if args[0] in ("inspect", "status") else ()
+            done = fleet(*args, *wait)
+            outputs[" ".join(args)] = done.stdout + done.stderr  # (the name later checks use)
         task_id = fleet("call", "testapp.add", "--args", "[2, 3]").stdout.strip()
         assert fleet("result", task_id).stdout.strip() == "5"
         unreachable = f"redis://:{SENTINEL}@127.0.0.1:{_free_port()}/0"
