@@ -1,5 +1,6 @@
 -- lease: take or renew a lease, or give it up.
 -- KEYS[1]  the lease key (<p>:lease:<name>)
+-- KEYS[2]  the key prefix
 -- ARGV[1]  "acquire" or "release"
 -- ARGV[2]  owner
 -- ARGV[3]  ttl in milliseconds (acquire only)
@@ -25,7 +26,12 @@ local function holder_of(value, now)
 end
 
 local now = clock_now()
-local holder = holder_of(redis.call('GET', KEYS[1]), now)
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then  -- not a string: not written by fleet (see set_aside)
+    set_aside(KEYS[2], KEYS[1], 'was not a lease')
+    value = false
+end
+local holder = holder_of(value, now)
 if ARGV[1] == 'acquire' then
     if holder and holder ~= ARGV[2] then
         return 0
