@@ -46,7 +46,7 @@ from fleet.engine.node.jobs import COLD, RUNNING, STOPPED, WARM, Job, Jobs
 from fleet.engine.node.settle import Settler, format_runtime
 from fleet.engine.node.shutdown import Shutdown, _same_command, restart_in_place
 from fleet.engine.transport import mask_url
-from fleet.operator_errors import FleetError
+from fleet.operator_errors import ConfigError, FleetError
 from fleet.signals import SignalRecorder, signal_name
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Node:
         #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
         #: when it wants to run next (a monotonic time). Embedded beat and autoscaling use it.
         self.timers: list[list] = []  # [due, callback]
-        self.jobs = Jobs()
+        self.jobs = Jobs(self.conf.worker_revokes_max)
         self.consumer = Consumer(self)
         self.settler = Settler(self)
         self.children = Children(self)
@@ -146,6 +146,7 @@ class Node:
         if self.options.pidfile:
             self.pidfile = PidFile(self.options.pidfile, self.name)
             self.pidfile.acquire()
+        self._check_pool_size()
         self.consumer.connect(self.signals)
         if self.options.autoscale:
             maximum, minimum = self.options.autoscale
@@ -154,6 +155,16 @@ class Node:
             self.options.concurrency = scaler.initial
         self.children.start()
         self._print_banner()
+
+    def _check_pool_size(self) -> None:
+        """-c and --autoscale's maximum within worker_max_concurrency, or a ConfigError."""
+        most = self.children.most
+        asked = max(self.options.concurrency, (self.options.autoscale or (0, 0))[0])
+        if asked > most:
+            raise ConfigError(
+                f"a pool of {asked} children is over worker_max_concurrency ({most})",
+                "give a smaller -c or --autoscale maximum, or raise worker_max_concurrency "
+                "(fleet.toml or FLEET_WORKER_MAX_CONCURRENCY) if this machine can run that many")
 
     def become_ready(self) -> None:
         """Every child is up: the node consumes from now on."""

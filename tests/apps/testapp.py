@@ -300,3 +300,16 @@ def store_trouble(value, method, times=1, fail=False):
     if fail:
         raise ValueError(f"store_trouble failed on purpose with {value!r}")
     return value
+
+
+@app.task(soft_time_limit=0.2)
+def outlive_soft_limit(seconds):
+    """Catches its soft time limit, then goes on for `seconds` more."""
+    from fleet.exceptions import SoftTimeLimitExceeded
+
+    try:
+        while True:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        time.sleep(seconds)
+        return "caught"

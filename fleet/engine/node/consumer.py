@@ -288,10 +288,14 @@ class Consumer:
             deadlines.append(self._next_subscription_poll)
         if self._pending is None:  # else its reply wakes us
             node = self.node
-            if node.state == RUNNING and node.dispatcher.has_capacity():
-                deadlines.append(self.last_fetch + self.poll_interval())
+            # Only while the node would reserve: with every child busy on a long task it
+            # wants nothing until a child finishes (which wakes the loop), and a fetch
+            # deadline left in the past would make the loop spin (issue 13).
+            # Nor before the backoff after a broker error ends (`exchange` waits for it).
+            if node.state == RUNNING and node.ready and node.dispatcher.wanted(now):
+                deadlines.append(max(self.last_fetch + self.poll_interval(), self.retry_at))
             if self.batch_since is not None:
-                deadlines.append(self.batch_since + FLUSH_DELAY)
+                deadlines.append(max(self.batch_since + FLUSH_DELAY, self.retry_at))
         return deadlines
 
     # -- the subscription --------------------------------------------------------------------

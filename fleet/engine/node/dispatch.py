@@ -108,7 +108,9 @@ class Dispatcher:
             deadlines.append(now + self._rate_wait())
         elif self.buffer and self.active:
             oldest = min(job.started for job in self.active.values())
-            deadlines.append(max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout)
+            due = max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout
+            if due > now:  # (once past, only a child finishing changes anything: no spin)
+                deadlines.append(due)
         return deadlines
 
     # -- receiving ---------------------------------------------------------------------------

@@ -10,13 +10,17 @@
 -- force (see redis_lib.lua), and a lease whose `expires` has passed is free. With the
 -- server's clock the key also expires (PX) when the lease does, so a lease nobody renews or
 -- releases leaves nothing behind. A value without "<expires>|" (written by an older fleet,
--- which relied on PX alone) is held by that owner until its key expires.
+-- which relied on PX alone) is held by that owner until its key expires; one without an
+-- expiry either, or a key of another type, was not written by fleet and holds nothing.
 local function holder_of(value, now)
     if not value then
         return nil
     end
     local expires, owner = string.match(value, '^(%d+%.?%d*)|(.*)$')
     if not expires then
+        if redis.call('PTTL', KEYS[1]) < 0 then
+            return nil  -- no expiry either: not written by fleet, it holds nothing
+        end
         return value
     end
     if tonumber(expires) > now then
