@@ -259,3 +259,13 @@ def test_refusals_come_back_as_error_replies_naming_the_fix(real):
     assert real.run("autoscale", {"max": 4, "min": 2})["ok"] == "autoscale now max=4 min=2"
     assert "over the autoscale maximum of 4" in real.run("pool_grow", {"n": 5})["error"]
     assert "(4 tasks)" in real.run("report", None)["ok"]
+
+
+def test_inspect_revoked_returns_a_bounded_page_newest_first(mailbox):
+    # Regression (issue 13): every revoked id came back (300,000 of them in one reply).
+    revoked = mailbox.node.jobs.revoked
+    revoked.update([f"t{n}" for n in range(2000)], time.time() + 60)
+    assert control.HANDLERS["revoked"](mailbox, 1000) == [f"t{n}" for n in range(1999, 999, -1)]
+    assert mailbox.run("revoked", {"limit": 3}) == {"ok": ["t1999", "t1998", "t1997"]}
+    assert "LIMIT must be from 1 to 10000" in mailbox.run("revoked", {"limit": 10**6})["error"]
+    assert len(mailbox.run("revoked", None)["ok"]) == 1000
