@@ -41,6 +41,15 @@ Whoever finishes the task sends these (see `fleet.engine.workflow`).
 Only `v`, `id`, `task`, `args` and `kwargs` are required; everything else has the default
 shown. Unknown keys are ignored, so later minor additions stay readable by older nodes.
 
+Everything a node takes from the broker is checked here before anything acts on it
+(`decode`): the JSON itself (`parse_json`: a size limit, at most MAX_DEPTH levels of nesting,
+finite numbers only, valid UTF-8 text), then each field's type and range (ids, task and queue
+names: 1 to 255 printable characters; priority 0-9; eta and expires epoch seconds up to year
+9999; retries and counts whole numbers from 0), the per-call options a node reads (flags true
+or false, time limits seconds from 0), the redelivery header, and the shape of the workflow
+in `callbacks`. A body that fails is a `MessageDecodeError` saying which field and why: the
+node moves it to the dead-letter queue with that reason.
+
 Arguments are plain JSON: tuples arrive as lists, and anything JSON cannot represent (sets,
 datetimes, objects) is refused in the caller with `EncodeError`, never discovered in a node.
 """
