@@ -28,9 +28,17 @@ can share one Redis database. The whole layout:
                                   `set_values`, for `wait_value` (BLPOP); one entry, expires
                                   after NOTE_TTL_MS (or with the value, if sooner)
     <p>:lease:<name>      string  "<expires>|<owner>" of a lease (see redis_lease.lua)
+    <p>:aside:<t>:<key>   any     a key of the wrong type (not written by fleet) that a script
+                                  met where it keeps one of the above: renamed out of the way
+                                  at time <t> and reported in <p>:dead (see redis_lib.lua)
 
     channel <p>:bc:<channel>   broadcasts (remote control); nothing is stored
     channel <p>:wake:<queue>   published when a ready queue goes from empty to non-empty
+
+Entries fleet did not write never fail a call: a key of the wrong type is set aside (above),
+and a scheduled member, a reservation or a queued id that is not in fleet's format goes to
+<p>:dead with the reason (redis_lib.lua); the client reads bytes that are not UTF-8 as
+surrogates (they go back out unchanged, and the message codec refuses them).
 
 Everything that reads and then writes runs as a Lua script (the redis_*.lua files next to
 this module, each with redis_lib.lua prepended; see `redis_scripts`), so each step is atomic.

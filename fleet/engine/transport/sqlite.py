@@ -36,6 +36,11 @@ per call deletes (and reports as lost) their rows with `started = 1`, sets `owne
 redelivered = 1` on the others (back on their queue at their old `seq`), and deletes the
 consumer rows. The transaction makes each dead consumer recovered exactly once.
 
+Rows fleet did not write (SQLite does not enforce column types) never fail a call or hide
+a queue: `reserve` moves a message row it cannot deliver (a priority 'high', a body that is a
+number or not UTF-8, an eta 'abc') to the dead letters with the reason, and a consumer whose
+heartbeat is not a number counts as dead (`sqlite_rows`).
+
 Every time compared here (heartbeats, etas, expiry, broadcast age) is the transport's clock
 (`clock.py`) passed in as a query argument: `time.time()` by default.
 
