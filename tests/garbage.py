@@ -105,6 +105,7 @@ def plant_redis(client: Any, prefix: str, queue: str, now: float) -> list[str]:
     client.lpush(key("lease:other"), "x")
     client.set(key("n:result:rd-note"), "a note that is a string")
     client.set(key("v:result:rd-garbage-result"), "not a result")
+    client.lpush(key("v:revoked.version"), "a revoke counter that is a list")
     return ["not \"<score>|<id>\"", "no message body is stored", "reservation of dead#1"]
 
 

@@ -216,7 +216,7 @@ class Node:
             try:
                 hook(self, *args)
             except self.consumer.errors() as exc:
-                self.consumer.trouble(f"{event} hook", exc)
+                self.consumer.trouble(f"{event} hook", exc, side_work=True)
             except Exception:
                 log.exception("%s: the %r hook %s failed", self.name, event,
                               getattr(hook, "__qualname__", hook))

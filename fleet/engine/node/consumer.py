@@ -99,7 +99,7 @@ class Consumer:
         try:
             self.recover_dead_nodes()
         except self.errors() as exc:  # never a reason not to start: retried every heartbeat
-            self.trouble("recovering dead nodes", exc)
+            self.trouble("recovering dead nodes", exc, side_work=True)
 
     def close(self) -> None:
         """Commit what is left, unregister, unsubscribe (the node is exiting)."""
@@ -118,15 +118,22 @@ class Consumer:
         return (*broker.transient_errors, *broker.data_errors, BrokerUnavailable,
                 BrokerDataError)
 
-    def trouble(self, action: str, exc: BaseException) -> None:
+    def trouble(self, action: str, exc: BaseException, side_work: bool = False) -> None:
         """A broker error during `action`: back off before the next round trip. A data
-        error is logged as such, never as the broker being unreachable."""
+        error is logged as such, never as the broker being unreachable; during `side_work`
+        (heartbeat, recovery, hooks) it delays nothing: a bad entry there must not slow the
+        node's round trips (the broker answers; only that entry is bad)."""
+        text = " ".join(str(exc).split())[:500]
+        data = isinstance(exc, BrokerDataError) or is_broker_data_error(exc)
+        if data and side_work:
+            log.error("Broker data error during %s (%s: %s): the broker is reachable but "
+                      "holds an entry fleet cannot use", action, type(exc).__name__, text)
+            return
         self.failures += 1
         delay = min(self.conf.broker_connection_retry_max_delay,
                     self.conf.broker_connection_retry_delay * 2 ** (min(self.failures, 32) - 1))
         self.retry_at = time.monotonic() + delay
-        text = " ".join(str(exc).split())[:500]
-        if isinstance(exc, BrokerDataError) or is_broker_data_error(exc):
+        if data:
             log.error("Broker data error during %s (%s: %s): the broker is reachable but "
                       "holds an entry fleet cannot use; retrying in %.1fs", action,
                       type(exc).__name__, text, delay)
@@ -388,7 +395,7 @@ class Consumer:
                 if self.node.app.result_store is not self.broker:
                     self.node.app.result_store.cleanup()
         except self.errors() as exc:
-            self.trouble("heartbeat", exc)
+            self.trouble("heartbeat", exc, side_work=True)
 
     def recover_dead_nodes(self) -> None:
         report = self.broker.recover(self.conf.worker_heartbeat_timeout)

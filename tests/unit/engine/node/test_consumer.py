@@ -219,3 +219,17 @@ def test_a_broker_data_error_is_ridden_out_and_never_called_unreachable(app, nod
     assert consumer.failures == 1 and consumer.batch.acks == ["kept"]
     assert "Broker data error during commit/reserve (ResponseError: WRONGTYPE" in caplog.text
     assert "reachable but holds an entry fleet cannot use" in caplog.text
+
+
+def test_a_data_error_in_side_work_never_delays_the_round_trips(app, node, caplog):
+    # A bad entry met by a heartbeat hook (a revoke counter of the wrong type, ...) must not
+    # back the node's commits and reserves off: the broker answers, only that entry is bad.
+    from fleet.exceptions import BrokerDataError
+
+    def bad_hook(node):
+        raise BrokerDataError("the value 'revoked.version' in Redis cannot be read")
+
+    node.hooks["heartbeat"].append(bad_hook)
+    node.consumer.heartbeat(time.monotonic())
+    assert node.consumer.retry_at == 0.0 and node.consumer.failures == 0
+    assert "Broker data error during heartbeat hook (BrokerDataError" in caplog.text
