@@ -49,6 +49,7 @@ class DurableRevokes:
         self.node = node
         self.seen = 0  #: the number of the newest batch read
         self.missing: dict[int, float] = {}  #: batch number -> when first found missing
+        self.bad_counter: str | None = None  #: the unreadable counter last warned about
 
     @property
     def broker(self) -> Any:
@@ -62,9 +63,11 @@ class DurableRevokes:
         try:
             return int(text)
         except (TypeError, ValueError):
-            log.warning("%s: the revoke counter %s holds %.40r, not a number (not written by "
-                        "fleet): durable revokes are not loaded until it is deleted",
-                        self.node.name, REVOKE_VERSION_KEY, text)
+            if text != self.bad_counter:  # (once, not at every heartbeat)
+                self.bad_counter = text
+                log.warning("%s: the revoke counter %s holds %.40r, not a number (not written "
+                            "by fleet): durable revokes are not loaded until it is deleted",
+                            self.node.name, REVOKE_VERSION_KEY, text)
             return None
 
     def load(self) -> None:
