@@ -64,12 +64,13 @@ def start_redis(directory: str) -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def start_node(url: str, workdir: str) -> subprocess.Popen:
+def start_node(url: str, workdir: str, concurrency: int = 2) -> subprocess.Popen:
     log = Path(workdir) / f"node-{time.time_ns()}.log"
     env = {**os.environ, "FLEET_BROKER_URL": url,
            "PYTHONPATH": os.pathsep.join([str(HERE / "apps"), str(HERE.parent)])}
     node = subprocess.Popen([sys.executable, "-m", "fleet", "worker", "-A", "fleet_tasks",
-                             "-b", url, "-c", "2", "-l", "warning", "--logfile", str(log),
+                             "-b", url, "-c", str(concurrency), "-l", "warning",
+                             "--logfile", str(log),
                              "-n", f"rt{time.time_ns()}@%h"],
                             env=env, cwd=workdir, start_new_session=True)
     return node

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import builtins
 
-from fleet.operator_errors import EXIT_BROKER, FleetError
+from fleet.operator_errors import EXIT_BROKER, EXIT_DATA, FleetError
 
 __all__ = [
+    "BrokerDataError",
     "BrokerUnavailable",
     "CeleryNameWarning",
     "EncodeError",
@@ -64,6 +65,14 @@ class BrokerUnavailable(FleetError, ConnectionError):
     """The broker could not be reached (after retrying, where retrying applies)."""
 
     exit_code = EXIT_BROKER
+
+
+class BrokerDataError(FleetError):
+    """The broker holds something fleet cannot use (not what fleet wrote there): a stored
+    result that is not a result, a key of the wrong type, a row with wrong values. The
+    broker is reachable; retrying does not help until the entry is removed."""
+
+    exit_code = EXIT_DATA
 
 
 class RemoteError(FleetError):

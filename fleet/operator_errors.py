@@ -19,6 +19,7 @@ EXIT_FAILURE = 1  #: a command ran and something it did failed (a task failed, a
 EXIT_USAGE = 2  #: bad arguments, bad node specs, unknown options (click's own code too)
 EXIT_NOT_RUNNING = 3  #: `fleet multi status`: not every node is running (LSB convention)
 EXIT_APP_LOAD = 4  #: the app given with -A cannot be imported or found
+EXIT_DATA = 65  #: the broker holds data fleet cannot use (sysexits EX_DATAERR)
 EXIT_UNAVAILABLE = 69  #: remote control: no node replied (sysexits EX_UNAVAILABLE)
 EXIT_SOFTWARE = 70  #: an internal error in fleet itself
 EXIT_CANT_CREATE = 73  #: a pid file is held by a running node, or a file cannot be created
@@ -75,12 +76,37 @@ def describe_failure(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, FleetError):
         return exc.one_line(), exc.exit_code
     module = type(exc).__module__
-    text = mask_text(" ".join(str(exc).split())) or type(exc).__name__
+    text = mask_text(" ".join(str(exc).split()))[:500] or type(exc).__name__
+    if is_broker_data_error(exc):
+        return (f"broker data error: {type(exc).__name__}: {text}; the broker holds an entry "
+                "fleet cannot use (written by something else?): the node logs and the "
+                "dead-letter queue (`fleet queues`) name it", EXIT_DATA)
     if module.startswith(("redis", "sqlite3")) or isinstance(exc, ConnectionError):
         return (f"broker error: {type(exc).__name__}: {text}; check that the broker is "
                 "reachable and try again", EXIT_BROKER)
     return (f"internal error: {type(exc).__name__}: {text}; this is a bug in fleet: run again "
             "with FLEET_DEBUG=1 for the traceback and report it", EXIT_SOFTWARE)
+
+
+#: Broker errors that are about the data, not about reaching the broker: a Redis error reply
+#: (WRONGTYPE, a failing script, ...) and SQLite errors other than "busy"/"cannot open".
+_DATA_ERRORS = {"redis.exceptions": ("ResponseError", "DataError", "InvalidResponse"),
+                "sqlite3": ("DatabaseError", "IntegrityError", "DataError", "ProgrammingError",
+                            "InterfaceError", "NotSupportedError")}
+
+
+def is_broker_data_error(exc: BaseException) -> bool:
+    """Whether `exc` is the broker answering with (or about) data fleet cannot use, as
+    opposed to the broker being out of reach. Matched by name: this module imports nothing."""
+    if isinstance(exc, UnicodeDecodeError):
+        return True
+    for cls in type(exc).__mro__:
+        names = _DATA_ERRORS.get(cls.__module__, ())
+        if cls.__name__ in names:
+            return True
+        if cls.__module__ == "sqlite3" and cls.__name__ == "OperationalError":
+            return "could not decode" in str(exc).lower()
+    return False
 
 
 def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:

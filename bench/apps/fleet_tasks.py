@@ -2,12 +2,14 @@
 
 Every framework's app in this folder defines the same three tasks with the same settings:
 `noop` stores no result, `add` stores one, `incr` bumps a Redis counter so the harness can
-see that a node is consuming without reading any framework's internals.
+see that a node is consuming without reading any framework's internals. fleet's also has
+`sleep`, for bench/idle_cpu.py's measurement while a long task runs.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 
@@ -33,3 +35,9 @@ def incr(key="bench:counter"):
     if _counter is None:
         _counter = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     _counter.incr(key)
+
+
+@app.task
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds

@@ -39,6 +39,8 @@ MODES = {
 #: RQ forks a work horse per job (~50-100 jobs/s): it drains a fifth of N so a run stays
 #: within minutes; its rate is still a rate
 DRAIN_SHARE = {"rq": 0.2}
+#: How long an idle fleet worker's CPU is measured (after its memory settled).
+IDLE_CPU_SECONDS = 5.0
 SCENARIOS = ["enqueue", "drain", "roundtrip", "memory", "ops", "dashboard"]
 #: recorded tasks for the dashboard scenario, per mode (the target speaks of 100,000)
 DASHBOARD_TASKS = {"quick": 10_000, "default": 100_000, "full": 100_000}
@@ -165,7 +167,11 @@ class Suite:
         return {"roundtrip.p50": found.p50_ms, "roundtrip.p99": found.p99_ms}
 
     def memory(self, peer: Peer) -> dict[str, float | None]:
-        found = scenarios.memory(peer)
+        fleet = peer.name.startswith("fleet")  # (idle CPU: fleet only, both brokers)
+        found = scenarios.memory(peer, IDLE_CPU_SECONDS if fleet else 0.0)
+        if fleet:
+            self.metrics.add("idle.cpu", peer.name, found["cpu"])
+            self.metrics.add("idle.cpu_main", peer.name, found["cpu_main"])
         return {"memory.pss": found["pss"], "memory.rss": found["rss"]}
 
     def ops(self) -> None:

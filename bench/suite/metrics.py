@@ -15,6 +15,8 @@ SPECS: dict[str, tuple[str, str, str]] = {
     "roundtrip.p99": ("round trip p99", "ms", "lower"),
     "memory.pss": ("idle worker, whole tree PSS", "MiB", "lower"),
     "memory.rss": ("idle worker, whole tree RSS", "MiB", "lower"),
+    "idle.cpu": ("idle worker, whole tree CPU", "ms/s", "lower"),
+    "idle.cpu_main": ("idle worker, main process CPU", "ms/s", "lower"),
     "ops.start": ("`multi start 10` until all ten answer ping", "s", "lower"),
     "ops.start_cmd": ("the `multi start 10` command alone", "s", "lower"),
     "ops.ping_api": ("`app.control.ping()` with ten nodes up", "s", "lower"),

@@ -181,6 +181,27 @@ def tree_memory(pids: Sequence[int]) -> dict[str, float]:
     return {"pss": float(pss), "rss": float(rss), "processes": float(count)}
 
 
+def tree_cpu(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each process of the tree, by pid."""
+    used = {}
+    for proc in tree(pids):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            used[proc.pid] = times.user + times.system
+    return used
+
+
+def idle_cpu(main_pid: int, seconds: float) -> dict[str, float]:
+    """CPU-milliseconds per second that an idle worker's tree, and its main process, use
+    over `seconds` (10 ms/s is 1% of one core)."""
+    before = tree_cpu([main_pid])
+    time.sleep(seconds)
+    after = tree_cpu([main_pid])
+    spent = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+    return {"tree": 1000 * sum(spent.values()) / seconds,
+            "main": 1000 * spent.get(main_pid, 0.0) / seconds}
+
+
 def settled_memory(pids: Sequence[int], interval: float = 0.5, limit: float = 15.0
                    ) -> dict[str, float]:
     """Tree memory once it stops moving: two samples `interval` apart within 1% (or `limit`)."""

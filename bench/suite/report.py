@@ -16,8 +16,11 @@ SECTIONS = [
     ("3. Round trip", "`add.delay(1, 2).get()` one after another against a worker with "
      "concurrency 2. Bare: LPUSH, the consumer LPUSHes the answer, BRPOP it.",
      ["roundtrip.p50", "roundtrip.p99"]),
-    ("4. Idle memory", "A worker with concurrency 2 after one task, settled: PSS and RSS summed "
-     "over its whole process tree (psutil `memory_full_info`).", ["memory.pss", "memory.rss"]),
+    ("4. Idle memory (and CPU)", "A worker with concurrency 2 after one task, settled: PSS "
+     "and RSS summed over its whole process tree (psutil `memory_full_info`). Fleet only: the "
+     "CPU the settled, idle worker then uses over 5 s, its whole tree and its main process, in "
+     "CPU-milliseconds per second (10 ms/s is 1% of one core; psutil `cpu_times`).",
+     ["memory.pss", "memory.rss", "idle.cpu", "idle.cpu_main"]),
     ("5. Fleet operations", "Ten idle nodes (concurrency 2 each) with `multi start 10`, pinged "
      "until all ten answer; `app.control.ping()` and `<cli> inspect ping` with ten nodes up; "
      "`multi stopwait` of the ten; `<cli> --version` (median of 5 runs per round).",
@@ -34,7 +37,8 @@ SECTIONS = [
 
 DASH, TIMES = "\u2013", "\u00d7"  # en dash and multiplication sign, for ranges and ratios
 
-FORMATS = {"tasks/s": ",.0f", "calls/s": ",.0f", "ms": ".2f", "MiB": ".1f", "s": ".3f"}
+FORMATS = {"tasks/s": ",.0f", "calls/s": ",.0f", "ms": ".2f", "MiB": ".1f", "s": ".3f",
+           "ms/s": ".2f"}
 
 #: what would close a missed target (keyed like Verdict.profile), written from the profiles
 #: this suite took on the development machine; the profile printed above is this run's own

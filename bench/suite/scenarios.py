@@ -121,9 +121,15 @@ def roundtrip(peer: Peer, count: int) -> RoundTrip:
     return RoundTrip(stats.percentile(samples, 50), stats.percentile(samples, 99))
 
 
-def memory(peer: Peer) -> dict[str, float]:
-    """Scenario 4: PSS and RSS (MiB) of the whole tree of an idle, settled worker."""
+def memory(peer: Peer, cpu_seconds: float = 0.0) -> dict[str, float]:
+    """Scenario 4: PSS and RSS (MiB) of the whole tree of an idle, settled worker; with
+    `cpu_seconds`, also the CPU it then uses while idle for that long (CPU-ms per second, of
+    the whole tree and of its main process: "cpu", "cpu_main")."""
     with worker(peer) as group:
         found = procs.settled_memory(group.pids)
-    return {"pss": found["pss"] / 2**20, "rss": found["rss"] / 2**20,
-            "processes": found["processes"]}
+        cpu = procs.idle_cpu(group.pids[0], cpu_seconds) if cpu_seconds else {}
+    figures = {"pss": found["pss"] / 2**20, "rss": found["rss"] / 2**20,
+               "processes": found["processes"]}
+    if cpu:
+        figures |= {"cpu": cpu["tree"], "cpu_main": cpu["main"]}
+    return figures

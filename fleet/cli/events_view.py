@@ -64,7 +64,7 @@ class FleetState:
         name = event.get("node")
         if kind.startswith("worker-") and name:
             self._worker(kind, name, stamp, event)
-        elif kind == "task-started":
+        elif kind == "task-started" and event.get("uuid"):
             self.active[event["uuid"]] = TaskView(event["uuid"], event.get("name") or "?",
                                                   name or "?", stamp)
         elif kind in ("task-succeeded", "task-failed", "task-revoked", "task-retried"):

@@ -54,10 +54,14 @@ def call(cli_ctx: CliContext, name: str, args_json: str, kwargs_json: str, queue
 
 
 def _json_option(text: str, option: str, kind: type, expected: str) -> Any:
+    """A JSON argument, read as strictly as a node reads a message (no NaN, no nesting
+    deeper than a message may have, ...): any mistake is a UsageError saying what."""
+    from fleet.engine.message import parse_json
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{option} is not valid JSON ({exc.msg})", f"give {expected}") from None
+        value = parse_json(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON ({exc})", f"give {expected}") from None
     if not isinstance(value, kind):
         raise UsageError(f"{option} must be {expected}")
     return value

@@ -69,6 +69,7 @@ class Autoscaler:
         if maximum < 1 or minimum < 0:
             raise FleetError(f"invalid autoscale range {maximum},{minimum}",
                              "the maximum must be at least 1 and the minimum at least 0")
+        self.node.children.check_most(maximum, f"autoscale {maximum},{minimum}")
         self.maximum, self.minimum = maximum, minimum
         current = self.node.options.concurrency
         if current > maximum:

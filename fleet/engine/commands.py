@@ -18,9 +18,13 @@ The wire (JSON over the broker's broadcast channels, so it works on every transp
 A node ignores requests for other nodes and requests whose deadline passed (the client
 stopped listening) by more than CLOCK_SKEW_GRACE, since the deadline is the client's clock.
 
-Revokes are durable: `revoked:<task id>` values in the broker, with an expiry
-(`task_revoke_expires`), and a counter `revoked.version` bumped on every revoke: the client
-writes them (`store_revokes`), nodes load them.
+Revokes are durable, written by the client (`store_revokes`) with an expiry
+(`task_revoke_expires`): each revoke call takes the next number of the counter
+`revoked.version` and stores its ids under `revoked.batch:<number>` (and each id under
+`revoked:<task id>`, for a look-up by id). A node loads the batches by number, never by
+listing keys: at start the newest ones, then at each heartbeat only those numbered after
+the last it read (`fleet.engine.control`), so loading never scans the store, whatever else
+it holds.
 
 This module imports only the standard library and fleet's leaf modules at load time: the CLI
 imports the registry on every start.
@@ -42,7 +46,10 @@ CONTROL_CHANNEL = "control"
 EVENTS_CHANNEL = "events"
 REVOKE_PREFIX = "revoked:"
 REVOKE_VERSION_KEY = "revoked.version"
+REVOKE_BATCH_PREFIX = "revoked.batch:"
 DEFAULT_TIMEOUT = 1.0
+#: How many revoked ids `inspect revoked` returns by default, and at most.
+REVOKED_PAGE, REVOKED_PAGE_MAX = 1000, 10_000
 #: A request is still answered this long after its deadline: the deadline is the client's
 #: wall clock, and hosts' clocks differ (a node a second ahead would ignore every request).
 CLOCK_SKEW_GRACE = 5.0
@@ -58,17 +65,71 @@ def reply_channel(ticket: str) -> str:
 
 def store_revokes(broker: Any, ids: list[str], expires: float, signal: str | None = None
                   ) -> None:
-    """Make revokes durable: every node, now or started later, refuses these ids."""
+    """Make revokes durable: every node, now or started later, refuses these ids (until
+    `expires` seconds from now)."""
     from fleet.engine.transport.base import StoredResult  # (not at the CLI's start-up)
 
-    value = json.dumps({"at": time.time(), "signal": signal})
-    broker.set_values([StoredResult(REVOKE_PREFIX + task_id, value, expires)
-                       for task_id in ids])
-    broker.incr(REVOKE_VERSION_KEY, 1, ttl=expires)
+    now = time.time()
+    value = json.dumps({"at": now, "signal": signal})
+    number = broker.incr(REVOKE_VERSION_KEY, 1, ttl=expires)
+    batch = json.dumps({"ids": list(ids), "at": now, "expires": expires, "signal": signal})
+    broker.set_values([StoredResult(f"{REVOKE_BATCH_PREFIX}{number}", batch, expires),
+                       *[StoredResult(REVOKE_PREFIX + task_id, value, expires)
+                         for task_id in ids]])
 
 
 class CommandError(Exception):
     """A command that could not do what was asked: sent back as the node's error reply."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A control request as a node reads it off the wire (see the module docstring)."""
+
+    command: str
+    arguments: dict[str, Any]
+    destination: list[str] | None = None
+    deadline: float | None = None
+    ticket: str | None = None
+    reply: bool = True
+
+
+#: Largest control request a node reads (its arguments: task ids to revoke, ...).
+REQUEST_SIZE = 4 * 1024 * 1024
+
+
+def decode_request(payload: Any) -> Request:
+    """Read a control request strictly; anything else is a CommandError saying what is
+    wrong (a node logs it and answers nothing: there may be no ticket to answer to)."""
+    from fleet.engine.message import MAX_NAME, parse_json  # (only nodes read requests)
+
+    try:
+        data = parse_json(payload, REQUEST_SIZE)
+    except ValueError as exc:
+        raise CommandError(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"a JSON {type(data).__name__}, not an object")
+    command, arguments = data.get("command"), data.get("arguments") or {}
+    destination, deadline = data.get("destination"), data.get("deadline")
+    ticket, reply = data.get("ticket"), data.get("reply", True)
+    if not isinstance(command, str) or not 0 < len(command) <= MAX_NAME:
+        raise CommandError(f"its command is {_shown(command)}, not a command name")
+    if not isinstance(arguments, dict):
+        raise CommandError(f"its arguments are {_shown(arguments)}, not an object")
+    if destination is not None and not (isinstance(destination, list) and
+                                        all(isinstance(name, str) for name in destination)):
+        raise CommandError(f"its destination is {_shown(destination)}, not a list of nodes")
+    if deadline is not None and not (isinstance(deadline, int | float) and
+                                     not isinstance(deadline, bool)):
+        raise CommandError(f"its deadline is {_shown(deadline)}, not a time")
+    if ticket is not None and not (isinstance(ticket, str) and 0 < len(ticket) <= MAX_NAME):
+        raise CommandError(f"its ticket is {_shown(ticket)}, not a ticket")
+    return Request(command, arguments, destination, deadline, ticket, reply is not False)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # == the registry =================================================================================
@@ -154,22 +215,33 @@ def _text(value: Any) -> str:
     return value
 
 
+#: Largest whole number and number an argument may be (a pool of a billion children, a
+#: time limit of 30 years: nonsense either way, and refused before it does harm).
+MAX_WHOLE, MAX_NUMBER = 10**9, 1e9
+
+
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
     try:
-        return int(value)
-    except (ValueError, TypeError):  # int()'s own message speaks Python, not operator
+        number = int(value)
+    except (ValueError, TypeError, OverflowError):  # int()'s message speaks Python
         raise ValueError("expected a whole number such as 2") from None
+    if abs(number) > MAX_WHOLE:
+        raise ValueError(f"expected a whole number of at most {MAX_WHOLE}")
+    return number
 
 
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
     try:
-        return float(value)
-    except (ValueError, TypeError):
+        number = float(value)
+    except (ValueError, TypeError, OverflowError):
         raise ValueError("expected a number of seconds such as 1.5") from None
+    if not abs(number) <= MAX_NUMBER:  # (NaN fails this too)
+        raise ValueError(f"expected a number of seconds of at most {MAX_NUMBER:g}")
+    return number
 
 
 def _flag(value: Any) -> bool:
@@ -186,9 +258,10 @@ def _flag(value: Any) -> bool:
 def _rate(value: Any) -> str | float:
     from fleet.engine.ratelimit import parse_rate  # (only when a rate is given: CLI start-up)
 
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected a rate such as 10/s")
-    parse_rate(value)  # raises ConfigError on a bad rate
+    if not 0 <= parse_rate(value) <= MAX_NUMBER:  # (parse_rate raises ConfigError on a bad
+        raise ValueError("expected a rate such as 10/s")  # rate; NaN fails this)
     return value
 
 
@@ -212,10 +285,13 @@ def check_arguments(cmd: Command, arguments: dict[str, Any] | None) -> dict[str,
     Raises CommandError with what was wrong and what `cmd` expects.
     """
 
+    if arguments is not None and not isinstance(arguments, dict):
+        raise CommandError(f"{cmd.name}: arguments must be an object, not "
+                           f"{type(arguments).__name__} (usage: {cmd.signature()})")
     arguments = dict(arguments or {})
-    unknown = sorted(set(arguments) - {arg.name for arg in cmd.args})
+    unknown = sorted(map(str, set(arguments) - {arg.name for arg in cmd.args}))
     if unknown:
-        raise CommandError(f"{cmd.name} takes no argument {unknown[0]!r} "
+        raise CommandError(f"{cmd.name} takes no argument {_shown(unknown[0])} "
                            f"(usage: {cmd.signature()})")
     checked: dict[str, Any] = {}
     for arg in cmd.args:
@@ -231,9 +307,10 @@ def check_arguments(cmd: Command, arguments: dict[str, Any] | None) -> dict[str,
             values = [value]
         try:
             converted = [_CONVERTERS[arg.type](item) for item in values]
-        except (ValueError, TypeError, FleetError) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError, FleetError) as exc:
             text = exc.one_line() if isinstance(exc, FleetError) else str(exc)
-            raise CommandError(f"{cmd.name}: bad {arg.name.upper()} {value!r}: {text}") from None
+            raise CommandError(f"{cmd.name}: bad {arg.name.upper()} {_shown(value)}: "
+                               f"{text[:200]}") from None
         checked[arg.name] = converted if arg.many else converted[0]
     return checked
 
@@ -261,7 +338,10 @@ declare(INSPECT, "reserved",
         "Tasks prefetched by the node, waiting for a free child (or their rate limit).",
 )
 declare(INSPECT, "scheduled", "ETA/countdown tasks the node holds until they are due.")
-declare(INSPECT, "revoked", "Ids of revoked tasks this node refuses (durable revokes included).")
+declare(INSPECT, "revoked",
+        "Ids of revoked tasks this node refuses (durable revokes included), newest first.",
+        Arg("limit", "int", f"At most this many (default {REVOKED_PAGE}, at most "
+                            f"{REVOKED_PAGE_MAX}).", default=REVOKED_PAGE))
 declare(INSPECT, "registered", "The tasks this node can run, with their rate and time limits.")
 declare(INSPECT, "stats",
         "Pid, uptime, pool, tasks done per name, prefetch, broker, resource usage.")

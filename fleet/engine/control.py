@@ -7,9 +7,10 @@ ignores requests for other nodes and requests whose deadline passed (the client 
 listening) by more than CLOCK_SKEW_GRACE. Side effects that would stop the node from
 replying (shutdown) run after the reply is published.
 
-Revokes are durable (see `fleet.engine.commands`): a node loads them all when it becomes
-ready and reloads when the `revoked.version` counter changed (checked every heartbeat), so a
-node started later, or every node restarted, still refuses revoked tasks.
+Revokes are durable (see `fleet.engine.commands`): a node loads the newest when it becomes
+ready and, at every heartbeat, those stored since (`fleet.engine.node.revokes`), so a node
+started later, or every node restarted, still refuses revoked tasks. A node keeps at most
+`worker_revokes_max` revoked ids, each until its revoke expires.
 
 This module imports only the standard library and the registry at load time: the CLI
 imports the registry through it on every start.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from fleet.engine.commands import (
     INSPECT,
     REVOKE_PREFIX,
     REVOKE_VERSION_KEY,
+    REVOKED_PAGE_MAX,
     TERMINATE_SIGNALS,
     WIRE_VERSION,
     Arg,
@@ -41,6 +44,7 @@ from fleet.engine.commands import (
     CommandError,
     check_arguments,
     commands_of,
+    decode_request,
     get_command,
     parse_command_line,
     reply_channel,
@@ -71,9 +75,13 @@ class Mailbox:
 
     node: Node
     events: Any = None  #: the node's EventSender (fleet.engine.event_sender)
-    revokes_version: str | None = None
     _after_reply: list[Callable[[], None]] = field(default_factory=list)
-    _durable: set[str] = field(default_factory=set)  #: revoked ids last loaded from the broker
+    durable: Any = field(init=False)  #: the node's DurableRevokes
+
+    def __post_init__(self) -> None:
+        from fleet.engine.node.revokes import DurableRevokes  # (the CLI imports this module)
+
+        self.durable = DurableRevokes(self.node)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -81,24 +89,24 @@ class Mailbox:
         if channel != CONTROL_CHANNEL:
             return
         try:
-            request = json.loads(payload)
-            name = request["command"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s: ignored an unreadable control request: %.200r", node.name, payload)
+            request = decode_request(payload)
+        except CommandError as exc:
+            log.warning("%s: ignored an unreadable control request (%s): %.200r", node.name,
+                        exc, payload)
             return
-        destination = request.get("destination")
+        name, destination = request.command, request.destination
         if destination and node.name not in destination:
             return
-        late = time.time() - float(request.get("deadline") or "inf")
+        late = time.time() - (request.deadline if request.deadline is not None else math.inf)
         if late > CLOCK_SKEW_GRACE:
-            log.warning("%s: ignored control request %r: its deadline passed %.1fs ago (the "
-                        "client stopped waiting; if this repeats, check that this host's clock "
-                        "agrees with the client's)", node.name, name, late)
+            log.warning("%s: ignored control request %.100r: its deadline passed %.1fs ago "
+                        "(the client stopped waiting; if this repeats, check that this host's "
+                        "clock agrees with the client's)", node.name, name, late)
             return
-        reply = self.run(name, request.get("arguments"))
+        reply = self.run(name, request.arguments)
         try:
-            ticket = request.get("ticket")
-            if ticket and request.get("reply", True):
+            ticket = request.ticket
+            if ticket and request.reply:
                 body = {"ticket": ticket, "node": node.name, **reply}
                 node.consumer.broker.publish(reply_channel(ticket),
                                              json.dumps(body, default=repr))
@@ -129,24 +137,18 @@ class Mailbox:
     # -- durable revokes -----------------------------------------------------------------------
 
     def load_revokes(self, node: Node | None = None) -> None:
-        """Add the broker's revokes to the node's set (ids revoked by a bare broadcast stay),
-        and drop those loaded before that expired since (the set would grow forever)."""
-        broker = self.node.consumer.broker
-        version = broker.get_value(REVOKE_VERSION_KEY)
-        stored = {key[len(REVOKE_PREFIX):] for key in broker.values_with_prefix(REVOKE_PREFIX)}
-        self.revokes_version = version
-        revoked = self.node.jobs.revoked
-        added = len(stored - revoked)
-        revoked -= self._durable - stored
-        revoked |= stored
-        self._durable = stored
-        if added:
-            log.info("%s: %d revoked task id(s) loaded from the broker", self.node.name, added)
+        """Add the broker's newest revokes to the node's set (when it becomes ready)."""
+        self.durable.load()
 
     def refresh_revokes(self, node: Node | None = None) -> None:
-        """Reload when another client revoked something since (one read per heartbeat)."""
-        if self.node.consumer.broker.get_value(REVOKE_VERSION_KEY) != self.revokes_version:
-            self.load_revokes()
+        """Add what was revoked since (one read per heartbeat when nothing was), and forget
+        the ids whose revoke expired."""
+        self.node.jobs.revoked.purge()
+        self.durable.refresh()
+
+    def revoke_locally(self, ids: list[str]) -> None:
+        """Refuse these ids here, for as long as a durable revoke lasts."""
+        self.node.jobs.revoked.update(ids, time.time() + self.node.conf.task_revoke_expires)
 
 
 def attach(node: Node) -> Mailbox:
@@ -231,8 +233,10 @@ def do_scheduled(mailbox: Mailbox) -> list[dict]:
 
 
 @handles
-def do_revoked(mailbox: Mailbox) -> list[str]:
-    return sorted(mailbox.node.jobs.revoked)
+def do_revoked(mailbox: Mailbox, limit: int) -> list[str]:
+    if not 1 <= limit <= REVOKED_PAGE_MAX:
+        raise CommandError(f"LIMIT must be from 1 to {REVOKED_PAGE_MAX}")
+    return mailbox.node.jobs.revoked.newest(limit)
 
 
 @handles
@@ -372,7 +376,7 @@ def do_time_limit(mailbox: Mailbox, task: str, soft: float, hard: float | None) 
 @handles
 def do_revoke(mailbox: Mailbox, ids: list[str]) -> str:
     node = mailbox.node
-    node.jobs.revoked.update(ids)
+    mailbox.revoke_locally(ids)
     node.dispatcher.refuse_held(ids)
     return f"tasks {', '.join(ids)} flagged as revoked"
 
@@ -380,7 +384,7 @@ def do_revoke(mailbox: Mailbox, ids: list[str]) -> str:
 @handles
 def do_terminate(mailbox: Mailbox, signal: str, ids: list[str]) -> str:
     node = mailbox.node
-    node.jobs.revoked.update(ids)
+    mailbox.revoke_locally(ids)
     node.dispatcher.refuse_held(ids)
     hit = _refusable(node.children.signal_tasks, ids, signal_number(signal))
     for job in hit:
@@ -451,6 +455,7 @@ def do_autoscale(mailbox: Mailbox, max: int, min: int) -> str:
     if min < 0 or max < 1 or max < min:
         raise CommandError(f"need 0 <= MIN <= MAX and MAX >= 1 (got MAX={max} MIN={min})")
     _refusable(node.children.check_resizable, "autoscale")
+    _refusable(node.children.check_most, max, f"autoscale {max} {min}")
     if node.children.autoscaler is None:
         Autoscaler(node, max, min, node.conf.worker_autoscale_keepalive).attach()
     return _refusable(node.children.autoscaler.update, max, min)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fleet.engine import states
+from fleet.engine.message import MAX_EPOCH, parse_json
 from fleet.exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -78,13 +79,60 @@ def display_name(task: str | None, options: dict | None) -> str | None:
 # == receiving ==================================================================================
 
 def decode(payload: str) -> list[dict[str, Any]]:
-    """One broadcast -> its events (a malformed one yields nothing)."""
+    """One broadcast -> its events, each checked (`checked_event`): a malformed broadcast
+    yields nothing, a malformed event is left out, a field of the wrong type is dropped, so
+    whatever folds events in (`fleet events`, the dashboard) meets only what it expects."""
     try:
-        data = json.loads(payload)
+        data = parse_json(payload, EVENT_SIZE)
     except ValueError:
         return []
     items = data if isinstance(data, list) else [data]
-    return [item for item in items if isinstance(item, dict) and "type" in item]
+    return [event for item in items if (event := checked_event(item)) is not None]
+
+
+#: Largest events broadcast read (a node's turn of events; their fields are clipped).
+EVENT_SIZE = 4 * 1024 * 1024
+#: The fields of an event with a known type, and the check each value must pass (a value
+#: that fails is dropped from the event; other fields pass as they are).
+_TEXT_FIELDS = ("uuid", "name", "queue", "hostname", "parent_id", "root_id", "group_id",
+                "state", "resent_from", "exception", "reason")
+_NUMBER_FIELDS = ("timestamp", "runtime", "eta", "expires", "freq", "started")
+_COUNT_FIELDS = ("active", "processed", "concurrency", "pid", "retries")
+
+
+def checked_event(item: Any) -> dict[str, Any] | None:
+    """An event as it may be folded in: a JSON object with a text `type`, `node` text or
+    None, and only well-typed values in the fields fleet's events carry; None for an item
+    that is no event."""
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        return None
+    event = dict(item)
+    if not isinstance(event.get("node"), str | None):
+        event["node"] = None
+    for key in _TEXT_FIELDS:
+        if key in event and not isinstance(event[key], str):
+            del event[key]
+    for key in _NUMBER_FIELDS:
+        if key in event and not _finite(event[key]):
+            del event[key]
+    if "timestamp" in event and not 0 <= event["timestamp"] <= MAX_EPOCH:
+        del event["timestamp"]
+    for key in _COUNT_FIELDS:
+        value = event.get(key)
+        if key in event and not (isinstance(value, int) and not isinstance(value, bool)
+                                 and value >= 0):
+            del event[key]
+    loadavg = event.get("loadavg")
+    if "loadavg" in event and not (isinstance(loadavg, list) and all(map(_finite, loadavg))):
+        del event["loadavg"]
+    return event
+
+
+def _finite(value: Any) -> bool:
+    """A number an event field may hold (NaN fails the comparison; a huge int is refused
+    before anything converts it to a float)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        -1e15 < value < 1e15
 
 
 def listen(app: Fleet, stop: Callable[[], bool] | None = None, interval: float = 0.1,

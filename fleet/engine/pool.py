@@ -390,7 +390,7 @@ def _child_loop(settings: ChildSettings, slot: int, task_fd: int, result_fd: int
         if frame is None:
             return  # the main process closed our task pipe: exit quietly
         header, body = frame
-        msg = codec.decode(body)
+        msg = codec.decode(body, None)  # (its size was checked by the node: any limit)
         _ChildState.in_task = True
         try:
             outcome = execute(settings.app, msg, settings.nodename, header.get("delivery", {}),

@@ -303,12 +303,15 @@ class Control:
 
 
 def _take_reply(payload: str, ticket: str, replies: Replies) -> None:
+    """Count one reply to `ticket`; anything else on the channel (not sent by a node: no
+    node name, no answer) is skipped."""
     try:
         body = json.loads(payload)
         node = body.pop("node")
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return
-    if body.pop("ticket", None) != ticket:
+    if body.pop("ticket", None) != ticket or not isinstance(node, str) or \
+            not ("ok" in body or isinstance(body.get("error"), str)):
         return
     if node in replies:
         replies.duplicates.append(node)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fleet.engine import message as codec
 from fleet.engine import states
 from fleet.engine.transport.base import StoredResult
-from fleet.exceptions import RemoteError, TimeoutError
+from fleet.exceptions import BrokerDataError, RemoteError, TimeoutError
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
@@ -99,20 +99,24 @@ def format_exception(exc: BaseException) -> str:
     return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def exception_from_meta(meta: dict) -> BaseException:
+def exception_from_meta(meta: dict) -> Exception:
     """Rebuild the task's exception: the same type if importable here, else RemoteError.
 
     Only modules already imported in this process are looked in (a result never makes us
     import code), which covers the task's own module whenever the caller imported the task.
+    Only `Exception` subclasses are rebuilt: anything else (SystemExit, KeyboardInterrupt,
+    GeneratorExit, a BaseException subclass named by a stored result) arrives as a
+    RemoteError, so a result can never stop the process that reads it.
     """
-    name = meta.get("exc_type") or "Exception"
-    module_name = meta.get("exc_module") or "builtins"
-    message = meta.get("exc_message") or ""
-    remote_tb = meta.get("traceback")
+    name = _text(meta.get("exc_type")) or "Exception"
+    module_name = _text(meta.get("exc_module")) or "builtins"
+    message = _text(meta.get("exc_message"))
+    remote_tb = _text(meta.get("traceback")) or None
     cls = _lookup_exception_class(module_name, name)
-    exc: BaseException | None = None
+    exc: Exception | None = None
     if cls is not None:
-        exc = _instantiate(cls, meta.get("exc_args"), message)
+        args = meta.get("exc_args")
+        exc = _instantiate(cls, args if isinstance(args, list) else None, message)
     if exc is None:
         shown = name if module_name in ("builtins", "__main__") else f"{module_name}.{name}"
         exc = RemoteError(shown, message, remote_tb)
@@ -121,19 +125,24 @@ def exception_from_meta(meta: dict) -> BaseException:
     return exc
 
 
-def _lookup_exception_class(module_name: str, name: str) -> type[BaseException] | None:
+def _text(value: Any) -> str:
+    """A stored result's text field; anything else (not written by fleet) reads as none."""
+    return value if isinstance(value, str) else ""
+
+
+def _lookup_exception_class(module_name: str, name: str) -> type[Exception] | None:
     module = builtins if module_name == "builtins" else sys.modules.get(module_name)
     obj: Any = module
     for part in name.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             return None
-    if isinstance(obj, type) and issubclass(obj, BaseException):
+    if isinstance(obj, type) and issubclass(obj, Exception):
         return obj
     return None
 
 
-def _instantiate(cls: type[BaseException], args: list | None, message: str) -> BaseException | None:
+def _instantiate(cls: type[Exception], args: list | None, message: str) -> Exception | None:
     for attempt in (args, [message] if message else [], None):
         if attempt is None:
             continue
@@ -145,6 +154,26 @@ def _instantiate(cls: type[BaseException], args: list | None, message: str) -> B
         return cls()
     except Exception:
         return None
+
+
+#: Results nest as deep as a task's return value; only the stack limits what can be read.
+RESULT_DEPTH = 100_000
+
+
+def parse_meta(task_id: str, text: str) -> dict:
+    """A stored result, checked: a JSON object with a text `state`. Anything else was not
+    written by fleet and is a BrokerDataError naming the task (never a bare ValueError)."""
+    try:
+        meta = codec.parse_json(text, None, RESULT_DEPTH)
+    except ValueError as exc:
+        meta, why = None, str(exc)
+    else:
+        why = "not a JSON object with a state"
+    if not isinstance(meta, dict) or not isinstance(meta.get("state"), str):
+        raise BrokerDataError(f"the stored result of task {task_id} cannot be read ({why})",
+                              "it was not written by fleet: delete it with "
+                              "AsyncResult(id).forget()")
+    return meta
 
 
 class ResultBackend:
@@ -173,11 +202,11 @@ class ResultBackend:
         text = self.store.get_value(result_key(task_id))
         if text is None:
             return pending_meta(task_id)
-        return codec.loads(text)
+        return parse_meta(task_id, text)
 
     def get_metas(self, task_ids: Sequence[str]) -> list[dict]:
         texts = self.store.get_values([result_key(task_id) for task_id in task_ids])
-        return [pending_meta(task_id) if text is None else codec.loads(text)
+        return [pending_meta(task_id) if text is None else parse_meta(task_id, text)
                 for task_id, text in zip(task_ids, texts, strict=True)]
 
     def forget(self, task_ids: Sequence[str]) -> None:
@@ -192,7 +221,7 @@ class ResultBackend:
         while True:
             remaining = interval if deadline is None else deadline - time.monotonic()
             text = self.store.wait_value(key, max(0.0, min(interval, remaining)), text)
-            meta = pending_meta(task_id) if text is None else codec.loads(text)
+            meta = pending_meta(task_id) if text is None else parse_meta(task_id, text)
             if meta["state"] in states.READY_STATES:
                 return meta
             if deadline is not None and time.monotonic() >= deadline:
@@ -336,7 +365,16 @@ def save_group(app: Fleet, group_id: str, task_ids: Sequence[str]) -> None:
 
 def load_group(app: Fleet, group_id: str) -> list[str] | None:
     text = app.backend.store.get_value(GROUP_PREFIX + group_id)
-    return None if text is None else codec.loads(text)["results"]
+    if text is None:
+        return None
+    try:
+        ids = codec.parse_json(text, None, RESULT_DEPTH)["results"]
+    except (ValueError, TypeError, KeyError):
+        ids = None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BrokerDataError(f"the stored group {group_id} is not a list of task ids",
+                              "it was not written by fleet: delete it")
+    return ids
 
 
 class GroupResult:

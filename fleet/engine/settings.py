@@ -269,6 +269,14 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "asked to stop a task (cold shutdown, terminate, hard limit) before SIGKILL.",
        minimum=0),
     _s("worker_disable_rate_limits", "bool", False, "Ignore every rate limit."),
+    _s("worker_max_concurrency", "int", None, "Most children a node's pool may have: -c, "
+       "--autoscale, pool_grow, TTIN and the remote autoscale command stop there (default: "
+       "the larger of 64 and 4 x the CPU count).", optional=True, minimum=1),
+    _s("worker_revokes_max", "int", 50000, "Most revoked task ids a node keeps in memory "
+       "(the oldest go first); each is kept task_revoke_expires seconds.", minimum=1),
+    _s("worker_max_message_size", "int", 16 * 1024 * 1024, "Largest message body a node "
+       "takes, in characters of its JSON; bigger ones go to the dead-letter queue.",
+       minimum=1024),
     # -- scheduling ----------------------------------------------------------------------
     _s("timezone", "str", "UTC", "Time zone (an IANA name) for crontab schedules and for "
        "eta/expires datetimes given without tzinfo; ETAs are stored as UTC epoch seconds."),

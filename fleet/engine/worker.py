@@ -52,7 +52,7 @@ from fleet.engine.node.settle import Settler, format_runtime
 from fleet.engine.node.shutdown import Shutdown, _same_command, restart_in_place
 from fleet.engine.pools import PREFORK, check_limits, check_pool, in_process
 from fleet.engine.transport import mask_url
-from fleet.operator_errors import FleetError
+from fleet.operator_errors import ConfigError, FleetError
 from fleet.signals import SignalRecorder, signal_name
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ class Node:
         #: Timers run by the loop: each callback gets `now` (time.monotonic()) and returns
         #: when it wants to run next (a monotonic time). Embedded beat and autoscaling use it.
         self.timers: list[list] = []  # [due, callback]
-        self.jobs = Jobs()
+        self.jobs = Jobs(self.conf.worker_revokes_max)
         self.consumer = Consumer(self)
         self.settler = Settler(self)
         self.children = Children(self)
@@ -164,6 +164,7 @@ class Node:
         if self.options.pidfile:
             self.pidfile = PidFile(self.options.pidfile, self.name)
             self.pidfile.acquire()
+        self._check_pool_size()
         self.consumer.connect(self.signals)
         if self.options.autoscale:
             maximum, minimum = self.options.autoscale
@@ -172,6 +173,16 @@ class Node:
             self.options.concurrency = scaler.initial
         self.children.start()
         self._print_banner()
+
+    def _check_pool_size(self) -> None:
+        """-c and --autoscale's maximum within worker_max_concurrency, or a ConfigError."""
+        most = self.children.most
+        asked = max(self.options.concurrency, (self.options.autoscale or (0, 0))[0])
+        if asked > most:
+            raise ConfigError(
+                f"a pool of {asked} children is over worker_max_concurrency ({most})",
+                "give a smaller -c or --autoscale maximum, or raise worker_max_concurrency "
+                "(fleet.toml or FLEET_WORKER_MAX_CONCURRENCY) if this machine can run that many")
 
     def become_ready(self) -> None:
         """Every child is up: the node consumes from now on."""
@@ -223,7 +234,7 @@ class Node:
             try:
                 hook(self, *args)
             except self.consumer.errors() as exc:
-                self.consumer.trouble(f"{event} hook", exc)
+                self.consumer.trouble(f"{event} hook", exc, side_work=True)
             except Exception:
                 log.exception("%s: the %r hook %s failed", self.name, event,
                               getattr(hook, "__qualname__", hook))

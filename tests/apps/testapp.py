@@ -309,3 +309,16 @@ def progress(self, steps, pause):
         self.update_state(state="PROGRESS", meta={"done": step, "total": steps})
         time.sleep(pause)
     return steps
+
+
+@app.task(soft_time_limit=0.2)
+def outlive_soft_limit(seconds):
+    """Catches its soft time limit, then goes on for `seconds` more."""
+    from fleet.exceptions import SoftTimeLimitExceeded
+
+    try:
+        while True:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        time.sleep(seconds)
+        return "caught"

@@ -135,3 +135,27 @@ def test_report_command_line_leaves_the_note_out():
     assert main.shown_args(["--quick", "--note", "busy machine", "--rounds", "2"]) == \
         "--quick --rounds 2"
     assert main.shown_args(["--note=busy", "--full"]) == "--full"
+
+
+def test_the_idle_cpu_of_fleet_is_reported_beside_its_memory():
+    metrics = Registry()
+    metrics.add("memory.pss", "fleet", 40.0)
+    for value in (1.0, 2.0, 3.0):
+        metrics.add("idle.cpu", "fleet", value)
+        metrics.add("idle.cpu_main", "fleet", value / 2)
+    metrics.add("idle.cpu", "fleet-sqlite", 7.0)
+    text = report.render({"meta": {"labels": {"fleet": "fleet", "fleet-sqlite": "fleet (SQLite)"}},
+                          "metrics": [metric.to_dict() for metric in metrics.ordered()]})
+    section = text.split("## 4. Idle memory (and CPU)")[1]
+    assert "**idle worker, whole tree CPU** (ms/s, lower is better)" in section
+    assert "| fleet | 2.00 | 1.00 \u2013 3.00 | 3 |  |" in section
+    assert "| fleet (SQLite) | 7.00 | 7.00 \u2013 7.00 | 1 |  |" in section
+
+
+def test_idle_cpu_is_measured_per_process_tree():
+    import os
+
+    from suite import procs
+
+    found = procs.idle_cpu(os.getpid(), 0.05)
+    assert set(found) == {"tree", "main"} and found["tree"] >= found["main"] >= 0

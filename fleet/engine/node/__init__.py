@@ -17,6 +17,8 @@
                   next commit; lost and stopped tasks
     followups.py  the workflow follow-ups the main process carries out itself
     shutdown.py   warm and cold shutdown, and restart in place
+    revokes.py    durable revokes: the broker's revoke batches, read by number into the
+                  node's revoked set (remote control's mailbox keeps it current)
 
 `Node` (fleet/engine/worker.py) owns the loop, its timers and hooks, the lifecycle and the
 signals; it creates one of each part, and a part reaches its siblings through it

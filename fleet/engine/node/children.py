@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import signal
 import time
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleet.worker")
 
 MAX_BOOT_FAILURES = 5
+#: The fewest children worker_max_concurrency allows by default (else 4 x the CPU count).
+DEFAULT_MOST = 64
 #: A child that fails to come up after the node is ready is retried with this backoff
 #: (doubling from the first to the last), never given up: recycling must not wedge a node.
 RESPAWN_BACKOFF = (0.1, 10.0)
@@ -65,6 +68,11 @@ def limit_reached(job: Job, now: float) -> str | None:
     if job.soft_deadline is not None and now >= job.soft_deadline and not job.soft_sent:
         return SOFT
     return None
+
+
+def max_concurrency(conf: Any) -> int:
+    """`worker_max_concurrency`, or its default: the larger of 64 and 4 x the CPU count."""
+    return conf.worker_max_concurrency or max(DEFAULT_MOST, 4 * (os.cpu_count() or 1))
 
 
 def respawn_delay(failures: int) -> float:
@@ -145,7 +153,8 @@ class Children:
     def deadlines(self) -> list[float]:
         """When the loop must look again: time limits, KILL after TERM, respawn backoff."""
         deadlines = [d for job in self.active.values()
-                     for d in (job.soft_deadline, job.hard_deadline) if d is not None]
+                     for d in (None if job.soft_sent else job.soft_deadline, job.hard_deadline)
+                     if d is not None]  # (a soft limit already signalled is no deadline)
         if self.pool is not None and self.pool.terminating:
             deadlines += self.pool.terminating.values()
         if self.spawn_not_before:
@@ -307,10 +316,25 @@ class Children:
             raise FleetError(f"{why} refused: the solo pool runs one task at a time",
                              "start the node with --pool threads or prefork to run several")
 
+    @property
+    def most(self) -> int:
+        """The most children the pool may have (`worker_max_concurrency`)."""
+        return max_concurrency(self.conf)
+
+    def check_most(self, target: int, what: str) -> None:
+        """Refuse (FleetError) a pool of `target` children over `worker_max_concurrency`."""
+        if target > self.most:
+            raise FleetError(
+                f"{what} refused: the pool would have {target} children, over "
+                f"worker_max_concurrency ({self.most})",
+                "raise worker_max_concurrency (fleet.toml or FLEET_WORKER_MAX_CONCURRENCY) if "
+                "this machine can run that many")
+
     def grow(self, n: int = 1, why: str = "pool_grow") -> None:
-        """Add `n` children (TTIN, remote pool_grow). With autoscale on, a size over its
-        maximum is refused with a FleetError that says so."""
+        """Add `n` children (TTIN, remote pool_grow). A size over worker_max_concurrency, or
+        with autoscale on over its maximum, is refused with a FleetError that says so."""
         self.check_resizable(why)
+        self.check_most(self.options.concurrency + n, why)
         if self.autoscaler is not None:
             self.autoscaler.check(self.options.concurrency + n, why)
         self.resize(self.options.concurrency + n)

@@ -31,8 +31,14 @@ from fleet.engine import states
 from fleet.engine.node.jobs import RUNNING
 from fleet.engine.results import exception_meta
 from fleet.engine.transport.base import Batch, ConsumerInfo, Delivery, ReserveRequest
-from fleet.exceptions import BrokerUnavailable, MessageDecodeError, WorkerLostError
+from fleet.exceptions import (
+    BrokerDataError,
+    BrokerUnavailable,
+    MessageDecodeError,
+    WorkerLostError,
+)
 from fleet.nodenames import gethostname
+from fleet.operator_errors import is_broker_data_error
 
 if TYPE_CHECKING:
     from fleet.engine.app import Fleet
@@ -90,7 +96,10 @@ class Consumer:
         self.broker.register(self.consumer_info())
         self.subscription = self.broker.subscribe(self.channels, self.queues)
         self._watch_subscription()
-        self.recover_dead_nodes()
+        try:
+            self.recover_dead_nodes()
+        except self.errors() as exc:  # never a reason not to start: retried every heartbeat
+            self.trouble("recovering dead nodes", exc, side_work=True)
 
     def close(self) -> None:
         """Commit what is left, unregister, unsubscribe (the node is exiting)."""
@@ -103,17 +112,34 @@ class Consumer:
             self.subscription.close()
 
     def errors(self) -> tuple[type[BaseException], ...]:
-        """The broker errors that retrying later may cure."""
-        return (*self.broker.transient_errors, BrokerUnavailable)
+        """The broker errors the node rides out: those that retrying later may cure, and
+        data errors (the broker answered about an entry fleet cannot use)."""
+        broker = self.broker
+        return (*broker.transient_errors, *broker.data_errors, BrokerUnavailable,
+                BrokerDataError)
 
-    def trouble(self, action: str, exc: BaseException) -> None:
-        """A broker error during `action`: back off before the next round trip."""
+    def trouble(self, action: str, exc: BaseException, side_work: bool = False) -> None:
+        """A broker error during `action`: back off before the next round trip. A data
+        error is logged as such, never as the broker being unreachable; during `side_work`
+        (heartbeat, recovery, hooks) it delays nothing: a bad entry there must not slow the
+        node's round trips (the broker answers; only that entry is bad)."""
+        text = " ".join(str(exc).split())[:500]
+        data = isinstance(exc, BrokerDataError) or is_broker_data_error(exc)
+        if data and side_work:
+            log.error("Broker data error during %s (%s: %s): the broker is reachable but "
+                      "holds an entry fleet cannot use", action, type(exc).__name__, text)
+            return
         self.failures += 1
         delay = min(self.conf.broker_connection_retry_max_delay,
-                    self.conf.broker_connection_retry_delay * 2 ** (self.failures - 1))
+                    self.conf.broker_connection_retry_delay * 2 ** (min(self.failures, 32) - 1))
         self.retry_at = time.monotonic() + delay
+        if data:
+            log.error("Broker data error during %s (%s: %s): the broker is reachable but "
+                      "holds an entry fleet cannot use; retrying in %.1fs", action,
+                      type(exc).__name__, text, delay)
+            return
         log.error("Broker error during %s (%s: %s); retrying in %.1fs", action,
-                  type(exc).__name__, exc, delay)
+                  type(exc).__name__, text, delay)
 
     def _ok(self) -> None:
         if self.failures:
@@ -245,9 +271,15 @@ class Consumer:
         self.batch.results.append(self.backend.stored(meta))
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Move a message the node cannot run to the dead-letter queue, with the reason."""
-        log.error("Moved message %s from queue %r to the dead-letter queue: %s. Its body "
-                  "starts with: %.200r", delivery.id, delivery.queue, reason, delivery.body)
+        """Move a message the node cannot run to the dead-letter queue, with the reason.
+
+        The one way out for a delivery the node will not run (undecodable, unknown task, or
+        anything failing while it is handled): one bad message costs only itself. Never
+        raises; if the broker fails, the message goes back to its queue (with backoff)."""
+        reason = " ".join(str(reason).split())[:2000]
+        log.error("Moved message %.300r from queue %.300r to the dead-letter queue: %s. Its "
+                  "body starts with: %.200r", delivery.id, delivery.queue, reason,
+                  delivery.body)
         self.flush()  # the dead letter must not overtake earlier acks
         self.node.emit("rejected", delivery, reason)
         try:
@@ -263,10 +295,14 @@ class Consumer:
             deadlines.append(self._next_subscription_poll)
         if self._pending is None:  # else its reply wakes us
             node = self.node
-            if node.state == RUNNING and node.dispatcher.has_capacity():
-                deadlines.append(self.last_fetch + self.poll_interval())
+            # Only while the node would reserve: with every child busy on a long task it
+            # wants nothing until a child finishes (which wakes the loop), and a fetch
+            # deadline left in the past would make the loop spin (issue 13).
+            # Nor before the backoff after a broker error ends (`exchange` waits for it).
+            if node.state == RUNNING and node.ready and node.dispatcher.wanted(now):
+                deadlines.append(max(self.last_fetch + self.poll_interval(), self.retry_at))
             if self.batch_since is not None:
-                deadlines.append(self.batch_since + FLUSH_DELAY)
+                deadlines.append(max(self.batch_since + FLUSH_DELAY, self.retry_at))
         return deadlines
 
     # -- the subscription --------------------------------------------------------------------
@@ -359,7 +395,7 @@ class Consumer:
                 if self.node.app.result_store is not self.broker:
                     self.node.app.result_store.cleanup()
         except self.errors() as exc:
-            self.trouble("heartbeat", exc)
+            self.trouble("heartbeat", exc, side_work=True)
 
     def recover_dead_nodes(self) -> None:
         report = self.broker.recover(self.conf.worker_heartbeat_timeout)
@@ -372,8 +408,10 @@ class Consumer:
     def _report_lost(self, consumer_id: str, delivery: Delivery) -> None:
         """An early-acked task that was running on a dead node: failed, never run twice."""
         try:
-            msg = codec.decode(delivery.body)
-        except MessageDecodeError:
+            msg = codec.decode(delivery.body, self.conf.worker_max_message_size)
+        except MessageDecodeError as exc:
+            log.error("Message %.300r was running on %s when it died, and cannot be decoded "
+                      "(%s): nothing to mark failed", delivery.id, consumer_id, exc.one_line())
             return
         node = consumer_id.split("#", maxsplit=1)[0]
         log.error("Task %s[%s] was running on %s when it died: marked failed", msg.task, msg.id,

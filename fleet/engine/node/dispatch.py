@@ -110,15 +110,27 @@ class Dispatcher:
             deadlines.append(now + self._rate_wait())
         elif self.buffer and self.active:
             oldest = min(job.started for job in self.active.values())
-            deadlines.append(max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout)
+            due = max(self.buffer[0].due, oldest) + self.conf.worker_prefetch_timeout
+            if due > now:  # (once past, only a child finishing changes anything: no spin)
+                deadlines.append(due)
         return deadlines
 
     # -- receiving ---------------------------------------------------------------------------
 
     def receive(self, delivery: Delivery) -> None:
-        """A reserved message: a job in the buffer or the ETA heap, or a dead letter."""
+        """A reserved message: a job in the buffer or the ETA heap, or a dead letter.
+
+        Whatever goes wrong while receiving one delivery costs only that delivery: it is
+        moved to the dead-letter queue with the reason, and the node carries on."""
         try:
-            msg = codec.decode(delivery.body)
+            self._receive(delivery)
+        except Exception as exc:
+            log.exception("Could not receive message %.300r", delivery.id)
+            self.consumer.dead_letter(delivery, f"could not be received: {_describe(exc)}")
+
+    def _receive(self, delivery: Delivery) -> None:
+        try:
+            msg = codec.decode(delivery.body, self.conf.worker_max_message_size)
         except MessageDecodeError as exc:
             self.consumer.dead_letter(delivery, f"undecodable message: {exc.one_line()}")
             return
@@ -164,15 +176,29 @@ class Dispatcher:
         postponed = []
         while idle and buffer:
             job = buffer.popleft()
-            if self.refuse(job):
+            try:
+                if self.refuse(job):
+                    continue
+                bucket = self._bucket(job.task)
+                if bucket is not None and (job.task.name in self.throttled or
+                                           not bucket.take()):
+                    if not self._throttle(job, bucket):
+                        postponed.append(job)
+                    continue
+                self.start(job, idle[-1])
+            except Exception as exc:
+                self.drop(job, exc)
                 continue
-            bucket = self._bucket(job.task)
-            if bucket is not None and (job.task.name in self.throttled or not bucket.take()):
-                if not self._throttle(job, bucket):
-                    postponed.append(job)
-                continue
-            self.start(job, idle.pop())
+            idle.pop()
         buffer.extendleft(reversed(postponed))
+
+    def drop(self, job: Job, exc: Exception) -> None:
+        """A job that failed before it could start (a bad value the checks let through):
+        dead-lettered with the reason; the node carries on. One already handed to its child
+        is left to the child's supervision (which settles it when the child ends)."""
+        log.exception("Could not start %s", job.label)
+        if job.started is None:
+            self.consumer.dead_letter(job.delivery, f"could not be started: {_describe(exc)}")
 
     def _throttle(self, job: Job, bucket: TokenBucket) -> bool:
         """Hold a job over its rate limit aside (False: enough are held already, it stays in
@@ -189,12 +215,21 @@ class Dispatcher:
         for name, waiting in list(self.throttled.items()):
             bucket = self.buckets.get(name)
             while waiting and idle:
-                if self.refuse(waiting[0]):
+                job = waiting[0]
+                try:
+                    if self.refuse(job):
+                        waiting.popleft()
+                        continue
+                    if bucket is not None and not bucket.take():
+                        break
                     waiting.popleft()
+                    self.start(job, idle[-1])
+                except Exception as exc:
+                    if waiting and waiting[0] is job:
+                        waiting.popleft()
+                    self.drop(job, exc)
                     continue
-                if bucket is not None and not bucket.take():
-                    break
-                self.start(waiting.popleft(), idle.pop())
+                idle.pop()
             if not waiting:
                 del self.throttled[name]
 
@@ -222,16 +257,21 @@ class Dispatcher:
         return [job.message.id for job in jobs]
 
     def start(self, job: Job, child: Child) -> None:
-        """Run `job` in `child` (idle): its time limits start now."""
+        """Run `job` in `child` (idle): its time limits start now. What can fail (a bad
+        value) fails before anything changes."""
         msg = job.message
         now = time.monotonic()
+        soft, hard = time_limits(job, self.options, self.conf)
+        if (soft or hard) and not self.children.pool.can_signal:
+            self._unenforceable(job, soft, hard)
+            soft = hard = None
+        soft_deadline = now + soft if soft else None
+        hard_deadline = now + hard if hard else None
+        track = first(msg.options.get("track_started"), job.task.track_started)
         job.child, child.job, job.started = child, job, now
         self.active[job.delivery.id] = job
-        job.soft_limit, job.hard_limit = time_limits(job, self.options, self.conf)
-        if (job.soft_limit or job.hard_limit) and not self.children.pool.can_signal:
-            self._unenforceable(job)
-        job.soft_deadline = now + job.soft_limit if job.soft_limit else None
-        job.hard_deadline = now + job.hard_limit if job.hard_limit else None
+        job.soft_limit, job.hard_limit = soft, hard
+        job.soft_deadline, job.hard_deadline = soft_deadline, hard_deadline
         delivery = job.delivery
         header = {"delivery": {"queue": delivery.queue, "priority": delivery.priority,
                                "redelivered": delivery.redelivered}}
@@ -241,13 +281,12 @@ class Dispatcher:
         self.node.emit("started", job)
         if not job.acks_late:
             self.consumer.batch.started.append(delivery.id)
-        if first(msg.options.get("track_started"), job.task.track_started) and \
-                not job.ignore_result:
+        if track and not job.ignore_result:
             self.consumer.store_meta({"id": msg.id, "state": states.STARTED, "result": None,
                                       "task": msg.task, "node": self.node.name,
                                       "pid": child.pid, "started_at": time.time()})
 
-    def _unenforceable(self, job: Job) -> None:
+    def _unenforceable(self, job: Job, soft: float | None, hard: float | None) -> None:
         """A task asks for time limits (its own, or its call's) in a pool that cannot apply
         them (solo, threads): it runs without, and the log says so once per task."""
         name = job.task.name
@@ -256,8 +295,7 @@ class Dispatcher:
             log.warning("Task %s asks for time limits (soft %s, hard %s) that the %s pool "
                         "cannot apply (its tasks run on threads of the main process): it runs "
                         "without them here; run it on a --pool prefork node to apply them",
-                        name, job.soft_limit, job.hard_limit, self.options.pool)
-        job.soft_limit = job.hard_limit = None
+                        name, soft, hard, self.options.pool)
 
     # -- rate limits -------------------------------------------------------------------------
 
@@ -280,6 +318,10 @@ class Dispatcher:
         waits += [bucket.wait_time() for name in self.throttled
                   if (bucket := self.buckets.get(name)) is not None]
         return min(waits) if waits else 0.0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
 
 
 def _utc(epoch: float) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,17 +62,65 @@ def first(*values: Any) -> Any:
     return None
 
 
+class RevokedSet:
+    """The task ids a node refuses to run: each until it expires (epoch seconds), and at
+    most `maxlen` of them, the oldest dropped first, so the set never grows without bound
+    (`worker_revokes_max`)."""
+
+    def __init__(self, maxlen: int = 50_000):
+        self.maxlen = maxlen
+        self._expires: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def add(self, task_id: str, expires: float = math.inf) -> None:
+        self._expires[task_id] = max(expires, self._expires.pop(task_id, expires))
+        while len(self._expires) > self.maxlen:
+            self._expires.popitem(last=False)
+
+    def update(self, ids: Iterable[str], expires: float = math.inf) -> None:
+        for task_id in ids:
+            self.add(task_id, expires)
+
+    def __contains__(self, task_id: object) -> bool:
+        expires = self._expires.get(task_id)  # type: ignore[call-overload]
+        return expires is not None and expires > time.time()
+
+    def purge(self, now: float | None = None) -> int:
+        """Forget the expired ids; how many there were."""
+        now = time.time() if now is None else now
+        gone = [task_id for task_id, expires in self._expires.items() if expires <= now]
+        for task_id in gone:
+            del self._expires[task_id]
+        return len(gone)
+
+    def newest(self, limit: int) -> list[str]:
+        """The `limit` ids revoked last that have not expired, newest first."""
+        now, found = time.time(), []
+        for task_id in reversed(self._expires):
+            if len(found) >= limit:
+                break
+            if self._expires[task_id] > now:
+                found.append(task_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        now = time.time()
+        return iter([task_id for task_id, expires in self._expires.items() if expires > now])
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+
 class Jobs:
     """Every job a node holds, by where it is; the revoked ids; tasks settled per name."""
 
-    def __init__(self) -> None:
+    def __init__(self, revokes_max: int = 50_000) -> None:
         self.active: dict[str, Job] = {}  #: delivery id -> job running in a child
         self.buffer: collections.deque[Job] = collections.deque()  #: prefetched, ready
         self.scheduled: list[tuple[float, int, Job]] = []  #: heap of (eta, n, job) held here
         #: Jobs over their task's rate limit, per task name, waiting for a token. They do not
         #: count against the prefetch, so they never keep other tasks from being reserved.
         self.throttled: dict[str, collections.deque[Job]] = {}
-        self.revoked: set[str] = set()  #: task ids this node refuses to run
+        self.revoked = RevokedSet(revokes_max)  #: task ids this node refuses to run
         self.processed: collections.Counter[str] = collections.Counter()  #: settled, by task
         self._sequence = itertools.count()
 

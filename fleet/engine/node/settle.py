@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleet.worker")
 
 #: How often a task lost with its child was sent back to its queue (reject_on_worker_lost).
-REDELIVERY_HEADER = "x-fleet-redeliveries"
+REDELIVERY_HEADER = codec.REDELIVERY_HEADER
 
 
 class Settler:

@@ -100,6 +100,20 @@ def clamp_priority(priority: int | None) -> int:
     return max(MIN_PRIORITY, min(MAX_PRIORITY, int(priority)))
 
 
+def queues_from_json(text: object) -> list[str]:
+    """The queue names in a consumer's stored JSON list; none from anything else (a
+    transport reads what other processes wrote: it never fails on it)."""
+    import json
+
+    try:
+        queues = json.loads(text) if isinstance(text, str | bytes) else None
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(queues, list):
+        return []
+    return [queue for queue in queues if isinstance(queue, str)]
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """A message to put on a queue."""
@@ -284,6 +298,10 @@ class Connection(Protocol):
     #: Exceptions that mean "the store is unreachable or busy right now": the worker backs off
     #: and tries again instead of crashing.
     transient_errors: tuple[type[BaseException], ...] = ()
+    #: Exceptions that mean "the store answered, but about data fleet cannot use" (an entry
+    #: something else wrote: a Redis WRONGTYPE, a failing script, a bad SQLite row): never
+    #: reported as the store being unreachable; the worker logs it and carries on.
+    data_errors: tuple[type[BaseException], ...] = ()
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -28,9 +28,17 @@ can share one Redis database. The whole layout:
                                   `set_values`, for `wait_value` (BLPOP); one entry, expires
                                   after NOTE_TTL_MS (or with the value, if sooner)
     <p>:lease:<name>      string  "<expires>|<owner>" of a lease (see redis_lease.lua)
+    <p>:aside:<t>:<key>   any     a key of the wrong type (not written by fleet) that a script
+                                  met where it keeps one of the above: renamed out of the way
+                                  at time <t> and reported in <p>:dead (see redis_lib.lua)
 
     channel <p>:bc:<channel>   broadcasts (remote control); nothing is stored
     channel <p>:wake:<queue>   published when a ready queue goes from empty to non-empty
+
+Entries fleet did not write never fail a call: a key of the wrong type is set aside (above),
+and a scheduled member, a reservation or a queued id that is not in fleet's format goes to
+<p>:dead with the reason (redis_lib.lua); the client reads bytes that are not UTF-8 as
+surrogates (they go back out unchanged, and the message codec refuses them).
 
 Everything that reads and then writes runs as a Lua script (the redis_*.lua files next to
 this module, each with redis_lib.lua prepended; see `redis_scripts`), so each step is atomic.
@@ -85,7 +93,7 @@ from fleet.engine.transport.base import (
     clamp_priority,
 )
 from fleet.engine.transport.redis_adapter import DirectConnection
-from fleet.engine.transport.redis_admin import RedisQueueAdmin
+from fleet.engine.transport.redis_admin import RedisQueueAdmin, consumer_queues
 from fleet.engine.transport.redis_store import CONNECTION_ERRORS, chunks
 from fleet.engine.transport.redis_subscription import RedisSubscription
 from fleet.engine.transport.redis_values import RedisValues
@@ -112,8 +120,8 @@ def _resp(args: Sequence[str | int]) -> bytes:
 
 def _deliveries(flat: list[Any]) -> list[Delivery]:
     """Deliveries from a reserve script's reply: id, queue, body, priority, redelivered."""
-    return [Delivery(flat[i], flat[i + 1], flat[i + 2], int(flat[i + 3]), bool(flat[i + 4]))
-            for i in range(0, len(flat), 5)]
+    return [Delivery(flat[i], flat[i + 1], flat[i + 2], clamp_priority(flat[i + 3]),
+                     bool(flat[i + 4])) for i in range(0, len(flat), 5)]
 
 
 def _flatten(replies: list[Any]) -> Iterator[Any]:
@@ -388,7 +396,10 @@ class RedisTransport(RedisValues, RedisQueueAdmin):
             logger.info("Redis: %s left; requeued %d message(s) it held", consumer_id, requeued)
 
     def consumers(self) -> list[ConsumerRecord]:
-        seen = self.client.zrange(self._key("consumers"), 0, -1, withscores=True)
+        try:
+            seen = self.client.zrange(self._key("consumers"), 0, -1, withscores=True)
+        except redis.exceptions.ResponseError:
+            return []  # not a sorted set (not written by fleet): the scripts set it aside
         if not seen:
             return []
         infos = self.client.mget([self._key("consumer", cid) for cid, _ in seen])
@@ -403,8 +414,8 @@ class RedisTransport(RedisValues, RedisQueueAdmin):
             report.dead_consumers += dead
             report.requeued += requeued
             report.lost += [
-                (lost[i], Delivery(lost[i + 1], lost[i + 2], lost[i + 3], int(lost[i + 4]),
-                                   bool(lost[i + 5])))
+                (lost[i], Delivery(lost[i + 1], lost[i + 2], lost[i + 3],
+                                   clamp_priority(lost[i + 4]), bool(lost[i + 5])))
                 for i in range(0, len(lost), 6)
             ]
             if len(dead) < RECOVER_CHUNK:
@@ -427,10 +438,20 @@ def _consumer_json(consumer: ConsumerInfo) -> str:
 
 def _consumer_record(consumer_id: str, last_heartbeat: float, info_json: str | None
                      ) -> ConsumerRecord:
-    """A record from the stored JSON; a consumer only known from `reserve` has none."""
-    info = json.loads(info_json) if info_json else {}
-    return ConsumerRecord(consumer_id=consumer_id,
-                          node=info.get("node", consumer_id.split("#", 1)[0]),
-                          queues=list(info.get("queues", [])), pid=int(info.get("pid", 0)),
-                          host=info.get("host", ""), last_heartbeat=float(last_heartbeat),
-                          info=dict(info.get("info", {})))
+    """A record from the stored JSON; a consumer only known from `reserve` has none, and
+    fields fleet did not write read as unknown."""
+    try:
+        info = json.loads(info_json) if info_json else {}
+    except (ValueError, RecursionError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    node, host, pid, details = (info.get("node"), info.get("host"), info.get("pid"),
+                                info.get("info"))
+    return ConsumerRecord(
+        consumer_id=consumer_id,
+        node=node if isinstance(node, str) else consumer_id.split("#", 1)[0],
+        queues=consumer_queues(info_json), last_heartbeat=float(last_heartbeat),
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
+        host=host if isinstance(host, str) else "",
+        info=details if isinstance(details, dict) else {})

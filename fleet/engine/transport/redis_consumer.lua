@@ -4,6 +4,6 @@
 -- ARGV[2]  JSON of its ConsumerInfo
 -- Returns  1 if the consumer was not registered before (new, or recovered as dead), else 0.
 local prefix, cid = KEYS[1], ARGV[1]
-local added = redis.call('ZADD', prefix .. ':consumers', clock_now(), cid)
+local added = call_typed(prefix, 'zset', 'ZADD', prefix .. ':consumers', clock_now(), cid)
 redis.call('SET', prefix .. ':consumer:' .. cid, ARGV[2])
 return added

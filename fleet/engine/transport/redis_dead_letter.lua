@@ -6,10 +6,10 @@
 local prefix, cid, id = KEYS[1], ARGV[1], ARGV[2]
 local entry = cjson.encode({id = id, queue = ARGV[3], body = ARGV[4], reason = ARGV[5],
                             at = clock_now()})
-redis.call('LPUSH', prefix .. ':dead', entry)
+call_typed(prefix, 'list', 'LPUSH', prefix .. ':dead', entry)
 redis.call('LTRIM', prefix .. ':dead', 0, tonumber(ARGV[6]) - 1)
-if redis.call('HDEL', prefix .. ':reserved:' .. cid, id) == 1 then
-    redis.call('HDEL', prefix .. ':msg', id)
+if call_typed(prefix, 'hash', 'HDEL', prefix .. ':reserved:' .. cid, id) == 1 then
+    call_typed(prefix, 'hash', 'HDEL', prefix .. ':msg', id)
     return 1
 end
 return 0

@@ -1,5 +1,6 @@
 -- lease: take or renew a lease, or give it up.
 -- KEYS[1]  the lease key (<p>:lease:<name>)
+-- KEYS[2]  the key prefix
 -- ARGV[1]  "acquire" or "release"
 -- ARGV[2]  owner
 -- ARGV[3]  ttl in milliseconds (acquire only)
@@ -9,13 +10,17 @@
 -- force (see redis_lib.lua), and a lease whose `expires` has passed is free. With the
 -- server's clock the key also expires (PX) when the lease does, so a lease nobody renews or
 -- releases leaves nothing behind. A value without "<expires>|" (written by an older fleet,
--- which relied on PX alone) is held by that owner until its key expires.
+-- which relied on PX alone) is held by that owner until its key expires; one without an
+-- expiry either, or a key of another type, was not written by fleet and holds nothing.
 local function holder_of(value, now)
     if not value then
         return nil
     end
     local expires, owner = string.match(value, '^(%d+%.?%d*)|(.*)$')
     if not expires then
+        if redis.call('PTTL', KEYS[1]) < 0 then
+            return nil  -- no expiry either: not written by fleet, it holds nothing
+        end
         return value
     end
     if tonumber(expires) > now then
@@ -25,7 +30,12 @@ local function holder_of(value, now)
 end
 
 local now = clock_now()
-local holder = holder_of(redis.call('GET', KEYS[1]), now)
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then  -- not a string: not written by fleet (see set_aside)
+    set_aside(KEYS[2], KEYS[1], 'was not a lease')
+    value = false
+end
+local holder = holder_of(value, now)
 if ARGV[1] == 'acquire' then
     if holder and holder ~= ARGV[2] then
         return 0

@@ -11,7 +11,12 @@
 local prefix = KEYS[1]
 local count = #ARGV / 5
 local now = nil  -- the time by the clock, read only if some message has an eta
-local seq = redis.call('INCRBY', prefix .. ':seq', count) - count
+local seq = redis.pcall('INCRBY', prefix .. ':seq', count)
+if type(seq) == 'table' then  -- not a counter: not written by fleet (see set_aside)
+    set_aside(prefix, prefix .. ':seq', 'is not a counter')
+    seq = redis.call('INCRBY', prefix .. ':seq', count)
+end
+seq = seq - count
 local bodies, ready, delayed, was_empty = {}, {}, {}, {}
 
 local function append(groups, key, score, member)
@@ -31,11 +36,11 @@ for i = 0, count - 1 do
     bodies[#bodies + 1] = id
     bodies[#bodies + 1] = ARGV[at + 5]
     if was_empty[queue] == nil then
-        was_empty[queue] = redis.call('ZCARD', prefix .. ':q:' .. queue) == 0
+        was_empty[queue] = call_typed(prefix, 'zset', 'ZCARD', prefix .. ':q:' .. queue) == 0
         -- <p>:queues only grows, so a queue holding messages is in it already (every
         -- message on it was put here first): SADD only when the queue is empty.
         if was_empty[queue] then
-            redis.call('SADD', prefix .. ':queues', queue)
+            call_typed(prefix, 'set', 'SADD', prefix .. ':queues', queue)
         end
     end
     if eta ~= '' and now == nil then
@@ -48,12 +53,12 @@ for i = 0, count - 1 do
     end
 end
 
-call_each_slice('HSET', prefix .. ':msg', bodies)
+call_each_slice('HSET', prefix .. ':msg', bodies, prefix, 'hash')
 -- Delayed messages always wake the queue's listeners (once per queue and call): a node
 -- holds ETA messages due within its horizon, so it must learn of them now, not at its next
 -- poll. They are rarer than plain messages (countdowns, ETAs, retries), so this is cheap.
 for key, group in pairs(delayed) do
-    call_each_slice('ZADD', key, group)
+    call_each_slice('ZADD', key, group, prefix, 'zset')
     redis.call('PUBLISH', prefix .. ':wake:' .. string.sub(key, #prefix + 10), '1')
 end
 -- Wake the queue's listeners only when it goes from empty to non-empty.

@@ -11,8 +11,8 @@
 local prefix = KEYS[1]
 local now = clock_now()
 local cutoff = '(' .. string.format('%.6f', now - tonumber(ARGV[1]))
-local silent = redis.call('ZRANGEBYSCORE', prefix .. ':consumers', '-inf', cutoff,
-                          'LIMIT', 0, tonumber(ARGV[2]))
+local silent = call_typed(prefix, 'zset', 'ZRANGEBYSCORE', prefix .. ':consumers', '-inf',
+                          cutoff, 'LIMIT', 0, tonumber(ARGV[2]))
 local requeued, lost = 0, {}
 for _, cid in ipairs(silent) do
     local count, gone = release_consumer(prefix, cid, now, true)

@@ -20,10 +20,10 @@ local now = clock_now()
 local reserved_key = prefix .. ':reserved:' .. cid
 
 local function roll_back(tokens)
-    local held = redis.call('HGETALL', reserved_key)
+    local held = call_typed(prefix, 'hash', 'HGETALL', reserved_key)
     for i = 1, #held, 2 do
         local reservation = parse_reservation(held[i + 1])
-        if tokens[reservation.token] and not reservation.started then
+        if reservation and tokens[reservation.token] and not reservation.started then
             redis.call('HDEL', reserved_key, held[i])
             enqueue(prefix, reservation.queue, held[i], reservation.score, reservation.eta, now)
             if reservation.redelivered then
@@ -35,10 +35,15 @@ end
 
 local function promote(queue)
     local delayed = prefix .. ':delayed:' .. queue
-    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, PROMOTE_BATCH)
+    local due = call_typed(prefix, 'zset', 'ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0,
+                           PROMOTE_BATCH)
     for _, member in ipairs(due) do
         local score, id = split_member(member)
-        redis.call('ZADD', prefix .. ':q:' .. queue, score, id)
+        if score then
+            call_typed(prefix, 'zset', 'ZADD', prefix .. ':q:' .. queue, score, id)
+        else
+            dead_member(prefix, delayed, queue, member)
+        end
     end
     if #due > 0 then
         call_each_slice('ZREM', delayed, due)
@@ -47,18 +52,24 @@ local function promote(queue)
 end
 
 local function gather(queue, candidates)
-    local ready = redis.call('ZRANGE', prefix .. ':q:' .. queue, 0, limit - 1, 'WITHSCORES')
+    local ready = call_typed(prefix, 'zset', 'ZRANGE', prefix .. ':q:' .. queue, 0, limit - 1,
+                             'WITHSCORES')
     for i = 1, #ready, 2 do
         candidates[#candidates + 1] = {id = ready[i], score = ready[i + 1], eta = '',
                                        queue = queue, rank = tonumber(ready[i + 1])}
     end
     local delayed = prefix .. ':delayed:' .. queue
-    local soon = redis.call('ZRANGEBYSCORE', delayed, '-inf', now + horizon, 'WITHSCORES',
-                            'LIMIT', 0, limit)
+    local soon = call_typed(prefix, 'zset', 'ZRANGEBYSCORE', delayed, '-inf', now + horizon,
+                            'WITHSCORES', 'LIMIT', 0, limit)
     for i = 1, #soon, 2 do
         local score, id = split_member(soon[i])
-        candidates[#candidates + 1] = {id = id, score = score, eta = soon[i + 1],
-                                       queue = queue, member = soon[i], rank = tonumber(score)}
+        if score then
+            candidates[#candidates + 1] = {id = id, score = score, eta = soon[i + 1],
+                                           queue = queue, member = soon[i],
+                                           rank = tonumber(score)}
+        else
+            dead_member(prefix, delayed, queue, soon[i])
+        end
     end
 end
 
@@ -81,7 +92,7 @@ end
 -- Which chosen ids were redelivered; clears their marks. Usually the set is empty.
 local function redelivered_flags(chosen)
     local flags = {}
-    if redis.call('SCARD', prefix .. ':redelivered') > 0 then
+    if call_typed(prefix, 'set', 'SCARD', prefix .. ':redelivered') > 0 then
         for i, candidate in ipairs(chosen) do
             flags[i] = redis.call('SREM', prefix .. ':redelivered', candidate.id) == 1
         end
@@ -114,13 +125,17 @@ end
 
 local result = {}
 if #ids > 0 then
+    local bodies = call_each_slice('HMGET', prefix .. ':msg', ids, prefix, 'hash')
     take(chosen)
-    local bodies = call_each_slice('HMGET', prefix .. ':msg', ids)
     local flags = redelivered_flags(chosen)
     local held = {}
     for i, candidate in ipairs(chosen) do
-        -- A body can only be missing if an id was reused; such an entry is dropped.
-        if bodies[i] then
+        -- A body is missing if an id was reused, or if something else than fleet wrote the
+        -- entry: it is dropped, and said so in the dead letters.
+        if not bodies[i] then
+            record_dead(prefix, candidate.id, candidate.queue, '', 'no message body is stored '
+                        .. 'for this id (an entry not written by fleet?): dropped')
+        else
             held[#held + 1] = candidate.id
             held[#held + 1] = reservation_value(false, flags[i], candidate.score, candidate.eta,
                                                 token, candidate.queue)
@@ -131,13 +146,14 @@ if #ids > 0 then
             result[#result + 1] = flags[i] and 1 or 0
         end
     end
-    call_each_slice('HSET', reserved_key, held)  -- id/value pairs: slices stay paired
+    -- (id/value pairs: slices stay paired)
+    call_each_slice('HSET', reserved_key, held, prefix, 'hash')
 end
 
 -- Holding messages makes the consumer known (as if it had registered), so recovery finds
 -- its reservations even if it never registered or was declared dead since.
 if #result > 0 then
-    redis.call('ZADD', prefix .. ':consumers', 'NX', now, cid)
+    call_typed(prefix, 'zset', 'ZADD', prefix .. ':consumers', 'NX', now, cid)
 end
 
 -- Wake other consumers when promotion left due messages this call did not take.

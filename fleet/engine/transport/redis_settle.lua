@@ -21,7 +21,7 @@ local function held(first, last)
     if #ids == 0 then
         return {}, {}
     end
-    local values = call_each_slice('HMGET', reserved_key, ids)
+    local values = call_each_slice('HMGET', reserved_key, ids, prefix, 'hash')
     local found, found_values = {}, {}
     for i, id in ipairs(ids) do
         if values[i] then
@@ -46,14 +46,19 @@ mark_started(started_ids, started_values)
 
 local acked = held(4 + started_count, 3 + started_count + ack_count)
 call_each_slice('HDEL', reserved_key, acked)
-call_each_slice('HDEL', prefix .. ':msg', acked)
+call_each_slice('HDEL', prefix .. ':msg', acked, prefix, 'hash')
 
 local requeued, requeued_values = held(4 + started_count + ack_count, #ARGV)
 if #requeued > 0 then
     local now = clock_now()
     call_each_slice('HDEL', reserved_key, requeued)
     for i, id in ipairs(requeued) do
-        requeue(prefix, id, parse_reservation(requeued_values[i]), now)
+        local reservation = parse_reservation(requeued_values[i])
+        if reservation then
+            requeue(prefix, id, reservation, now)
+        else
+            dead_reservation(prefix, cid, id, requeued_values[i])
+        end
     end
 end
 return {#started_ids, #acked, #requeued}

@@ -34,7 +34,7 @@ from fleet.engine.transport.base import Transport
 from fleet.engine.transport.clock import Clock, SystemClock
 from fleet.engine.transport.redis_adapter import DirectConnection, check_client_options
 from fleet.engine.transport.redis_scripts import Scripts, scripts
-from fleet.exceptions import BrokerUnavailable
+from fleet.exceptions import BrokerDataError, BrokerUnavailable
 from fleet.operator_errors import ConfigError
 
 logger = logging.getLogger("fleet.engine.transport.redis")
@@ -52,6 +52,8 @@ class RedisStore(Transport):
 
     schemes = ("redis", "rediss", "unix")
     transient_errors = (*CONNECTION_ERRORS, BrokerUnavailable)
+    data_errors = (redis.exceptions.ResponseError, redis.exceptions.DataError,
+                   BrokerDataError)
 
     def __init__(self, url: str, options: dict | None = None, clock: Clock | None = None):
         super().__init__(url, options, clock)
@@ -59,6 +61,10 @@ class RedisStore(Transport):
         self.prefix = str(client_options.pop("prefix", "fleet"))
         self.connect_timeout = float(client_options.pop("connect_timeout", 4.0))
         client_options.setdefault("retry", Retry(NoBackoff(), 0))
+        # Bytes that are not UTF-8 (written by something else than fleet) come back as
+        # surrogates instead of failing a whole reply halfway, and go back out unchanged
+        # (a dead letter keeps the exact body); the message codec refuses them.
+        client_options.setdefault("encoding_errors", "surrogateescape")
         self._client_options = client_options
         #: Real time is the server's clock (TIME in the scripts); see the module docstring.
         self._server_clock = isinstance(self.clock, SystemClock)

@@ -15,12 +15,16 @@ governs them.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import redis
 
 from fleet.engine.transport.base import StoredResult
 from fleet.engine.transport.redis_store import RedisStore, chunks
+from fleet.exceptions import BrokerDataError
 
 #: Keys fetched per MGET when listing values by prefix.
 MGET_CHUNK = 500
@@ -54,8 +58,10 @@ class RedisValues(RedisStore):
         `wait_value` blocked in BLPOP pops at once (see the key layout)."""
         ms = ttl_ms(item.ttl)
         note = self._key("n", item.key)
+        # (DEL first, not LTRIM after: a note key of another type, not written by fleet,
+        # must not fail the whole commit it rides in)
         return [("SET", self._key("v", item.key), item.value, *(("PX", ms) if ms else ())),
-                ("LPUSH", note, item.value), ("LTRIM", note, 0, 0),
+                ("DEL", note), ("LPUSH", note, item.value),
                 ("PEXPIRE", note, min(ms or NOTE_TTL_MS, NOTE_TTL_MS))]
 
     def set_values(self, values: Sequence[StoredResult]) -> None:
@@ -68,7 +74,19 @@ class RedisValues(RedisStore):
         pipe.execute()
 
     def get_value(self, key: str) -> str | None:
-        return self.client.get(self._key("v", key))
+        with self._data_errors(key):
+            return self.client.get(self._key("v", key))
+
+    @contextlib.contextmanager
+    def _data_errors(self, key: str) -> Iterator[None]:
+        """A value key of another type (not written by fleet) is a BrokerDataError naming
+        it, never a bare error reply."""
+        try:
+            yield
+        except redis.exceptions.ResponseError as exc:
+            raise BrokerDataError(
+                f"the value {key!r} in Redis ({self._key('v', key)}) cannot be read: {exc}",
+                "it was not written by fleet: delete the key") from None
 
     def wait_value(self, key: str, timeout: float, previous: str | None = None) -> str | None:
         """GET, then BLPOP on the key's notification list: a value stored after the GET
@@ -80,6 +98,11 @@ class RedisValues(RedisStore):
             # Too short a read timeout to block at all (Redis ends a BLPOP up to ~0.1 s
             # after its timeout): poll instead.
             return super().wait_value(key, timeout, previous)
+        with self._data_errors(key):
+            return self._wait_value(key, timeout, previous, socket_timeout)
+
+    def _wait_value(self, key: str, timeout: float, previous: str | None,
+                    socket_timeout: float) -> str | None:
         client = self.client
         deadline = time.monotonic() + timeout
         value = client.get(self._key("v", key))
@@ -132,8 +155,9 @@ class RedisValues(RedisStore):
 
     def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         ms = ttl_ms(ttl) or 1
-        return bool(self._call("lease", [self._key("lease", name)], ["acquire", owner, ms]))
+        return bool(self._call("lease", [self._key("lease", name), self.prefix],
+                               ["acquire", owner, ms]))
 
     def release_lease(self, name: str, owner: str) -> None:
-        self._call("lease", [self._key("lease", name)], ["release", owner, 0])
+        self._call("lease", [self._key("lease", name), self.prefix], ["release", owner, 0])
 

@@ -36,6 +36,11 @@ per call deletes (and reports as lost) their rows with `started = 1`, sets `owne
 redelivered = 1` on the others (back on their queue at their old `seq`), and deletes the
 consumer rows. The transaction makes each dead consumer recovered exactly once.
 
+Rows fleet did not write (SQLite does not enforce column types) never fail a call or hide
+a queue: `reserve` moves a message row it cannot deliver (a priority 'high', a body that is a
+number or not UTF-8, an eta 'abc') to the dead letters with the reason, and a consumer whose
+heartbeat is not a number counts as dead (`sqlite_rows`).
+
 Every time compared here (heartbeats, etas, expiry, broadcast age) is the transport's clock
 (`clock.py`) passed in as a query argument: `time.time()` by default.
 
@@ -63,8 +68,19 @@ from fleet.engine.transport.base import (
     QueueStats,
     Recovery,
     Subscription,
+    clamp_priority,
+    queues_from_json,
 )
 from fleet.engine.transport.clock import Clock
+from fleet.engine.transport.sqlite_rows import (
+    ETA_DUE,
+    HEARTBEAT_DEAD,
+    problem,
+    raw,
+    select_ready,
+    set_aside,
+    text_of,
+)
 from fleet.engine.transport.sqlite_store import SCHEMA_VERSION, path_from_url
 from fleet.engine.transport.sqlite_values import SQLiteValues
 from fleet.engine.transport.sqlite_wake import WakeSender, WakeSocket
@@ -73,6 +89,8 @@ __all__ = ["SCHEMA_VERSION", "SQLiteTransport", "path_from_url"]
 
 BROADCAST_KEEP_SECONDS = 60.0
 DEAD_LETTERS_KEEP = 10000
+#: The reason given to a scheduled message whose id another message already has.
+_DUPLICATE = "a scheduled message with the id of another message on the broker: dropped"
 
 
 class _SQLiteSubscription(Subscription):
@@ -167,27 +185,33 @@ class SQLiteTransport(SQLiteValues):
             return []  # the common idle case costs one read, no write lock
         with self._write() as conn:
             self._promote(conn, queues, due_by)
-            rows = []
+            rows, bad = [], []
             for queue in queues:
-                rows += conn.execute(
-                    "SELECT seq, id, queue, priority, body, redelivered FROM messages "
-                    "WHERE owner IS NULL AND queue = ? AND (eta IS NULL OR eta <= ?) "
-                    "ORDER BY priority DESC, seq LIMIT ?", (queue, due_by, limit)).fetchall()
+                for row in select_ready(conn, queue, due_by, limit):
+                    reason = problem(row)
+                    if reason is None:
+                        rows.append(row)
+                    else:
+                        bad.append((row, reason))
+            if bad:  # rows fleet did not write: each costs only itself
+                set_aside(conn, bad, now, DEAD_LETTERS_KEEP)
             rows.sort(key=lambda row: (-row[3], row[0]))
             rows = rows[:limit]
             if rows:
                 conn.executemany("UPDATE messages SET owner = ? WHERE seq = ?",
                                  [(consumer_id, row[0]) for row in rows])
                 self._register_unknown(conn, consumer_id, queues, now)
-        return [Delivery(row[1], row[2], row[4], row[3], bool(row[5])) for row in rows]
+        return [Delivery(row[1], row[2], row[4], clamp_priority(row[3]), bool(row[5]))
+                for row in rows]
 
     def _anything_due(self, queues: Sequence[str], due_by: float) -> bool:
         marks = ",".join("?" * len(queues))
         row = self.conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM messages WHERE owner IS NULL AND queue IN ({marks})"
-            f" AND (eta IS NULL OR eta <= ?))"
-            f" OR EXISTS (SELECT 1 FROM scheduled WHERE queue IN ({marks}) AND eta <= ?)",
-            (*queues, due_by, *queues, due_by)).fetchone()
+            f" AND {ETA_DUE})"
+            f" OR EXISTS (SELECT 1 FROM scheduled WHERE queue IN ({marks}) AND eta <= ?)"
+            f" OR EXISTS (SELECT 1 FROM scheduled WHERE queue IN ({marks}) AND eta >= '')",
+            (*queues, due_by, *queues, due_by, *queues)).fetchone()
         return bool(row[0])
 
     @staticmethod
@@ -201,12 +225,19 @@ class SQLiteTransport(SQLiteValues):
 
     @staticmethod
     def _promote(conn: sqlite3.Connection, queues: Sequence[str], due_by: float) -> None:
+        """Move the scheduled messages due by `due_by` to the ready ones; so too those whose
+        eta is not a number (not written by fleet: `reserve` then sets them aside). Two
+        statements each, so both use the (queue, eta) index."""
         marks = ",".join("?" * len(queues))
-        where = f"queue IN ({marks}) AND eta <= ?"
-        conn.execute(f"INSERT INTO messages (id, queue, priority, eta, body) "
-                     f"SELECT id, queue, priority, eta, body FROM scheduled WHERE {where} "
-                     f"ORDER BY eta", (*queues, due_by))
-        conn.execute(f"DELETE FROM scheduled WHERE {where}", (*queues, due_by))
+        for where, args in ((f"queue IN ({marks}) AND eta <= ?", (*queues, due_by)),
+                            (f"queue IN ({marks}) AND eta >= ''", tuple(queues))):
+            conn.execute(f"INSERT INTO dead_letters (id, queue, body, reason, at) SELECT id, "
+                         f"queue, body, '{_DUPLICATE}', ? FROM scheduled WHERE {where} AND id IN "
+                         f"(SELECT id FROM messages)", (due_by, *args))
+            conn.execute(f"INSERT OR IGNORE INTO messages (id, queue, priority, eta, body) "
+                         f"SELECT id, queue, priority, eta, body FROM scheduled WHERE {where} "
+                         f"ORDER BY eta", args)
+            conn.execute(f"DELETE FROM scheduled WHERE {where}", args)
 
     def commit(self, consumer_id: str, batch: Batch) -> None:
         if not batch:
@@ -257,7 +288,7 @@ class SQLiteTransport(SQLiteValues):
                                              "GROUP BY queue"):
             stats.setdefault(queue, QueueStats(queue)).scheduled += scheduled
         for (queues_json,) in conn.execute("SELECT queues FROM consumers"):
-            for name in json.loads(queues_json):
+            for name in dict.fromkeys(queues_from_json(queues_json)):
                 stats.setdefault(name, QueueStats(name)).consumers += 1
         dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         if dead:
@@ -277,9 +308,12 @@ class SQLiteTransport(SQLiteValues):
                          "dead_letters) - ?", (DEAD_LETTERS_KEEP,))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self.conn.execute("SELECT id, queue, body, reason, at FROM dead_letters "
-                                 "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [DeadLetter(*row) for row in rows]
+        rows = self.conn.execute(f"SELECT {raw('id')}, {raw('queue')}, {raw('body')}, "
+                                 f"{raw('reason')}, at FROM dead_letters ORDER BY seq DESC "
+                                 f"LIMIT ?", (limit,)).fetchall()
+        return [DeadLetter(*[text_of(value) for value in row[:4]],
+                           at if isinstance(at := row[4], int | float) else 0.0)
+                for row in rows]
 
     # -- consumers --------------------------------------------------------------------------
 
@@ -309,24 +343,25 @@ class SQLiteTransport(SQLiteValues):
     def consumers(self) -> list[ConsumerRecord]:
         rows = self.conn.execute("SELECT id, node, queues, pid, host, heartbeat, info "
                                  "FROM consumers ORDER BY node, id").fetchall()
-        return [ConsumerRecord(cid, node, json.loads(queues), pid, host, heartbeat,
-                               json.loads(info))
-                for cid, node, queues, pid, host, heartbeat, info in rows]
+        return [_consumer_record(*row) for row in rows]
 
     def recover(self, timeout: float) -> Recovery:
         report = Recovery()
         cutoff = self.clock.time() - timeout
-        if not self.conn.execute("SELECT EXISTS (SELECT 1 FROM consumers WHERE heartbeat < ?)",
-                                 (cutoff,)).fetchone()[0]:
+        if not self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM consumers WHERE "
+                                 f"{HEARTBEAT_DEAD})", (cutoff,)).fetchone()[0]:
             return report
         with self._write() as conn:
-            dead = [row[0] for row in conn.execute("SELECT id FROM consumers WHERE heartbeat < ?",
-                                                   (cutoff,))]
+            dead = [row[0] for row in conn.execute(f"SELECT id FROM consumers WHERE "
+                                                   f"{HEARTBEAT_DEAD}", (cutoff,))]
             for consumer_id in dead:
                 lost = conn.execute(
-                    "DELETE FROM messages WHERE owner = ? AND started = 1 "
-                    "RETURNING id, queue, body, priority", (consumer_id,)).fetchall()
-                report.lost += [(consumer_id, Delivery(i, q, b, p, True)) for i, q, b, p in lost]
+                    f"DELETE FROM messages WHERE owner = ? AND started = 1 RETURNING "
+                    f"{raw('id')}, {raw('queue')}, {raw('body')}, priority",
+                    (consumer_id,)).fetchall()
+                report.lost += [(consumer_id, Delivery(text_of(i), text_of(q), text_of(b),
+                                                       _priority(p), True))
+                                for i, q, b, p in lost]
                 report.requeued += conn.execute(
                     "UPDATE messages SET owner = NULL, redelivered = 1 WHERE owner = ?",
                     (consumer_id,)).rowcount
@@ -357,3 +392,20 @@ class SQLiteTransport(SQLiteValues):
         with self._write() as conn:
             conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (now,))
             conn.execute("DELETE FROM broadcasts WHERE at < ?", (now - BROADCAST_KEEP_SECONDS,))
+
+
+def _priority(value: object) -> int:
+    return clamp_priority(value) if isinstance(value, int) else 0
+
+
+def _consumer_record(cid: object, node: object, queues: object, pid: object, host: object,
+                     heartbeat: object, info: object) -> ConsumerRecord:
+    """A consumers row as a record; values fleet did not write read as unknown."""
+    try:
+        details = json.loads(info) if isinstance(info, str) else {}
+    except (ValueError, RecursionError):
+        details = {}
+    return ConsumerRecord(text_of(cid), text_of(node), queues_from_json(queues),
+                          pid if isinstance(pid, int) else 0, text_of(host),
+                          float(heartbeat) if isinstance(heartbeat, int | float) else 0.0,
+                          details if isinstance(details, dict) else {})

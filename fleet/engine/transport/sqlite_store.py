@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fleet.engine.transport.base import Transport
 from fleet.engine.transport.clock import Clock
-from fleet.exceptions import BrokerUnavailable
+from fleet.exceptions import BrokerDataError, BrokerUnavailable
 from fleet.files import check_directory, existing_regular, make_directory, open_regular
 from fleet.operator_errors import ConfigError, PermissionProblem
 
@@ -97,6 +97,7 @@ class SQLiteStore(Transport):
 
     schemes = ("sqlite",)
     transient_errors = (sqlite3.OperationalError, BrokerUnavailable)
+    data_errors = (sqlite3.DatabaseError, BrokerDataError)
 
     def __init__(self, url: str, options: dict | None = None, clock: Clock | None = None):
         super().__init__(url, options, clock)
@@ -154,8 +155,15 @@ class SQLiteStore(Transport):
         with self._write(conn):
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
-            found = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-                        .fetchone()[0])
+            text = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                                ).fetchone()[0]
+            try:
+                found = int(text)
+            except (TypeError, ValueError):
+                raise BrokerDataError(
+                    f"the SQLite broker {self.path} has an unreadable schema version "
+                    f"{str(text)[:40]!r} (not written by fleet)",
+                    "restore the file from a backup, or move it away and start afresh") from None
             if found > SCHEMA_VERSION:
                 raise BrokerUnavailable(
                     f"the SQLite broker {self.path} was created by a newer fleet (schema "

@@ -97,7 +97,10 @@ class SQLiteValues(SQLiteStore):
             changed = conn.execute(
                 "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "expires = excluded.expires WHERE kv.value = excluded.value OR kv.expires <= ?",
+                "expires = excluded.expires WHERE kv.value = excluded.value OR kv.expires <= ? "
+                # (a lease row fleet did not write, with no expiry or one that is not a
+                # number, is free: it must not hold the lease forever)
+                "OR kv.expires IS NULL OR kv.expires >= ''",
                 (f"lease:{name}", owner, now + ttl, now)).rowcount
         return bool(changed)
 

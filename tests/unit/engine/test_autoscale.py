@@ -32,8 +32,12 @@ class StubNode:
         self.jobs = SimpleNamespace(buffer=[])
         self.idle: list[str] = []
         self.children = SimpleNamespace(pool=object(), idle=lambda: self.idle,
-                                        resize=self.resize)
+                                        resize=self.resize, check_most=self.check_most)
         self.sizes: list[int] = []
+
+    def check_most(self, target: int, what: str) -> None:
+        if target > 64:
+            raise FleetError(f"{what} refused: over worker_max_concurrency (64)")
 
     def resize(self, target: int) -> None:
         self.sizes.append(target)

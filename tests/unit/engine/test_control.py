@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import pytest
 
 from fleet.engine import control
 from fleet.engine.node.jobs import Jobs
+from fleet.engine.transport.base import StoredResult
 
 
 class FakeNode:
@@ -17,6 +19,7 @@ class FakeNode:
     def __init__(self, broker):
         self.name = "w1@h"
         self.consumer = SimpleNamespace(broker=broker)
+        self.conf = SimpleNamespace(task_revoke_expires=60.0)
         self.jobs = Jobs()
         self.shutdowns: list[int] = []
         self.shutdown = SimpleNamespace(begin=self.begin_shutdown)
@@ -89,10 +92,10 @@ def test_revokes_are_stored_with_their_expiry_and_loaded_by_a_node(mailbox):
     broker = mailbox.node.consumer.broker
     control.store_revokes(broker, ["a", "b"], expires=60)
     mailbox.load_revokes()
-    assert mailbox.node.jobs.revoked == {"a", "b"}
+    assert set(mailbox.node.jobs.revoked) == {"a", "b"}
     control.store_revokes(broker, ["c"], expires=60)
     mailbox.refresh_revokes()
-    assert mailbox.node.jobs.revoked == {"a", "b", "c"}
+    assert set(mailbox.node.jobs.revoked) == {"a", "b", "c"}
     control.store_revokes(broker, ["gone"], expires=0.01)
     mailbox.refresh_revokes()
     assert "gone" in mailbox.node.jobs.revoked
@@ -101,7 +104,83 @@ def test_revokes_are_stored_with_their_expiry_and_loaded_by_a_node(mailbox):
     # Regression: expired revokes stayed in the node's set forever (it only grew).
     control.store_revokes(broker, ["d"], expires=60)
     mailbox.refresh_revokes()
-    assert mailbox.node.jobs.revoked == {"a", "b", "c", "d"}
+    assert set(mailbox.node.jobs.revoked) == {"a", "b", "c", "d"}
+    assert len(mailbox.node.jobs.revoked) == 4  # the expired one is forgotten too
+
+
+class _Counting:
+    """A broker that counts what a node asks it for revokes."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.read: list[str] = []
+
+    def get_value(self, key):
+        self.read.append(key)
+        return self.broker.get_value(key)
+
+    def get_values(self, keys):
+        self.read += keys
+        return self.broker.get_values(keys)
+
+    def values_with_prefix(self, prefix):
+        raise AssertionError("loading revokes must never list keys by prefix (a SCAN)")
+
+
+def test_loading_revokes_reads_batches_by_number_never_by_listing_keys(mailbox):
+    # Regression: each revoke made every node list every key of the store (a Redis SCAN of
+    # the whole keyspace, in the node's main loop).
+    broker = mailbox.node.consumer.broker
+    for n in range(5):
+        control.store_revokes(broker, [f"t{n}a", f"t{n}b"], expires=60)
+    counting = _Counting(broker)
+    mailbox.node.consumer.broker = counting
+    mailbox.load_revokes()
+    assert len(set(mailbox.node.jobs.revoked)) == 10
+    counting.read.clear()
+    mailbox.refresh_revokes()  # nothing new: one read of the counter
+    assert counting.read == [control.REVOKE_VERSION_KEY]
+    control.store_revokes(broker, ["new"], expires=60)
+    counting.read.clear()
+    mailbox.refresh_revokes()
+    assert counting.read == [control.REVOKE_VERSION_KEY, "revoked.batch:6"]
+    assert "new" in mailbox.node.jobs.revoked
+
+
+def test_a_batch_read_before_it_is_written_is_looked_for_again(mailbox):
+    broker = mailbox.node.consumer.broker
+    mailbox.load_revokes()
+    broker.incr(control.REVOKE_VERSION_KEY, 1)  # a client took number 1, has not written it
+    mailbox.refresh_revokes()
+    assert "late" not in mailbox.node.jobs.revoked
+    broker.set_values([StoredResult("revoked.batch:1", json.dumps(
+        {"ids": ["late"], "at": time.time(), "expires": 60}))])
+    mailbox.refresh_revokes()
+    assert "late" in mailbox.node.jobs.revoked
+
+
+def test_revoke_entries_fleet_did_not_write_are_skipped(mailbox, caplog):
+    broker = mailbox.node.consumer.broker
+    control.store_revokes(broker, ["good"], expires=60)
+    broker.set_values([StoredResult("revoked.batch:2", "not json"),
+                       StoredResult("revoked.batch:3", json.dumps({"ids": [5]})),
+                       StoredResult(control.REVOKE_VERSION_KEY, "3")])
+    mailbox.load_revokes()
+    assert set(mailbox.node.jobs.revoked) == {"good"}
+    assert "skipped revoke batch revoked.batch:2" in caplog.text
+    broker.set_values([StoredResult(control.REVOKE_VERSION_KEY, "garbage")])
+    mailbox.refresh_revokes()  # a warning, nothing else
+    assert "not a number" in caplog.text
+
+
+def test_the_revoked_set_is_capped_and_expires(mailbox):
+    revoked = mailbox.node.jobs.revoked
+    revoked.maxlen = 3
+    revoked.update(["a", "b", "c", "d"], time.time() + 60)
+    assert list(revoked) == ["b", "c", "d"] and "a" not in revoked  # the oldest went first
+    revoked.add("old", time.time() - 1)
+    assert "old" not in revoked and revoked.purge() == 1
+    assert revoked.newest(2) == ["d", "c"]
 
 
 # -- the handlers, on a node without processes -------------------------------------------------
@@ -201,3 +280,13 @@ def test_refusals_come_back_as_error_replies_naming_the_fix(real):
     assert real.run("autoscale", {"max": 4, "min": 2})["ok"] == "autoscale now max=4 min=2"
     assert "over the autoscale maximum of 4" in real.run("pool_grow", {"n": 5})["error"]
     assert "(4 tasks)" in real.run("report", None)["ok"]
+
+
+def test_inspect_revoked_returns_a_bounded_page_newest_first(mailbox):
+    # Regression (issue 13): every revoked id came back (300,000 of them in one reply).
+    revoked = mailbox.node.jobs.revoked
+    revoked.update([f"t{n}" for n in range(2000)], time.time() + 60)
+    assert control.HANDLERS["revoked"](mailbox, 1000) == [f"t{n}" for n in range(1999, 999, -1)]
+    assert mailbox.run("revoked", {"limit": 3}) == {"ok": ["t1999", "t1998", "t1997"]}
+    assert "LIMIT must be from 1 to 10000" in mailbox.run("revoked", {"limit": 10**6})["error"]
+    assert len(mailbox.run("revoked", None)["ok"]) == 1000

@@ -65,3 +65,39 @@ def test_a_group_gives_its_results_in_order_and_can_be_restored(app):
     group.forget()
     assert GroupResult.restore("g1", app) is None and AsyncResult("a", app=app).state == \
         states.PENDING
+
+
+@pytest.mark.parametrize("exc_type", ["SystemExit", "KeyboardInterrupt", "GeneratorExit",
+                                      "BaseException"])
+def test_get_never_raises_what_is_not_an_exception_subclass(app, exc_type):
+    # Regression (issue 13): a stored result rebuilt SystemExit or KeyboardInterrupt and
+    # get() raised it, stopping the process that read the result.
+    meta = {"id": "x", "state": states.FAILURE, "result": None, "exc_type": exc_type,
+            "exc_module": "builtins", "exc_message": "stop", "exc_args": ["stop"],
+            "traceback": "Traceback ..."}
+    app.backend.save([meta])
+    with pytest.raises(RemoteError, match=f"{exc_type}: stop") as raised:
+        AsyncResult("x", app=app).get(timeout=1)
+    assert raised.value.exc_type == exc_type and raised.value.traceback == "Traceback ..."
+    assert isinstance(AsyncResult("x", app=app).result, RemoteError)
+
+
+@pytest.mark.parametrize("stored", ["not json", "[1, 2]", '{"state": 5}', '{"id": "x"}',
+                                    '{"state": NaN}', "[" * 5000])
+def test_a_stored_result_that_is_not_a_result_is_a_broker_data_error(app, stored):
+    from fleet.engine.transport.base import StoredResult
+    from fleet.exceptions import BrokerDataError
+    from fleet.operator_errors import EXIT_DATA
+
+    app.result_store.set_values([StoredResult("result:x", stored)])
+    with pytest.raises(BrokerDataError, match="the stored result of task x cannot be read") \
+            as raised:
+        AsyncResult("x", app=app).get(timeout=1)
+    assert raised.value.exit_code == EXIT_DATA
+
+
+def test_stored_exception_fields_of_the_wrong_type_still_give_an_exception(app):
+    meta = {"id": "x", "state": states.FAILURE, "exc_type": ["KeyError"], "exc_module": 5,
+            "exc_message": {"a": 1}, "exc_args": "no", "traceback": 7}
+    exc = exception_from_meta(meta)
+    assert isinstance(exc, Exception)

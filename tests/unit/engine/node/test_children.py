@@ -232,3 +232,45 @@ def test_a_pool_restart_replaces_idle_children_now_and_busy_ones_after_their_tas
     pool = node.children.pool
     assert {c.retiring for c in pool.children.values()} == {"pool restart"}
     assert busy.child.slot not in pool.retired and len(pool.retired) == 1
+
+
+def test_the_pool_never_grows_past_worker_max_concurrency(app, node):
+    # Regression (issue 13): pool_grow N had no upper bound (a fork bomb by one request).
+    app.conf.worker_max_concurrency = 3
+    node.children.grow(1, "pool_grow")
+    assert node.options.concurrency == 3
+    with pytest.raises(FleetError, match=r"pool_grow refused: .* over worker_max_concurrency"):
+        node.children.grow(1, "pool_grow")
+    assert node.options.concurrency == 3
+    from fleet.engine.autoscale import Autoscaler
+
+    scaler = Autoscaler(node, maximum=3, minimum=1, keepalive=30)
+    scaler.attach()
+    with pytest.raises(FleetError, match="over worker_max_concurrency"):
+        scaler.update(10, 1)
+    assert scaler.maximum == 3
+
+
+def test_worker_max_concurrency_defaults_to_64_or_4_per_cpu(app, node, monkeypatch):
+    import os
+
+    from fleet.engine.node.children import max_concurrency
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert max_concurrency(app.conf) == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    assert max_concurrency(app.conf) == 128
+
+
+def test_a_node_asked_for_more_children_than_allowed_refuses_to_start(app):
+    from fleet.engine.worker import Node, NodeOptions
+    from fleet.operator_errors import ConfigError
+
+    app.conf.worker_max_concurrency = 4
+    for options in (NodeOptions("w@h", ["q"], concurrency=5),
+                    NodeOptions("w@h", ["q"], concurrency=1, autoscale=(8, 1))):
+        node = Node(app, options)
+        with pytest.raises(ConfigError, match="over worker_max_concurrency"):
+            node._check_pool_size()
+        node.selector.close()
+        node.signals.close()

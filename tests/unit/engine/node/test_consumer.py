@@ -173,3 +173,63 @@ def test_a_restored_batch_goes_before_what_came_since(node, kind):
     getattr(consumer.batch, kind).append("later")
     consumer._restore(Batch(**{kind: ["earlier"]}))
     assert getattr(consumer.batch, kind) == ["earlier", "later"]
+
+
+def test_the_loop_sleeps_while_every_child_runs_a_long_task(app, node):
+    # Regression (issue 13): past worker_prefetch_timeout the node wanted nothing, but its
+    # fetch deadline stayed in the past, so the loop waited 0 s: it spun until the task ended.
+    from tests.unit.engine.node.fakes import job
+
+    for n, child in enumerate(node.children.pool.children.values()):
+        long = job(app, "fast", n)
+        node.dispatcher.start(long, child)
+        long.started = time.monotonic() - 5  # running for 5 s already
+    node.consumer.last_fetch = time.monotonic() - 10
+    _nothing_else_due(node)
+    assert node.dispatcher.wanted(time.monotonic()) == 0
+    assert node._timeout() > 0.5
+
+
+def _nothing_else_due(node) -> None:
+    """No heartbeat, and no poll of the (memory) subscription, due for a while."""
+    node.consumer.next_heartbeat = time.monotonic() + 10
+    node.consumer._next_subscription_poll = time.monotonic() + 10
+
+
+def test_the_loop_sleeps_through_a_broker_backoff(app, node, monkeypatch):
+    consumer = node.consumer
+    monkeypatch.setattr(app.broker, "submit",
+                        lambda *a: Done(error=BrokerUnavailable("injected: broker down")))
+    consumer.exchange(time.monotonic())
+    _nothing_else_due(node)
+    assert consumer.retry_at > time.monotonic()
+    assert node._timeout() > 0.2  # (not 0 until the backoff ends)
+
+
+def test_a_broker_data_error_is_ridden_out_and_never_called_unreachable(app, node, monkeypatch,
+                                                                         caplog):
+    import redis
+
+    consumer = node.consumer
+    wrongtype = redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+    monkeypatch.setattr(app.broker, "data_errors", (redis.exceptions.ResponseError,))
+    monkeypatch.setattr(app.broker, "submit", lambda *a: Done(error=wrongtype))
+    consumer.batch.acks.append("kept")
+    consumer.exchange(time.monotonic())
+    assert consumer.failures == 1 and consumer.batch.acks == ["kept"]
+    assert "Broker data error during commit/reserve (ResponseError: WRONGTYPE" in caplog.text
+    assert "reachable but holds an entry fleet cannot use" in caplog.text
+
+
+def test_a_data_error_in_side_work_never_delays_the_round_trips(app, node, caplog):
+    # A bad entry met by a heartbeat hook (a revoke counter of the wrong type, ...) must not
+    # back the node's commits and reserves off: the broker answers, only that entry is bad.
+    from fleet.exceptions import BrokerDataError
+
+    def bad_hook(node):
+        raise BrokerDataError("the value 'revoked.version' in Redis cannot be read")
+
+    node.hooks["heartbeat"].append(bad_hook)
+    node.consumer.heartbeat(time.monotonic())
+    assert node.consumer.retry_at == 0.0 and node.consumer.failures == 0
+    assert "Broker data error during heartbeat hook (BrokerDataError" in caplog.text
